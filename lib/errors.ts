@@ -1,0 +1,55 @@
+import createError from '@fastify/error'
+
+// Every error the plugin raises is one of these codes, so hosts can match on `code`
+// and HTTP callers get a stable `{ statusCode, code, error, message }` body.
+
+export const FST_ERR_AGENT_SSE_INVALID_OPTION = createError<'FST_ERR_AGENT_SSE_INVALID_OPTION', [string, string]>(
+  'FST_ERR_AGENT_SSE_INVALID_OPTION',
+  'fastify-agent-sse: option "%s" %s',
+  500,
+  TypeError
+)
+
+export const FST_ERR_AGENT_SSE_UNKNOWN_AGENT = createError<'FST_ERR_AGENT_SSE_UNKNOWN_AGENT', 404, [string]>(
+  'FST_ERR_AGENT_SSE_UNKNOWN_AGENT',
+  'fastify-agent-sse: unknown agent "%s"',
+  404
+)
+
+export const FST_ERR_AGENT_SSE_UNKNOWN_TASK = createError<'FST_ERR_AGENT_SSE_UNKNOWN_TASK', 404, [string]>(
+  'FST_ERR_AGENT_SSE_UNKNOWN_TASK',
+  'fastify-agent-sse: no live metrics streaming task "%s"',
+  404
+)
+
+export const FST_ERR_AGENT_SSE_ADAPTER_FAILED = createError<'FST_ERR_AGENT_SSE_ADAPTER_FAILED', 502, [string, string, string, { cause: unknown }?]>(
+  'FST_ERR_AGENT_SSE_ADAPTER_FAILED',
+  'fastify-agent-sse: adapter %s for agent "%s" failed: %s',
+  502
+)
+
+export const FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT = createError<'FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT', 504, [string, string, number]>(
+  'FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT',
+  'fastify-agent-sse: adapter %s for agent "%s" did not answer within %d ms',
+  504
+)
+
+export const FST_ERR_AGENT_SSE_STREAM_ENDED = createError<'FST_ERR_AGENT_SSE_STREAM_ENDED', 502, [string, string]>(
+  'FST_ERR_AGENT_SSE_STREAM_ENDED',
+  'fastify-agent-sse: metrics stream of agent "%s" ended before it became active: %s',
+  502
+)
+
+export const FST_ERR_AGENT_SSE_CLOSED = createError<'FST_ERR_AGENT_SSE_CLOSED', 503, []>(
+  'FST_ERR_AGENT_SSE_CLOSED',
+  'fastify-agent-sse: the stream lifecycle is closed',
+  503
+)
+
+/** The error shape sent in an SSE `event: error` frame and in HTTP error bodies. */
+export interface AgentSseErrorBody {
+  statusCode: number
+  code: string
+  error: string
+  message: string
+}

@@ -1,0 +1,45 @@
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import { StreamLifecycle } from './lifecycle/stream-lifecycle.js'
+import { resolveOptions, type AgentSseOptions } from './options.js'
+import { agentSseRoutes } from './routes/index.js'
+
+export type { AgentAdapter, MetricsSample, MetricsSink, StartStreamingOptions } from './adapter.js'
+export * from './errors.js'
+export { StreamLifecycle } from './lifecycle/stream-lifecycle.js'
+export type {
+  HoldOptions,
+  LifecycleLogger,
+  LifecycleTimers,
+  StreamLifecycleOptions,
+  StreamState,
+  StreamStatus,
+  SubscribeOptions,
+  Subscription
+} from './lifecycle/types.js'
+export type { AgentSseOptions } from './options.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The plugin's per-agent reference-counting service. */
+    streamLifecycle: StreamLifecycle
+  }
+}
+
+async function agentSsePlugin (fastify: FastifyInstance, pluginOptions: AgentSseOptions): Promise<void> {
+  const options = resolveOptions(pluginOptions)
+  const lifecycle = new StreamLifecycle({
+    adapter: options.adapter,
+    stopDelayMs: options.stopDelayMs,
+    adapterTimeoutMs: options.adapterTimeoutMs,
+    logger: fastify.log
+  })
+  fastify.decorate('streamLifecycle', lifecycle)
+  // fastify-plugin drops `prefix`, so the routes get their own encapsulated scope with it
+  // while the decorator above still reaches the host.
+  await fastify.register(agentSseRoutes, { prefix: options.prefix, lifecycle, options })
+}
+
+/** The plugin. `fastify.register(agentSse, { adapter })`. */
+export const agentSse = fp(agentSsePlugin, { name: 'fastify-agent-sse', fastify: '5.x' })
+export default agentSse

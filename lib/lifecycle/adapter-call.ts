@@ -1,0 +1,42 @@
+import { FST_ERR_AGENT_SSE_ADAPTER_FAILED, FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT } from '../errors.js'
+import type { LifecycleTimers } from './types.js'
+
+/** Calls an adapter method so that a synchronous throw becomes a rejection instead of escaping into the caller. */
+export function invokeAdapter<T> (call: () => Promise<T> | T): Promise<T> {
+  try {
+    return Promise.resolve(call())
+  } catch (err) {
+    return Promise.reject(err)
+  }
+}
+
+/**
+ * Races an adapter promise against `timeoutMs` and maps the outcome to the
+ * plugin's error codes (504 on timeout, 502 on failure). The raw promise is
+ * left to the caller, which may need to clean up after a late success.
+ */
+export function boundAdapterCall<T> (
+  raw: Promise<T>,
+  operation: string,
+  agentId: string,
+  timeoutMs: number,
+  timers: LifecycleTimers
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = timers.setTimeout(() => {
+      reject(new FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT(operation, agentId, timeoutMs))
+    }, timeoutMs)
+    raw.then(
+      (value) => { timers.clearTimeout(timer); resolve(value) },
+      (err: unknown) => {
+        timers.clearTimeout(timer)
+        reject(new FST_ERR_AGENT_SSE_ADAPTER_FAILED(operation, agentId, describeError(err), { cause: err }))
+      }
+    )
+  })
+}
+
+export function describeError (err: unknown): string {
+  if (err instanceof Error) return err.message
+  return String(err)
+}

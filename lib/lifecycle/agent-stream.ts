@@ -1,0 +1,363 @@
+import type { AgentAdapter, MetricsSample, MetricsSink } from '../adapter.js'
+import { FST_ERR_AGENT_SSE_ADAPTER_FAILED, FST_ERR_AGENT_SSE_CLOSED, FST_ERR_AGENT_SSE_STREAM_ENDED } from '../errors.js'
+import { boundAdapterCall, describeError, invokeAdapter } from './adapter-call.js'
+import type { LifecycleLogger, LifecycleTimers, StreamState, StreamStatus, SubscribeOptions } from './types.js'
+
+/** What every AgentStream shares with the StreamLifecycle that owns it. */
+export interface AgentStreamContext {
+  readonly adapter: AgentAdapter
+  readonly stopDelayMs: number
+  readonly adapterTimeoutMs: number
+  readonly logger: LifecycleLogger
+  readonly timers: LifecycleTimers
+  now (): number
+  nextEventId (agentId: string): number
+  isClosing (): boolean
+  /** The stream is idle with no demand and nobody waiting: its owner may forget it. */
+  onIdle (stream: AgentStream): void
+}
+
+/** One `startMetricsStreaming` call and the task it produced. */
+interface Run {
+  readonly intervalSeconds: number
+  readonly abort: AbortController
+  taskId: string | null
+  startedAt: number | null
+  /** Samples are no longer accepted (stopping, ended or failed). */
+  closed: boolean
+  /** The agent ended or failed while the start was still in flight; applied when it settles. */
+  outcome: 'ended' | 'failed' | null
+}
+
+interface ActiveWaiter {
+  resolve (): void
+  reject (err: Error): void
+}
+
+/**
+ * The per-agent state machine: idle → starting → active ⇄ lingering → stopping → idle.
+ *
+ * Demand is the number of subscribers plus one for a manual hold. Every event
+ * (subscribe, unsubscribe, hold, release, an adapter call settling, the linger
+ * timer) ends in `reconcile()`, which moves the machine toward what the demand
+ * asks for. `starting` and `stopping` never act on demand changes: they re-check
+ * when their adapter call settles, so there is never more than one call in flight
+ * and never two tasks for one agent (the RxJS `share` / Centrifuge dissolve model).
+ */
+export class AgentStream {
+  state: StreamState = 'idle'
+  private readonly subscribers = new Set<SubscribeOptions>()
+  private holdIntervalSeconds: number | null = null
+  private run: Run | null = null
+  private lingerTimer: unknown = null
+  private stopping: Promise<void> | null = null
+  private activeWaiters: ActiveWaiter[] = []
+  private idleWaiters: Array<() => void> = []
+
+  constructor (readonly agentId: string, private readonly ctx: AgentStreamContext) {}
+
+  get demand (): number {
+    return this.subscribers.size + (this.holdIntervalSeconds === null ? 0 : 1)
+  }
+
+  get taskId (): string | null {
+    return this.run?.taskId ?? null
+  }
+
+  /** True once nothing references this stream: no demand, no task, nobody waiting. */
+  get disposable (): boolean {
+    return this.state === 'idle' && this.demand === 0 && this.activeWaiters.length === 0
+  }
+
+  subscribe (subscriber: SubscribeOptions): void {
+    this.subscribers.add(subscriber)
+    this.logClientCount()
+    this.reconcile()
+  }
+
+  unsubscribe (subscriber: SubscribeOptions): void {
+    if (!this.subscribers.delete(subscriber)) return
+    this.logClientCount()
+    this.reconcile()
+  }
+
+  /** Sets the manual hold and resolves once the stream is active (rejects if it cannot start). */
+  hold (intervalSeconds: number): Promise<void> {
+    this.holdIntervalSeconds = intervalSeconds
+    if (this.state === 'active' || this.state === 'lingering') {
+      this.reconcile()
+      return Promise.resolve()
+    }
+    const ready = new Promise<void>((resolve, reject) => { this.activeWaiters.push({ resolve, reject }) })
+    this.reconcile()
+    return ready
+  }
+
+  release (): void {
+    if (this.holdIntervalSeconds === null) return
+    this.holdIntervalSeconds = null
+    this.reconcile()
+  }
+
+  /**
+   * Force stop: releases the hold, ends every subscriber with `cancelled` and
+   * stops the task. Returns null unless a task is live (active or lingering).
+   */
+  cancel (): Promise<void> | null {
+    if (this.state !== 'active' && this.state !== 'lingering') return null
+    this.ctx.logger.info({ agentId: this.agentId, taskId: this.taskId }, `Cancelling metrics streaming task ${this.taskId} for agent ${this.agentId}`)
+    this.holdIntervalSeconds = null
+    this.endSubscribers((subscriber) => subscriber.onEnd?.('cancelled'))
+    return this.stop()
+  }
+
+  /** Ends subscribers with `server-shutdown` and resolves once the agent's task is stopped. */
+  shutdown (): Promise<void> {
+    this.holdIntervalSeconds = null
+    this.endSubscribers((subscriber) => subscriber.onEnd?.('server-shutdown'))
+    this.rejectActiveWaiters(new FST_ERR_AGENT_SSE_CLOSED())
+    if (this.state === 'active' || this.state === 'lingering') void this.stop()
+    // `starting` stops on its own once the start settles (it checks isClosing);
+    // `stopping` is already on its way to idle.
+    if (this.state === 'idle') return Promise.resolve()
+    return new Promise<void>((resolve) => { this.idleWaiters.push(resolve) })
+  }
+
+  status (): StreamStatus {
+    const run = this.run
+    return {
+      agent_id: this.agentId,
+      streaming_active: this.state !== 'idle',
+      state: this.state,
+      sse_clients: this.subscribers.size,
+      manual_hold: this.holdIntervalSeconds !== null,
+      task_id: run?.taskId ?? null,
+      interval_seconds: run?.intervalSeconds ?? null,
+      started_at: run?.startedAt == null ? null : new Date(run.startedAt).toISOString()
+    }
+  }
+
+  private reconcile (): void {
+    switch (this.state) {
+      case 'idle':
+        if (this.demand > 0) {
+          this.start()
+        } else {
+          this.resolveIdleWaiters()
+          if (this.disposable) this.ctx.onIdle(this)
+        }
+        break
+      case 'active':
+        if (this.demand === 0) this.linger()
+        break
+      case 'lingering':
+        if (this.demand > 0) {
+          this.clearLingerTimer()
+          this.state = 'active'
+          this.ctx.logger.info({ agentId: this.agentId }, `Client returned to agent ${this.agentId} within the stop delay, keeping metrics streaming`)
+        }
+        break
+      // 'starting' and 'stopping' re-check demand when their adapter call settles.
+    }
+  }
+
+  private start (): void {
+    const intervalSeconds = this.requestedIntervalSeconds()
+    const run: Run = { intervalSeconds, abort: new AbortController(), taskId: null, startedAt: null, closed: false, outcome: null }
+    this.run = run
+    this.state = 'starting'
+    const trigger = this.subscribers.size > 0 ? 'First SSE client connected to' : 'Manual start of'
+    this.ctx.logger.info({ agentId: this.agentId, intervalSeconds }, `${trigger} agent ${this.agentId}, starting metrics streaming`)
+
+    const sink = this.sinkFor(run)
+    const { adapter, adapterTimeoutMs, timers } = this.ctx
+    const raw = invokeAdapter(() => adapter.startMetricsStreaming(this.agentId, { intervalSeconds, signal: run.abort.signal }, sink))
+      .then((result) => {
+        if (typeof result?.taskId !== 'string' || result.taskId === '') {
+          throw new TypeError('startMetricsStreaming did not resolve to { taskId: string }')
+        }
+        return result.taskId
+      })
+    boundAdapterCall(raw, 'startMetricsStreaming', this.agentId, adapterTimeoutMs, timers).then(
+      (taskId) => this.onStarted(run, taskId),
+      (err: Error) => {
+        this.onStartFailed(run, err)
+        // A start that answers after its timeout has produced a task nobody owns: stop it at once.
+        raw.then((lateTaskId) => this.stopLateTask(lateTaskId), () => {})
+      }
+    )
+  }
+
+  private onStarted (run: Run, taskId: string): void {
+    run.taskId = taskId
+    run.startedAt = this.ctx.now()
+    this.ctx.logger.info({ agentId: this.agentId, taskId }, `Started metrics streaming for agent ${this.agentId} (task: ${taskId})`)
+    if (run.outcome === 'ended') {
+      // The agent already ended this task: there is nothing to stop.
+      this.toIdle()
+      return
+    }
+    this.state = 'active'
+    if (run.outcome === 'failed' || this.ctx.isClosing()) {
+      void this.stop()
+      return
+    }
+    this.resolveActiveWaiters()
+    if (this.demand === 0) this.linger()
+  }
+
+  private onStartFailed (run: Run, err: Error): void {
+    run.closed = true
+    run.abort.abort(err)
+    this.ctx.logger.error({ agentId: this.agentId, err }, `Failed to start metrics streaming for agent ${this.agentId}: ${err.message}`)
+    this.holdIntervalSeconds = null
+    this.rejectActiveWaiters(err)
+    this.endSubscribers((subscriber) => subscriber.onError?.(err))
+    this.toIdle()
+  }
+
+  private stopLateTask (taskId: string): void {
+    this.ctx.logger.warn({ agentId: this.agentId, taskId }, `Start of agent ${this.agentId} answered after its timeout, stopping task ${taskId}`)
+    const { adapter, adapterTimeoutMs, timers } = this.ctx
+    boundAdapterCall(invokeAdapter(() => adapter.stopMetricsStreaming(this.agentId, taskId)), 'stopMetricsStreaming', this.agentId, adapterTimeoutMs, timers)
+      .catch((err: Error) => this.ctx.logger.error({ agentId: this.agentId, taskId, err }, `Failed to stop late task ${taskId} of agent ${this.agentId}: ${err.message}`))
+  }
+
+  private linger (): void {
+    this.state = 'lingering'
+    this.ctx.logger.info({ agentId: this.agentId, stopDelayMs: this.ctx.stopDelayMs }, `Last SSE client disconnected from agent ${this.agentId}, stopping metrics streaming`)
+    this.lingerTimer = this.ctx.timers.setTimeout(() => {
+      this.lingerTimer = null
+      // Re-check on expiry: the demand may have come and gone again within the window.
+      if (this.state === 'lingering' && this.demand === 0) void this.stop()
+    }, this.ctx.stopDelayMs)
+  }
+
+  private stop (): Promise<void> {
+    if (this.stopping) return this.stopping
+    this.clearLingerTimer()
+    const run = this.run as Run
+    const taskId = run.taskId as string
+    this.state = 'stopping'
+    run.closed = true
+    run.abort.abort()
+    const { adapter, adapterTimeoutMs, timers, logger } = this.ctx
+    this.stopping = boundAdapterCall(invokeAdapter(() => adapter.stopMetricsStreaming(this.agentId, taskId)), 'stopMetricsStreaming', this.agentId, adapterTimeoutMs, timers)
+      .then(
+        () => logger.info({ agentId: this.agentId, taskId }, `Stopped metrics streaming for agent ${this.agentId} (task: ${taskId})`),
+        // No retry: a failed stop is logged and the agent is treated as idle, so a broken agent cannot cause a stop storm.
+        (err: Error) => logger.error({ agentId: this.agentId, taskId, err }, `Failed to stop metrics streaming for agent ${this.agentId} (task: ${taskId}), marking it idle: ${err.message}`)
+      )
+      .then(() => {
+        this.stopping = null
+        this.toIdle()
+      })
+    return this.stopping
+  }
+
+  private toIdle (): void {
+    this.clearLingerTimer()
+    this.run = null
+    this.state = 'idle'
+    this.reconcile()
+  }
+
+  private sinkFor (run: Run): MetricsSink {
+    return {
+      push: (sample) => this.deliver(run, sample),
+      end: (reason) => this.onAgentEnded(run, reason),
+      error: (err) => this.onAgentFailed(run, err)
+    }
+  }
+
+  private deliver (run: Run, sample: MetricsSample): void {
+    if (run.closed) return
+    const eventId = this.ctx.nextEventId(this.agentId)
+    for (const subscriber of this.subscribers) {
+      try {
+        subscriber.onSample(sample, eventId)
+      } catch (err) {
+        this.ctx.logger.error({ agentId: this.agentId, err }, 'A metrics subscriber threw; other subscribers still receive the sample')
+      }
+    }
+  }
+
+  private onAgentEnded (run: Run, reason: string): void {
+    if (run.closed) return
+    run.closed = true
+    const why = typeof reason === 'string' && reason !== '' ? reason : 'ended'
+    this.ctx.logger.info({ agentId: this.agentId, taskId: run.taskId, reason: why }, `Agent ${this.agentId} ended metrics streaming on its own: ${why}`)
+    this.holdIntervalSeconds = null
+    this.endSubscribers((subscriber) => subscriber.onEnd?.(why))
+    if (this.state === 'starting') {
+      run.outcome = 'ended'
+      this.rejectActiveWaiters(new FST_ERR_AGENT_SSE_STREAM_ENDED(this.agentId, why))
+      return
+    }
+    this.toIdle()
+  }
+
+  private onAgentFailed (run: Run, cause: unknown): void {
+    if (run.closed) return
+    const err = new FST_ERR_AGENT_SSE_ADAPTER_FAILED('stream', this.agentId, describeError(cause), { cause })
+    this.ctx.logger.error({ agentId: this.agentId, taskId: run.taskId, err }, `Metrics stream of agent ${this.agentId} failed: ${err.message}`)
+    this.holdIntervalSeconds = null
+    this.endSubscribers((subscriber) => subscriber.onError?.(err))
+    if (this.state === 'starting') {
+      run.closed = true
+      run.outcome = 'failed'
+      this.rejectActiveWaiters(err)
+      return
+    }
+    // The transport failed but the agent may still be collecting: stop it (no leak).
+    void this.stop()
+  }
+
+  private endSubscribers (notify: (subscriber: SubscribeOptions) => void): void {
+    if (this.subscribers.size === 0) return
+    const ended = [...this.subscribers]
+    this.subscribers.clear()
+    this.logClientCount()
+    for (const subscriber of ended) {
+      try {
+        notify(subscriber)
+      } catch (err) {
+        this.ctx.logger.error({ agentId: this.agentId, err }, 'A metrics subscriber threw while being ended')
+      }
+    }
+  }
+
+  private requestedIntervalSeconds (): number {
+    let min = this.holdIntervalSeconds ?? Infinity
+    for (const subscriber of this.subscribers) min = Math.min(min, subscriber.intervalSeconds)
+    return min
+  }
+
+  private clearLingerTimer (): void {
+    if (this.lingerTimer === null) return
+    this.ctx.timers.clearTimeout(this.lingerTimer)
+    this.lingerTimer = null
+  }
+
+  private resolveActiveWaiters (): void {
+    const waiters = this.activeWaiters
+    this.activeWaiters = []
+    for (const waiter of waiters) waiter.resolve()
+  }
+
+  private rejectActiveWaiters (err: Error): void {
+    const waiters = this.activeWaiters
+    this.activeWaiters = []
+    for (const waiter of waiters) waiter.reject(err)
+  }
+
+  private resolveIdleWaiters (): void {
+    const waiters = this.idleWaiters
+    this.idleWaiters = []
+    for (const resolve of waiters) resolve()
+  }
+
+  private logClientCount (): void {
+    this.ctx.logger.info({ agentId: this.agentId, sseClients: this.subscribers.size }, `Agent ${this.agentId} now has ${this.subscribers.size} SSE clients`)
+  }
+}

@@ -1,0 +1,73 @@
+import type { AgentAdapter, MetricsSample } from '../adapter.js'
+
+/**
+ * The per-agent states:
+ * - `idle`: no agent stream, nobody subscribed.
+ * - `starting`: `startMetricsStreaming` is in flight.
+ * - `active`: the agent streams and someone is subscribed (or holds it).
+ * - `lingering`: nobody is subscribed; the stop waits `stopDelayMs` in case someone comes back.
+ * - `stopping`: `stopMetricsStreaming` is in flight.
+ */
+export type StreamState = 'idle' | 'starting' | 'active' | 'lingering' | 'stopping'
+
+/** What `status()` / `GET /agents/:agentId/status` report. Field names are snake_case as on the wire. */
+export interface StreamStatus {
+  agent_id: string
+  /** `state !== 'idle'`: the agent has (or is getting, or is dropping) a metrics stream. */
+  streaming_active: boolean
+  state: StreamState
+  /** Subscribers counted for this agent (one per SSE client). */
+  sse_clients: number
+  /** A manual start is holding the stream open. */
+  manual_hold: boolean
+  task_id: string | null
+  interval_seconds: number | null
+  /** ISO 8601 time the current task became active. */
+  started_at: string | null
+}
+
+export interface SubscribeOptions {
+  /** The interval this subscriber asks for; the first subscriber's interval starts the stream. */
+  intervalSeconds: number
+  /** A sample, with its event id (consecutive per agent for the life of the lifecycle). */
+  onSample (sample: MetricsSample, eventId: number): void
+  /** The stream ended for good (`cancelled`, `server-shutdown`, or the adapter's reason). The subscription is gone. */
+  onEnd? (reason: string): void
+  /** The stream could not start or failed. The subscription is gone; subscribing again retries. */
+  onError? (err: Error): void
+}
+
+export interface Subscription {
+  readonly agentId: string
+  /** Idempotent. The last one out opens the `stopDelayMs` window. */
+  unsubscribe (): void
+}
+
+export interface HoldOptions {
+  intervalSeconds: number
+}
+
+/** pino-compatible subset; Fastify's `app.log` fits. */
+export interface LifecycleLogger {
+  info (obj: object, msg: string): void
+  warn (obj: object, msg: string): void
+  error (obj: object, msg: string): void
+}
+
+/** Timer functions, injectable so that tests control time. */
+export interface LifecycleTimers {
+  setTimeout (callback: () => void, ms: number): unknown
+  clearTimeout (handle: unknown): void
+}
+
+export interface StreamLifecycleOptions {
+  adapter: AgentAdapter
+  /** Debounce window after the last subscriber leaves. @default 2000 */
+  stopDelayMs?: number
+  /** Upper bound on every adapter call. @default 10000 */
+  adapterTimeoutMs?: number
+  logger?: LifecycleLogger
+  timers?: LifecycleTimers
+  /** Wall clock for `started_at`. @default Date.now */
+  now?: () => number
+}

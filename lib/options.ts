@@ -1,0 +1,102 @@
+import { inspect } from 'node:util'
+import { Type, type TSchema } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+import { findAdapterProblem, type AgentAdapter } from './adapter.js'
+import { FST_ERR_AGENT_SSE_INVALID_OPTION } from './errors.js'
+
+/** Options of the fastify-agent-sse plugin. */
+export interface AgentSseOptions {
+  /** The host's agent transport. Required. */
+  adapter: AgentAdapter
+  /**
+   * Path prefix of every route (fastify-plugin ignores `register`'s own `prefix`).
+   * @default ''
+   */
+  prefix?: string
+  /**
+   * How long an agent keeps streaming after its last SSE client left, so quick reconnects don't cycle start/stop.
+   * @default 2000
+   */
+  stopDelayMs?: number
+  /**
+   * Interval used when a client does not pass `interval_seconds`.
+   * @default 5
+   */
+  defaultIntervalSeconds?: number
+  /**
+   * Smallest `interval_seconds` a client may ask for.
+   * @default 1
+   */
+  minIntervalSeconds?: number
+  /**
+   * Largest `interval_seconds` a client may ask for.
+   * @default 3600
+   */
+  maxIntervalSeconds?: number
+  /**
+   * Upper bound on every adapter call; past it the call counts as failed (504).
+   * @default 10000
+   */
+  adapterTimeoutMs?: number
+  /**
+   * Reconnection delay sent to EventSource clients as `retry:`, jittered by ±20% per client.
+   * @default 3000
+   */
+  retryMs?: number
+}
+
+export type ResolvedOptions = Required<AgentSseOptions>
+
+const integer = (minimum: number, description: string): TSchema => Type.Integer({ minimum, description })
+
+// One schema for every scalar option: `description` doubles as the error message.
+const scalarOptions = {
+  prefix: Type.String({ pattern: '^(/.*)?$', description: 'a string that is empty or starts with "/"' }),
+  stopDelayMs: integer(0, 'an integer >= 0'),
+  defaultIntervalSeconds: integer(1, 'an integer >= 1'),
+  minIntervalSeconds: integer(1, 'an integer >= 1'),
+  maxIntervalSeconds: integer(1, 'an integer >= 1'),
+  adapterTimeoutMs: integer(1, 'an integer >= 1'),
+  retryMs: integer(0, 'an integer >= 0')
+} satisfies Record<Exclude<keyof AgentSseOptions, 'adapter'>, TSchema>
+
+const defaults: Omit<ResolvedOptions, 'adapter'> = {
+  prefix: '',
+  stopDelayMs: 2000,
+  defaultIntervalSeconds: 5,
+  minIntervalSeconds: 1,
+  maxIntervalSeconds: 3600,
+  adapterTimeoutMs: 10000,
+  retryMs: 3000
+}
+
+/** Validates and defaults the plugin options; throws FST_ERR_AGENT_SSE_INVALID_OPTION naming the first bad option. */
+export function resolveOptions (options: Partial<AgentSseOptions> | undefined): ResolvedOptions {
+  const given: Record<string, unknown> = options ?? {}
+  const adapterProblem = findAdapterProblem(given.adapter)
+  if (adapterProblem !== null) {
+    const expected = adapterProblem === 'adapter' ? 'is required: an object implementing AgentAdapter' : 'must be a function (see the AgentAdapter interface)'
+    throw new FST_ERR_AGENT_SSE_INVALID_OPTION(adapterProblem, expected)
+  }
+  const resolved: Record<string, unknown> = { adapter: given.adapter }
+  for (const [name, schema] of Object.entries(scalarOptions)) {
+    const value = given[name]
+    if (value === undefined) {
+      resolved[name] = defaults[name as keyof typeof defaults]
+    } else if (Value.Check(schema, value)) {
+      resolved[name] = value
+    } else {
+      throw new FST_ERR_AGENT_SSE_INVALID_OPTION(name, `must be ${schema.description}, got ${inspect(value)}`)
+    }
+  }
+  const result = resolved as unknown as ResolvedOptions
+  if (result.maxIntervalSeconds < result.minIntervalSeconds) {
+    throw new FST_ERR_AGENT_SSE_INVALID_OPTION('maxIntervalSeconds', `must be >= minIntervalSeconds (${result.minIntervalSeconds}), got ${result.maxIntervalSeconds}`)
+  }
+  if (result.defaultIntervalSeconds < result.minIntervalSeconds || result.defaultIntervalSeconds > result.maxIntervalSeconds) {
+    throw new FST_ERR_AGENT_SSE_INVALID_OPTION('defaultIntervalSeconds', `must be within minIntervalSeconds..maxIntervalSeconds (${result.minIntervalSeconds}..${result.maxIntervalSeconds}), got ${result.defaultIntervalSeconds}`)
+  }
+  // A trailing slash would make every route start with "//".
+  result.prefix = result.prefix.replace(/\/+$/, '')
+  return result
+}

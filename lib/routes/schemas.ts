@@ -1,0 +1,55 @@
+import { Type, type Static } from '@sinclair/typebox'
+
+export const AGENT_ID_PATTERN = '^[A-Za-z0-9._:-]{1,128}$'
+
+export const AgentParams = Type.Object({
+  agentId: Type.String({ pattern: AGENT_ID_PATTERN, description: 'Agent id: 1-128 of A-Z a-z 0-9 . _ : -' })
+})
+
+export const TaskParams = Type.Object({
+  taskId: Type.String({ minLength: 1, maxLength: 256 })
+})
+
+/** `interval_seconds` bounded by the plugin's options, so the schema is built per registration. */
+export function intervalSeconds (minimum: number, maximum: number) {
+  return Type.Integer({ minimum, maximum, description: `Seconds between samples (${minimum}-${maximum})` })
+}
+
+export function streamQuery (minimum: number, maximum: number) {
+  return Type.Object({ interval_seconds: Type.Optional(intervalSeconds(minimum, maximum)) })
+}
+
+export function startBody (minimum: number, maximum: number) {
+  return Type.Union([
+    Type.Object({ interval_seconds: Type.Optional(intervalSeconds(minimum, maximum)) }),
+    // A POST with no body at all is a start with the default interval.
+    Type.Null()
+  ])
+}
+
+export const StreamStatusSchema = Type.Object({
+  agent_id: Type.String(),
+  streaming_active: Type.Boolean(),
+  state: Type.Union([Type.Literal('idle'), Type.Literal('starting'), Type.Literal('active'), Type.Literal('lingering'), Type.Literal('stopping')]),
+  sse_clients: Type.Integer(),
+  manual_hold: Type.Boolean(),
+  task_id: Type.Union([Type.String(), Type.Null()]),
+  interval_seconds: Type.Union([Type.Integer(), Type.Null()]),
+  started_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()])
+}, { $id: 'AgentSseStreamStatus' })
+
+export const StreamListSchema = Type.Object({
+  streams: Type.Array(StreamStatusSchema)
+})
+
+export const ErrorSchema = Type.Object({
+  statusCode: Type.Integer(),
+  code: Type.String(),
+  error: Type.String(),
+  message: Type.String()
+})
+
+export const MetricsSchema = Type.Object({}, { additionalProperties: true })
+
+export type StreamStatusBody = Static<typeof StreamStatusSchema>
+export type StreamListBody = Static<typeof StreamListSchema>

@@ -213,13 +213,13 @@ t.test('releasing the hold keeps SSE subscribers streaming', async (t) => {
 
 t.test('a hold whose start fails rejects and leaves no hold', async (t) => {
   const { lifecycle, adapter, timers } = lifecycleFixture({ autoAnswer: false, adapterTimeoutMs: 500 })
-  const held = t.rejects(lifecycle.hold('agent1', { intervalSeconds: 5 }), { statusCode: 504 })
+  const held = t.rejects(lifecycle.hold('agent1', { intervalSeconds: 5 }), { statusCode: 504, code: 'FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT' })
   await timers.advance(500)
   await held
   t.match(lifecycle.status('agent1'), { state: 'idle', manual_hold: false })
   const again = lifecycle.hold('agent1', { intervalSeconds: 5 })
   adapter.startCalls[1]!.answer.reject(new Error('nope'))
-  await t.rejects(again, { statusCode: 502 })
+  await t.rejects(again, { statusCode: 502, code: 'FST_ERR_AGENT_SSE_ADAPTER_FAILED' })
   t.equal(lifecycle.status('agent1').manual_hold, false)
 })
 

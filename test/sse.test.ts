@@ -1,31 +1,29 @@
 import { EventSource } from 'eventsource'
 import t from 'tap'
-import { getJson, openSse, startServer, waitFor } from './helpers/server.js'
+import { startServer, waitFor } from './helpers/server.js'
 import { TestAdapter } from './helpers/test-adapter.js'
 
-const statusOf = async (baseUrl: string, agentId: string) => (await getJson(`${baseUrl}/agents/${agentId}/status`)).body
-
 t.test('seed check: streaming_active is false, true while an SSE client is connected, false after the debounce window', async (t) => {
-  const { baseUrl, adapter } = await startServer(t, { stopDelayMs: 300 })
-  t.match(await statusOf(baseUrl, 'agent1'), { agent_id: 'agent1', streaming_active: false, state: 'idle', sse_clients: 0 })
+  const { baseUrl, adapter, sse, json, status } = await startServer(t, { stopDelayMs: 300 })
+  t.match(await status('agent1'), { agent_id: 'agent1', streaming_active: false, state: 'idle', sse_clients: 0 })
 
   const es = new EventSource(`${baseUrl}/agents/agent1/metrics/stream?interval_seconds=2`)
   await new Promise<void>((resolve, reject) => { es.onopen = () => resolve(); es.onerror = reject })
-  await waitFor(async () => (await statusOf(baseUrl, 'agent1')).state === 'active', 'the stream to become active')
-  t.match(await statusOf(baseUrl, 'agent1'), { streaming_active: true, sse_clients: 1, interval_seconds: 2, task_id: 'task-1' })
+  await waitFor(async () => (await status('agent1')).state === 'active', 'the stream to become active')
+  t.match(await status('agent1'), { streaming_active: true, sse_clients: 1, interval_seconds: 2, task_id: 'task-1' })
   t.equal(adapter.startCalls[0]!.intervalSeconds, 2)
 
   es.close()
-  await waitFor(async () => (await statusOf(baseUrl, 'agent1')).state === 'lingering', 'the debounce window to open')
+  await waitFor(async () => (await status('agent1')).state === 'lingering', 'the debounce window to open')
   t.equal(adapter.stopCalls.length, 0, 'no stop inside the window')
-  await waitFor(async () => (await statusOf(baseUrl, 'agent1')).streaming_active === false, 'streaming_active to become false')
+  await waitFor(async () => (await status('agent1')).streaming_active === false, 'streaming_active to become false')
   t.equal(adapter.stopCalls.length, 1)
   t.equal(adapter.liveTasks.size, 0, 'the agent is no longer streaming')
 })
 
 t.test('SSE framing: headers, jittered retry first, then metrics events with increasing ids, read by EventSource', async (t) => {
-  const { baseUrl, adapter } = await startServer(t, { retryMs: 3000 })
-  const raw = await openSse(`${baseUrl}/agents/agent1/metrics/stream`)
+  const { baseUrl, adapter, sse, json, status } = await startServer(t, { retryMs: 3000 })
+  const raw = await sse('/agents/agent1/metrics/stream')
   t.equal(raw.statusCode, 200)
   t.match(raw.headers['content-type'], /^text\/event-stream/)
   t.equal(raw.headers['cache-control'], 'no-cache')
@@ -38,7 +36,7 @@ t.test('SSE framing: headers, jittered retry first, then metrics events with inc
   t.teardown(() => es.close())
   const received: Array<{ id: string, data: unknown }> = []
   es.addEventListener('metrics', (event) => received.push({ id: event.lastEventId, data: JSON.parse(event.data) }))
-  await waitFor(async () => (await statusOf(baseUrl, 'agent1')).sse_clients === 2 && adapter.liveTasks.size === 1, 'both clients')
+  await waitFor(async () => (await status('agent1')).sse_clients === 2 && adapter.liveTasks.size === 1, 'both clients')
   adapter.push('agent1', { cpu_percent: 10, note: 'line\nbreak' })
   adapter.push('agent1', { cpu_percent: 20 })
   await waitFor(() => received.length === 2, 'two samples')
@@ -51,15 +49,15 @@ t.test('SSE framing: headers, jittered retry first, then metrics events with inc
 })
 
 t.test('many clients share one agent stream; the last one leaving stops it once', async (t) => {
-  const { baseUrl, adapter } = await startServer(t, { stopDelayMs: 150 })
-  const clients = await Promise.all(Array.from({ length: 20 }, () => openSse(`${baseUrl}/agents/shared/metrics/stream`)))
-  await waitFor(async () => (await statusOf(baseUrl, 'shared')).sse_clients === 20 && adapter.liveTasks.size === 1, '20 clients')
+  const { baseUrl, adapter, sse, json, status } = await startServer(t, { stopDelayMs: 150 })
+  const clients = await Promise.all(Array.from({ length: 20 }, () => sse('/agents/shared/metrics/stream')))
+  await waitFor(async () => (await status('shared')).sse_clients === 20 && adapter.liveTasks.size === 1, '20 clients')
   adapter.push('shared', { n: 1 })
   for (const client of clients) t.match(await client.next(), { event: 'metrics', id: '1', data: '{"n":1}' })
   t.equal(adapter.startCalls.length, 1)
   for (const client of clients.slice(0, 19)) client.close()
-  await waitFor(async () => (await statusOf(baseUrl, 'shared')).sse_clients === 1, 'one client left')
-  t.equal((await statusOf(baseUrl, 'shared')).state, 'active')
+  await waitFor(async () => (await status('shared')).sse_clients === 1, 'one client left')
+  t.equal((await status('shared')).state, 'active')
   clients[19]!.close()
   await waitFor(() => adapter.liveTasks.size === 0, 'the stream to stop')
   t.equal(adapter.stopCalls.length, 1)
@@ -67,12 +65,12 @@ t.test('many clients share one agent stream; the last one leaving stops it once'
 })
 
 t.test('rapid reconnects within the window do not cycle start/stop', async (t) => {
-  const { baseUrl, adapter } = await startServer(t, { stopDelayMs: 2000 })
+  const { baseUrl, adapter, sse, json, status } = await startServer(t, { stopDelayMs: 2000 })
   for (let i = 0; i < 10; i++) {
-    const client = await openSse(`${baseUrl}/agents/flappy/metrics/stream`)
-    await waitFor(async () => (await statusOf(baseUrl, 'flappy')).sse_clients === 1, 'connected')
+    const client = await sse('/agents/flappy/metrics/stream')
+    await waitFor(async () => (await status('flappy')).sse_clients === 1, 'connected')
     client.close()
-    await waitFor(async () => (await statusOf(baseUrl, 'flappy')).sse_clients === 0, 'disconnected')
+    await waitFor(async () => (await status('flappy')).sse_clients === 0, 'disconnected')
   }
   t.equal(adapter.startCalls.length, 1)
   t.equal(adapter.stopCalls.length, 0)
@@ -83,8 +81,8 @@ t.test('a failing start sends event: error with a 502 body and ends the response
   let fail = true
   const start = adapter.startMetricsStreaming.bind(adapter)
   adapter.startMetricsStreaming = (agentId, options, sink) => fail ? Promise.reject(new Error('agent refused')) : start(agentId, options, sink)
-  const { baseUrl } = await startServer(t, { adapter })
-  const client = await openSse(`${baseUrl}/agents/agent1/metrics/stream`)
+  const { sse, status } = await startServer(t, { adapter })
+  const client = await sse('/agents/agent1/metrics/stream')
   t.equal(client.statusCode, 200, 'the SSE route answers 200 at once')
   const event = await client.next((e) => e.event === 'error')
   t.same(JSON.parse(event.data), {
@@ -94,17 +92,17 @@ t.test('a failing start sends event: error with a 502 body and ends the response
     message: 'fastify-agent-sse: adapter startMetricsStreaming for agent "agent1" failed: agent refused'
   })
   await waitFor(() => client.ended, 'the response to end')
-  t.match(await statusOf(baseUrl, 'agent1'), { state: 'idle', sse_clients: 0 })
+  t.match(await status('agent1'), { state: 'idle', sse_clients: 0 })
   fail = false
-  const retry = await openSse(`${baseUrl}/agents/agent1/metrics/stream`)
-  await waitFor(async () => (await statusOf(baseUrl, 'agent1')).state === 'active', 'the retry to start')
+  const retry = await sse('/agents/agent1/metrics/stream')
+  await waitFor(async () => (await status('agent1')).state === 'active', 'the retry to start')
   retry.close()
 })
 
 t.test('a start that times out sends a 504 error event', async (t) => {
   const adapter = new TestAdapter({ autoAnswer: false })
-  const { baseUrl } = await startServer(t, { adapter, adapterTimeoutMs: 100 })
-  const client = await openSse(`${baseUrl}/agents/slow/metrics/stream`)
+  const { sse, status } = await startServer(t, { adapter, adapterTimeoutMs: 100 })
+  const client = await sse('/agents/slow/metrics/stream')
   const event = await client.next((e) => e.event === 'error')
   t.match(JSON.parse(event.data), { statusCode: 504, code: 'FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT', error: 'Gateway Timeout' })
   await waitFor(() => client.ended, 'the response to end')
@@ -112,13 +110,13 @@ t.test('a start that times out sends a 504 error event', async (t) => {
 })
 
 t.test('cancelling the task ends every client with event: end cancelled and answers the status', async (t) => {
-  const { baseUrl, adapter } = await startServer(t)
-  const a = await openSse(`${baseUrl}/agents/agent1/metrics/stream`)
-  const b = await openSse(`${baseUrl}/agents/agent1/metrics/stream`)
-  await getJson(`${baseUrl}/agents/agent1/metrics/streaming/start`, 'POST', {})
-  await waitFor(async () => (await statusOf(baseUrl, 'agent1')).sse_clients === 2, 'two clients')
-  const taskId = (await statusOf(baseUrl, 'agent1')).task_id
-  const response = await getJson(`${baseUrl}/tasks/${taskId}/cancel`, 'POST')
+  const { baseUrl, adapter, sse, json, status } = await startServer(t)
+  const a = await sse('/agents/agent1/metrics/stream')
+  const b = await sse('/agents/agent1/metrics/stream')
+  await json(`/agents/agent1/metrics/streaming/start`, 'POST', {})
+  await waitFor(async () => (await status('agent1')).sse_clients === 2, 'two clients')
+  const taskId = (await status('agent1')).task_id
+  const response = await json(`/tasks/${taskId}/cancel`, 'POST')
   t.equal(response.statusCode, 200)
   t.match(response.body, { agent_id: 'agent1', streaming_active: false, state: 'idle', manual_hold: false, sse_clients: 0, task_id: null })
   for (const client of [a, b]) {
@@ -126,30 +124,30 @@ t.test('cancelling the task ends every client with event: end cancelled and answ
     await waitFor(() => client.ended, 'the response to end')
   }
   t.same(adapter.stopCalls.map((c) => c.taskId), [taskId])
-  const again = await getJson(`${baseUrl}/tasks/${taskId}/cancel`, 'POST')
+  const again = await json(`/tasks/${taskId}/cancel`, 'POST')
   t.equal(again.statusCode, 404)
   t.equal(again.body.code, 'FST_ERR_AGENT_SSE_UNKNOWN_TASK')
 })
 
 t.test('an agent ending its stream sends event: end with its reason; no stop is sent', async (t) => {
-  const { baseUrl, adapter } = await startServer(t)
-  const client = await openSse(`${baseUrl}/agents/edge-7/metrics/stream`)
+  const { baseUrl, adapter, sse, json, status } = await startServer(t)
+  const client = await sse('/agents/edge-7/metrics/stream')
   await waitFor(() => adapter.liveTasks.size === 1, 'the stream')
   adapter.endTask('edge-7', 'agent-offline')
   t.equal((await client.next((e) => e.event === 'end')).data, '{"reason":"agent-offline"}')
   await waitFor(() => client.ended, 'the response to end')
-  t.equal((await statusOf(baseUrl, 'edge-7')).streaming_active, false)
+  t.equal((await status('edge-7')).streaming_active, false)
   t.equal(adapter.stopCalls.length, 0)
 })
 
 t.test('a malformed Last-Event-ID is ignored, never an error', async (t) => {
-  const { baseUrl, adapter } = await startServer(t)
+  const { baseUrl, adapter, sse, json, status } = await startServer(t)
   for (const header of ['abc', '-1', '1.5', '99999999999999999999', '']) {
-    const client = await openSse(`${baseUrl}/agents/agent1/metrics/stream`, { 'last-event-id': header })
+    const client = await sse('/agents/agent1/metrics/stream', { 'last-event-id': header })
     t.equal(client.statusCode, 200, `Last-Event-ID ${JSON.stringify(header)}`)
     client.close()
   }
-  const client = await openSse(`${baseUrl}/agents/agent1/metrics/stream`, { 'last-event-id': '7' })
+  const client = await sse('/agents/agent1/metrics/stream', { 'last-event-id': '7' })
   await waitFor(() => adapter.liveTasks.size === 1, 'the stream')
   adapter.push('agent1', { ok: true })
   t.match(await client.next(), { event: 'metrics', data: '{"ok":true}' })
@@ -159,9 +157,9 @@ t.test('a malformed Last-Event-ID is ignored, never an error', async (t) => {
 t.test('app.close() ends SSE clients with server-shutdown and stops agent streams, even if the adapter hangs', async (t) => {
   const adapter = new TestAdapter()
   adapter.stopMetricsStreaming = () => new Promise(() => {}) // never answers
-  const { app, baseUrl } = await startServer(t, { adapter, adapterTimeoutMs: 200 })
-  const a = await openSse(`${baseUrl}/agents/a/metrics/stream`)
-  const b = await openSse(`${baseUrl}/agents/b/metrics/stream`)
+  const { app, sse } = await startServer(t, { adapter, adapterTimeoutMs: 200 })
+  const a = await sse('/agents/a/metrics/stream')
+  const b = await sse('/agents/b/metrics/stream')
   await waitFor(() => adapter.liveTasks.size === 2, 'two streams')
   const started = Date.now()
   await app.close()
@@ -174,9 +172,9 @@ t.test('app.close() ends SSE clients with server-shutdown and stops agent stream
 })
 
 t.test('app.close() with a well-behaved adapter stops every stream through it', async (t) => {
-  const { app, baseUrl, adapter } = await startServer(t)
-  const client = await openSse(`${baseUrl}/agents/a/metrics/stream`)
-  await getJson(`${baseUrl}/agents/held/metrics/streaming/start`, 'POST')
+  const { app, adapter, sse, json } = await startServer(t)
+  const client = await sse('/agents/a/metrics/stream')
+  await json(`/agents/held/metrics/streaming/start`, 'POST')
   await waitFor(() => adapter.liveTasks.size === 2, 'two streams')
   await app.close()
   t.equal(adapter.liveTasks.size, 0)
@@ -185,8 +183,8 @@ t.test('app.close() with a well-behaved adapter stops every stream through it', 
 })
 
 t.test('lifecycle events are logged at info with the seed wording', async (t) => {
-  const { baseUrl, adapter, logs } = await startServer(t, { stopDelayMs: 50 })
-  const client = await openSse(`${baseUrl}/agents/agent1/metrics/stream`)
+  const { adapter, logs, sse } = await startServer(t, { stopDelayMs: 50 })
+  const client = await sse('/agents/agent1/metrics/stream')
   await waitFor(() => adapter.liveTasks.size === 1, 'the stream')
   client.close()
   await waitFor(() => adapter.liveTasks.size === 0, 'the stop')
@@ -211,25 +209,25 @@ t.test('lifecycle events are logged at info with the seed wording', async (t) =>
 })
 
 t.test("the host's auth hook applies to the SSE route: 401 and no stream starts", async (t) => {
-  const { baseUrl, adapter } = await startServer(t, {}, (app) => {
+  const { baseUrl, adapter, sse, json, status } = await startServer(t, {}, (app) => {
     app.addHook('onRequest', async (request, reply) => {
       if (request.headers.authorization !== 'Bearer s3cret') return reply.code(401).send({ statusCode: 401, code: 'UNAUTHORIZED', error: 'Unauthorized', message: 'no token' })
     })
   })
-  const denied = await getJson(`${baseUrl}/agents/agent1/metrics/stream`)
+  const denied = await json(`/agents/agent1/metrics/stream`)
   t.equal(denied.statusCode, 401)
   t.equal(adapter.startCalls.length, 0)
-  const allowed = await openSse(`${baseUrl}/agents/agent1/metrics/stream`, { authorization: 'Bearer s3cret' })
+  const allowed = await sse('/agents/agent1/metrics/stream', { authorization: 'Bearer s3cret' })
   t.equal(allowed.statusCode, 200)
   await waitFor(() => adapter.startCalls.length === 1, 'the start')
   allowed.close()
 })
 
 t.test('headers set by host hooks (CORS) are kept on the SSE response', async (t) => {
-  const { baseUrl } = await startServer(t, {}, (app) => {
+  const { sse, status } = await startServer(t, {}, (app) => {
     app.addHook('onRequest', async (_request, reply) => { reply.header('access-control-allow-origin', '*') })
   })
-  const client = await openSse(`${baseUrl}/agents/agent1/metrics/stream`)
+  const client = await sse('/agents/agent1/metrics/stream')
   t.equal(client.headers['access-control-allow-origin'], '*')
   client.close()
 })

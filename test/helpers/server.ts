@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { Writable } from 'node:stream'
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
-import { request } from 'undici'
+import { Agent, request, type Dispatcher } from 'undici'
 import type { Test } from 'tap'
 import agentSse, { type AgentSseOptions } from '../../lib/index.js'
 import { TestAdapter } from './test-adapter.js'
@@ -23,14 +23,29 @@ export async function startServer (t: Test, options: Partial<AgentSseOptions> & 
     }
   })
   const app = Fastify({ logger: { level: 'info', stream }, ...serverOptions })
-  t.teardown(() => app.close())
+  // A client agent per test, destroyed before the server closes: undici may keep a
+  // spare connection open that would otherwise hold app.close() for its keep-alive time.
+  const dispatcher = new Agent()
+  t.teardown(async () => {
+    await dispatcher.destroy()
+    await app.close()
+  })
   if (configure) await configure(app)
   await app.register(agentSse, { stopDelayMs: 100, ...options, adapter })
   await app.listen({ port: 0, host: '127.0.0.1' })
   const address = app.server.address()
   if (address === null || typeof address === 'string') throw new Error('no TCP address')
   const baseUrl = `http://127.0.0.1:${address.port}`
-  return { app, adapter, baseUrl, logs }
+  return {
+    app,
+    adapter,
+    baseUrl,
+    logs,
+    dispatcher,
+    sse: (path: string, headers: Record<string, string> = {}) => openSse(baseUrl + path, headers, dispatcher),
+    json: (path: string, method: 'GET' | 'POST' = 'GET', body?: unknown, headers: Record<string, string> = {}) => getJson(baseUrl + path, method, body, headers, dispatcher),
+    status: async (agentId: string) => (await getJson(`${baseUrl}/agents/${agentId}/status`, 'GET', undefined, {}, dispatcher)).body
+  }
 }
 
 /** Polls until `check` returns true (generous bound: the condition is the assertion, not the time). */
@@ -55,8 +70,8 @@ export interface SseStream {
 }
 
 /** An SSE request over undici, parsed with eventsource-parser; `close()` aborts it like a closed tab. */
-export async function openSse (url: string, headers: Record<string, string> = {}): Promise<SseStream> {
-  const response = await request(url, { headers: { accept: 'text/event-stream', ...headers } })
+export async function openSse (url: string, headers: Record<string, string> = {}, dispatcher?: Dispatcher): Promise<SseStream> {
+  const response = await request(url, { dispatcher, headers: { accept: 'text/event-stream', ...headers } })
   const stream: SseStream = {
     statusCode: response.statusCode,
     headers: response.headers as SseStream['headers'],
@@ -92,8 +107,9 @@ export async function openSse (url: string, headers: Record<string, string> = {}
   return stream
 }
 
-export async function getJson (url: string, method: 'GET' | 'POST' = 'GET', body?: unknown, headers: Record<string, string> = {}) {
+export async function getJson (url: string, method: 'GET' | 'POST' = 'GET', body?: unknown, headers: Record<string, string> = {}, dispatcher?: Dispatcher) {
   const response = await request(url, {
+    dispatcher,
     method,
     headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
     body: body === undefined ? undefined : JSON.stringify(body)

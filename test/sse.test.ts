@@ -4,7 +4,7 @@ import { startServer, waitFor } from './helpers/server.js'
 import { TestAdapter } from './helpers/test-adapter.js'
 
 t.test('seed check: streaming_active is false, true while an SSE client is connected, false after the debounce window', async (t) => {
-  const { baseUrl, adapter, sse, json, status } = await startServer(t, { stopDelayMs: 300 })
+  const { baseUrl, adapter, status } = await startServer(t, { stopDelayMs: 300 })
   t.match(await status('agent1'), { agent_id: 'agent1', streaming_active: false, state: 'idle', sse_clients: 0 })
 
   const es = new EventSource(`${baseUrl}/agents/agent1/metrics/stream?interval_seconds=2`)
@@ -22,7 +22,7 @@ t.test('seed check: streaming_active is false, true while an SSE client is conne
 })
 
 t.test('SSE framing: headers, jittered retry first, then metrics events with increasing ids, read by EventSource', async (t) => {
-  const { baseUrl, adapter, sse, json, status } = await startServer(t, { retryMs: 3000 })
+  const { baseUrl, adapter, sse, status } = await startServer(t, { retryMs: 3000 })
   const raw = await sse('/agents/agent1/metrics/stream')
   t.equal(raw.statusCode, 200)
   t.match(raw.headers['content-type'], /^text\/event-stream/)
@@ -49,7 +49,7 @@ t.test('SSE framing: headers, jittered retry first, then metrics events with inc
 })
 
 t.test('many clients share one agent stream; the last one leaving stops it once', async (t) => {
-  const { baseUrl, adapter, sse, json, status } = await startServer(t, { stopDelayMs: 150 })
+  const { adapter, sse, status } = await startServer(t, { stopDelayMs: 150 })
   const clients = await Promise.all(Array.from({ length: 20 }, () => sse('/agents/shared/metrics/stream')))
   await waitFor(async () => (await status('shared')).sse_clients === 20 && adapter.liveTasks.size === 1, '20 clients')
   adapter.push('shared', { n: 1 })
@@ -65,7 +65,7 @@ t.test('many clients share one agent stream; the last one leaving stops it once'
 })
 
 t.test('rapid reconnects within the window do not cycle start/stop', async (t) => {
-  const { baseUrl, adapter, sse, json, status } = await startServer(t, { stopDelayMs: 2000 })
+  const { adapter, sse, status } = await startServer(t, { stopDelayMs: 2000 })
   for (let i = 0; i < 10; i++) {
     const client = await sse('/agents/flappy/metrics/stream')
     await waitFor(async () => (await status('flappy')).sse_clients === 1, 'connected')
@@ -101,7 +101,7 @@ t.test('a failing start sends event: error with a 502 body and ends the response
 
 t.test('a start that times out sends a 504 error event', async (t) => {
   const adapter = new TestAdapter({ autoAnswer: false })
-  const { sse, status } = await startServer(t, { adapter, adapterTimeoutMs: 100 })
+  const { sse } = await startServer(t, { adapter, adapterTimeoutMs: 100 })
   const client = await sse('/agents/slow/metrics/stream')
   const event = await client.next((e) => e.event === 'error')
   t.match(JSON.parse(event.data), { statusCode: 504, code: 'FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT', error: 'Gateway Timeout' })
@@ -110,10 +110,10 @@ t.test('a start that times out sends a 504 error event', async (t) => {
 })
 
 t.test('cancelling the task ends every client with event: end cancelled and answers the status', async (t) => {
-  const { baseUrl, adapter, sse, json, status } = await startServer(t)
+  const { adapter, sse, json, status } = await startServer(t)
   const a = await sse('/agents/agent1/metrics/stream')
   const b = await sse('/agents/agent1/metrics/stream')
-  await json(`/agents/agent1/metrics/streaming/start`, 'POST', {})
+  await json('/agents/agent1/metrics/streaming/start', 'POST', {})
   await waitFor(async () => (await status('agent1')).sse_clients === 2, 'two clients')
   const taskId = (await status('agent1')).task_id
   const response = await json(`/tasks/${taskId}/cancel`, 'POST')
@@ -130,7 +130,7 @@ t.test('cancelling the task ends every client with event: end cancelled and answ
 })
 
 t.test('an agent ending its stream sends event: end with its reason; no stop is sent', async (t) => {
-  const { baseUrl, adapter, sse, json, status } = await startServer(t)
+  const { adapter, sse, status } = await startServer(t)
   const client = await sse('/agents/edge-7/metrics/stream')
   await waitFor(() => adapter.liveTasks.size === 1, 'the stream')
   adapter.endTask('edge-7', 'agent-offline')
@@ -141,7 +141,7 @@ t.test('an agent ending its stream sends event: end with its reason; no stop is 
 })
 
 t.test('a malformed Last-Event-ID is ignored, never an error', async (t) => {
-  const { baseUrl, adapter, sse, json, status } = await startServer(t)
+  const { adapter, sse } = await startServer(t)
   for (const header of ['abc', '-1', '1.5', '99999999999999999999', '']) {
     const client = await sse('/agents/agent1/metrics/stream', { 'last-event-id': header })
     t.equal(client.statusCode, 200, `Last-Event-ID ${JSON.stringify(header)}`)
@@ -174,7 +174,7 @@ t.test('app.close() ends SSE clients with server-shutdown and stops agent stream
 t.test('app.close() with a well-behaved adapter stops every stream through it', async (t) => {
   const { app, adapter, sse, json } = await startServer(t)
   const client = await sse('/agents/a/metrics/stream')
-  await json(`/agents/held/metrics/streaming/start`, 'POST')
+  await json('/agents/held/metrics/streaming/start', 'POST')
   await waitFor(() => adapter.liveTasks.size === 2, 'two streams')
   await app.close()
   t.equal(adapter.liveTasks.size, 0)
@@ -209,12 +209,12 @@ t.test('lifecycle events are logged at info with the seed wording', async (t) =>
 })
 
 t.test("the host's auth hook applies to the SSE route: 401 and no stream starts", async (t) => {
-  const { baseUrl, adapter, sse, json, status } = await startServer(t, {}, (app) => {
+  const { adapter, sse, json } = await startServer(t, {}, (app) => {
     app.addHook('onRequest', async (request, reply) => {
       if (request.headers.authorization !== 'Bearer s3cret') return reply.code(401).send({ statusCode: 401, code: 'UNAUTHORIZED', error: 'Unauthorized', message: 'no token' })
     })
   })
-  const denied = await json(`/agents/agent1/metrics/stream`)
+  const denied = await json('/agents/agent1/metrics/stream')
   t.equal(denied.statusCode, 401)
   t.equal(adapter.startCalls.length, 0)
   const allowed = await sse('/agents/agent1/metrics/stream', { authorization: 'Bearer s3cret' })
@@ -224,10 +224,19 @@ t.test("the host's auth hook applies to the SSE route: 401 and no stream starts"
 })
 
 t.test('headers set by host hooks (CORS) are kept on the SSE response', async (t) => {
-  const { sse, status } = await startServer(t, {}, (app) => {
+  const { sse } = await startServer(t, {}, (app) => {
     app.addHook('onRequest', async (_request, reply) => { reply.header('access-control-allow-origin', '*') })
   })
   const client = await sse('/agents/agent1/metrics/stream')
   t.equal(client.headers['access-control-allow-origin'], '*')
   client.close()
+})
+
+t.test('a client arriving after the lifecycle closed gets a 503 error event instead of a hung stream', async (t) => {
+  const { app, sse, adapter } = await startServer(t)
+  await app.streamLifecycle.close()
+  const client = await sse('/agents/late/metrics/stream')
+  t.match(JSON.parse((await client.next((e) => e.event === 'error')).data), { statusCode: 503, code: 'FST_ERR_AGENT_SSE_CLOSED', error: 'Service Unavailable' })
+  await waitFor(() => client.ended, 'the response to end')
+  t.equal(adapter.startCalls.length, 0)
 })

@@ -116,7 +116,7 @@ export class AgentStream {
     this.holdIntervalSeconds = null
     this.endSubscribers((subscriber) => subscriber.onEnd?.('server-shutdown'))
     this.rejectActiveWaiters(new FST_ERR_AGENT_SSE_CLOSED())
-    if (this.state === 'active' || this.state === 'lingering') void this.stop()
+    if (this.state === 'active' || this.state === 'lingering') this.stop()
     // `starting` stops on its own once the start settles (it checks isClosing);
     // `stopping` is already on its way to idle.
     if (this.state === 'idle') return Promise.resolve()
@@ -199,7 +199,7 @@ export class AgentStream {
     }
     this.state = 'active'
     if (run.outcome === 'failed' || this.ctx.isClosing()) {
-      void this.stop()
+      this.stop()
       return
     }
     this.resolveActiveWaiters()
@@ -229,7 +229,7 @@ export class AgentStream {
     this.lingerTimer = this.ctx.timers.setTimeout(() => {
       this.lingerTimer = null
       // Re-check on expiry: the demand may have come and gone again within the window.
-      if (this.state === 'lingering' && this.demand === 0) void this.stop()
+      if (this.state === 'lingering' && this.demand === 0) this.stop()
     }, this.ctx.stopDelayMs)
   }
 
@@ -310,7 +310,7 @@ export class AgentStream {
       return
     }
     // The transport failed but the agent may still be collecting: stop it (no leak).
-    void this.stop()
+    this.stop()
   }
 
   private endSubscribers (notify: (subscriber: SubscribeOptions) => void): void {

@@ -10,10 +10,6 @@ export function encodeRetry (retryMs: number): Buffer {
   return Buffer.from(`retry: ${retryMs}\n\n`)
 }
 
-export function encodeComment (text: string): Buffer {
-  return Buffer.from(`: ${text}\n\n`)
-}
-
 /** An event frame. `data` is sent as is (JSON has no raw line breaks, so it stays on one line). */
 export function encodeEvent (event: string, data: string, id?: number | string): Buffer {
   const idLine = id === undefined ? '' : `id: ${id}\n`

@@ -61,14 +61,6 @@ export class SseHub {
 
   constructor (private readonly options: SseHubOptions) {}
 
-  get size (): number {
-    return this.clients.size
-  }
-
-  roomSize (room: string): number {
-    return this.rooms.get(room)?.size ?? 0
-  }
-
   /**
    * Starts an SSE response on a raw request/response pair the framework no longer
    * manages (Fastify: after `reply.hijack()`), keeping headers already set on it.

@@ -7,10 +7,9 @@ interface Deferred<T> {
 }
 
 export function deferred<T> (): Deferred<T> {
-  let resolve!: (value: T) => void
-  let reject!: (err: unknown) => void
-  const promise = new Promise<T>((res, rej) => { resolve = res; reject = rej })
-  return { promise, resolve, reject }
+  let settle!: { resolve: (value: T) => void, reject: (err: unknown) => void }
+  const promise = new Promise<T>((resolve, reject) => { settle = { resolve, reject } })
+  return { promise, resolve: (value) => settle.resolve(value), reject: (err) => settle.reject(err) }
 }
 
 export interface StartCall {
@@ -74,7 +73,7 @@ export class TestAdapter implements AgentAdapter {
     return { agent_id: agentId, cpu_percent: 12.5 }
   }
 
-  agentExists (agentId: string): boolean {
+  agentExists (agentId: string): boolean | Promise<boolean> {
     return this.knownAgents === null || this.knownAgents.has(agentId)
   }
 

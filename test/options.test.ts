@@ -1,0 +1,61 @@
+import Fastify from 'fastify'
+import t from 'tap'
+import agentSse, { type AgentSseOptions } from '../lib/index.js'
+import { TestAdapter } from './helpers/test-adapter.js'
+
+async function registerWith (options: Record<string, unknown>) {
+  const app = Fastify()
+  try {
+    await app.register(agentSse, options as unknown as AgentSseOptions)
+    await app.ready()
+    return app
+  } finally {
+    await app.close()
+  }
+}
+
+t.test('a bad option fails register with a message naming it', async (t) => {
+  const adapter = new TestAdapter()
+  const cases: Array<[Record<string, unknown>, RegExp]> = [
+    [{}, /option "adapter" is required/],
+    [{ adapter: null }, /option "adapter" is required/],
+    [{ adapter: { startMetricsStreaming () {} } }, /option "adapter.stopMetricsStreaming" must be a function/],
+    [{ adapter: { startMetricsStreaming () {}, stopMetricsStreaming () {} } }, /option "adapter.getCurrentMetrics"/],
+    [{ adapter, stopDelayMs: -1 }, /option "stopDelayMs" must be an integer >= 0, got -1/],
+    [{ adapter, stopDelayMs: '2000' }, /option "stopDelayMs" must be an integer >= 0, got '2000'/],
+    [{ adapter, stopDelayMs: Number.NaN }, /option "stopDelayMs"/],
+    [{ adapter, defaultIntervalSeconds: 0 }, /option "defaultIntervalSeconds" must be an integer >= 1/],
+    [{ adapter, minIntervalSeconds: 1.5 }, /option "minIntervalSeconds"/],
+    [{ adapter, maxIntervalSeconds: 'x' }, /option "maxIntervalSeconds"/],
+    [{ adapter, minIntervalSeconds: 10, maxIntervalSeconds: 5 }, /option "maxIntervalSeconds" must be >= minIntervalSeconds \(10\), got 5/],
+    [{ adapter, defaultIntervalSeconds: 5000 }, /option "defaultIntervalSeconds" must be within minIntervalSeconds..maxIntervalSeconds \(1..3600\), got 5000/],
+    [{ adapter, minIntervalSeconds: 10 }, /option "defaultIntervalSeconds" must be within/],
+    [{ adapter, adapterTimeoutMs: 0 }, /option "adapterTimeoutMs" must be an integer >= 1/],
+    [{ adapter, retryMs: -5 }, /option "retryMs" must be an integer >= 0/],
+    [{ adapter, prefix: 'api' }, /option "prefix" must be a string that is empty or starts with "\/"/],
+    [{ adapter, prefix: 42 }, /option "prefix"/]
+  ]
+  for (const [options, message] of cases) {
+    await t.rejects(registerWith(options), { code: 'FST_ERR_AGENT_SSE_INVALID_OPTION', message }, String(message))
+  }
+})
+
+t.test('defaults apply when options are omitted', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(agentSse, { adapter: new TestAdapter() })
+  await app.ready()
+  t.equal(app.streamLifecycle.stopDelayMs, 2000)
+  t.equal(app.streamLifecycle.adapterTimeoutMs, 10000)
+  const bad = await app.inject('/agents/a/metrics/stream?interval_seconds=3601')
+  t.equal(bad.statusCode, 400, 'maxIntervalSeconds defaults to 3600')
+  const low = await app.inject('/agents/a/metrics/stream?interval_seconds=0')
+  t.equal(low.statusCode, 400, 'minIntervalSeconds defaults to 1')
+})
+
+t.test('registering twice on one instance is refused by the decorator', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(agentSse, { adapter: new TestAdapter() })
+  await t.rejects(async () => { await app.register(agentSse, { adapter: new TestAdapter() }) }, { code: 'FST_ERR_DEC_ALREADY_PRESENT' })
+})

@@ -1,0 +1,54 @@
+import Fastify from 'fastify'
+import { expectAssignable, expectError, expectType } from 'tsd'
+import agentSse, {
+  agentSse as namedAgentSse,
+  StreamLifecycle,
+  type AgentAdapter,
+  type AgentSseOptions,
+  type MetricsSink,
+  type StreamStatus,
+  type Subscription
+} from '../dist/esm/index.js'
+
+const adapter: AgentAdapter = {
+  async startMetricsStreaming (agentId, { intervalSeconds, signal }, sink) {
+    expectType<string>(agentId)
+    expectType<number>(intervalSeconds)
+    expectType<AbortSignal>(signal)
+    expectType<MetricsSink>(sink)
+    sink.push({ cpu_percent: 1 })
+    sink.end('agent-offline')
+    sink.error(new Error('x'))
+    return { taskId: 't1' }
+  },
+  async stopMetricsStreaming (_agentId, _taskId) {},
+  async getCurrentMetrics (agentId) { return { agentId } }
+}
+
+const app = Fastify()
+app.register(agentSse, { adapter })
+app.register(namedAgentSse, { adapter, stopDelayMs: 2000, defaultIntervalSeconds: 5, prefix: '/api' })
+expectType<StreamLifecycle>(app.streamLifecycle)
+expectType<StreamStatus>(app.streamLifecycle.status('a'))
+expectType<StreamStatus[]>(app.streamLifecycle.list())
+expectType<Promise<StreamStatus | false>>(app.streamLifecycle.cancelTask('t'))
+expectType<Promise<StreamStatus>>(app.streamLifecycle.hold('a', { intervalSeconds: 5 }))
+
+const status = app.streamLifecycle.status('a')
+expectType<boolean>(status.streaming_active)
+expectType<'idle' | 'starting' | 'active' | 'lingering' | 'stopping'>(status.state)
+expectType<string | null>(status.task_id)
+
+const sub = app.streamLifecycle.subscribe('a', { intervalSeconds: 5, onSample (sample, id) { expectType<number>(id); expectType<Record<string, unknown>>(sample) } })
+expectType<Subscription>(sub)
+
+expectAssignable<AgentSseOptions>({ adapter, retryMs: 3000, adapterTimeoutMs: 10000, minIntervalSeconds: 1, maxIntervalSeconds: 3600 })
+
+// The adapter is required, and options are typed.
+expectError(app.register(agentSse, {}))
+expectError(app.register(agentSse, { adapter, stopDelayMs: '2000' }))
+// An adapter missing a method is not an AgentAdapter.
+expectError<AgentAdapter>({ async startMetricsStreaming () { return { taskId: 'x' } } })
+
+const lifecycle = new StreamLifecycle({ adapter, stopDelayMs: 100, adapterTimeoutMs: 1000 })
+expectType<Promise<void>>(lifecycle.close())

@@ -1,0 +1,33 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import t from 'tap'
+import { openSse, getJson, waitFor } from './helpers/server.js'
+
+// The README's first command ends in `npm start`: run that example as a real process.
+t.test('the example server streams a simulated agent and stops it after the grace window', async (t) => {
+  const child = spawn(process.execPath, ['examples/server.js'], { env: { ...process.env, PORT: '0', HOST: '127.0.0.1' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(async () => {
+    if (child.exitCode === null) {
+      child.kill('SIGTERM')
+      await once(child, 'exit')
+    }
+  })
+  let output = ''
+  child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  await waitFor(() => /listening on (http:\/\/\S+\/api)/.test(output), 'the example to print its URL', 15000)
+  const base = /listening on (http:\/\/\S+\/api)/.exec(output)![1]!
+
+  const client = await openSse(`${base}/agents/edge-2/metrics/stream?interval_seconds=1`)
+  const event = await client.next((e) => e.event === 'metrics')
+  t.match(JSON.parse(event.data), { agent_id: 'edge-2', cpu_percent: Number })
+  t.match(output, /agent edge-2: collecting started/)
+  client.close()
+  await waitFor(() => output.includes('agent edge-2: collecting stopped'), 'the agent to stop collecting', 10000)
+  t.equal((await getJson(`${base}/agents/edge-2/status`)).body.streaming_active, false)
+  t.equal((await getJson(`${base}/agents/nobody/status`)).statusCode, 404)
+
+  child.kill('SIGTERM')
+  const [code] = await once(child, 'exit')
+  t.equal(code, 0, 'exits cleanly on SIGTERM')
+})

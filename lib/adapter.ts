@@ -37,9 +37,15 @@ export interface AgentAdapter {
   getCurrentMetrics (agentId: string): Promise<object>
   /** Optional: when present, unknown agents get 404 instead of a start attempt. */
   agentExists? (agentId: string): boolean | Promise<boolean>
+  /**
+   * Optional: change a running task's interval in place. Without it (or when it fails)
+   * the plugin re-tunes a stream by stopping it and starting it again.
+   */
+  changeInterval? (agentId: string, taskId: string, intervalSeconds: number): Promise<void>
 }
 
 const requiredMethods = ['startMetricsStreaming', 'stopMetricsStreaming', 'getCurrentMetrics'] as const
+const optionalMethods = ['agentExists', 'changeInterval'] as const
 
 /**
  * Checks that `value` implements {@link AgentAdapter}; returns the name of the
@@ -52,6 +58,8 @@ export function findAdapterProblem (value: unknown): string | null {
   for (const method of requiredMethods) {
     if (typeof candidate[method] !== 'function') return `adapter.${method}`
   }
-  if (candidate.agentExists !== undefined && typeof candidate.agentExists !== 'function') return 'adapter.agentExists'
+  for (const method of optionalMethods) {
+    if (candidate[method] !== undefined && typeof candidate[method] !== 'function') return `adapter.${method}`
+  }
   return null
 }

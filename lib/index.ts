@@ -8,6 +8,7 @@ export type { AgentAdapter, MetricsSample, MetricsSink, StartStreamingOptions } 
 export * from './errors.js'
 export { StreamLifecycle } from './lifecycle/stream-lifecycle.js'
 export type {
+  GapInfo,
   HoldOptions,
   LifecycleLogger,
   LifecycleTimers,
@@ -32,6 +33,7 @@ async function agentSsePlugin (fastify: FastifyInstance, pluginOptions: AgentSse
     adapter: options.adapter,
     stopDelayMs: options.stopDelayMs,
     adapterTimeoutMs: options.adapterTimeoutMs,
+    replayBufferSize: options.replayBufferSize,
     logger: fastify.log
   })
   fastify.decorate('streamLifecycle', lifecycle)

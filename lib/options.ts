@@ -43,6 +43,11 @@ export interface AgentSseOptions {
    * @default 3000
    */
   retryMs?: number
+  /**
+   * Samples kept per agent so that a reconnecting client (Last-Event-ID) gets what it missed.
+   * @default 16
+   */
+  replayBufferSize?: number
 }
 
 export type ResolvedOptions = Required<AgentSseOptions>
@@ -57,7 +62,8 @@ const scalarOptions = {
   minIntervalSeconds: integer(1, 'an integer >= 1'),
   maxIntervalSeconds: integer(1, 'an integer >= 1'),
   adapterTimeoutMs: integer(1, 'an integer >= 1'),
-  retryMs: integer(0, 'an integer >= 0')
+  retryMs: integer(0, 'an integer >= 0'),
+  replayBufferSize: integer(1, 'an integer >= 1')
 } satisfies Record<Exclude<keyof AgentSseOptions, 'adapter'>, TSchema>
 
 const defaults: Omit<ResolvedOptions, 'adapter'> = {
@@ -67,7 +73,8 @@ const defaults: Omit<ResolvedOptions, 'adapter'> = {
   minIntervalSeconds: 1,
   maxIntervalSeconds: 3600,
   adapterTimeoutMs: 10000,
-  retryMs: 3000
+  retryMs: 3000,
+  replayBufferSize: 16
 }
 
 /** Validates and defaults the plugin options; throws FST_ERR_AGENT_SSE_INVALID_OPTION naming the first bad option. */

@@ -12,7 +12,7 @@ const agents = ['a1', 'a2'] as const
 const agent = fc.constantFrom(...agents)
 
 type Command =
-  | { kind: 'subscribe', agent: string }
+  | { kind: 'subscribe', agent: string, intervalSeconds: number }
   | { kind: 'unsubscribe', pick: number }
   | { kind: 'hold', agent: string }
   | { kind: 'release', agent: string }
@@ -24,7 +24,7 @@ type Command =
   | { kind: 'cancel', agent: string }
 
 const command: fc.Arbitrary<Command> = fc.oneof(
-  { weight: 4, arbitrary: agent.map((a) => ({ kind: 'subscribe' as const, agent: a })) },
+  { weight: 4, arbitrary: fc.tuple(agent, fc.constantFrom(1, 2, 5)).map(([a, intervalSeconds]) => ({ kind: 'subscribe' as const, agent: a, intervalSeconds })) },
   { weight: 4, arbitrary: fc.nat(20).map((pick) => ({ kind: 'unsubscribe' as const, pick })) },
   { weight: 1, arbitrary: agent.map((a) => ({ kind: 'hold' as const, agent: a })) },
   { weight: 1, arbitrary: agent.map((a) => ({ kind: 'release' as const, agent: a })) },
@@ -37,8 +37,9 @@ const command: fc.Arbitrary<Command> = fc.oneof(
 )
 
 t.test('no schedule leaks a stream or miscounts clients', async (t) => {
-  await fc.assert(fc.asyncProperty(fc.array(command, { minLength: 1, maxLength: 60 }), async (commands) => {
+  await fc.assert(fc.asyncProperty(fc.array(command, { minLength: 1, maxLength: 60 }), fc.boolean(), async (commands, inPlaceRetune) => {
     const { lifecycle, adapter, timers } = lifecycleFixture({ autoAnswer: false, stopDelayMs: 2000, adapterTimeoutMs: 1e9 })
+    if (inPlaceRetune) adapter.enableChangeInterval()
     const live: Array<{ agent: string, sub: Subscription, gone: boolean }> = []
     let answeredStarts = 0
     let answeredStops = 0
@@ -59,7 +60,7 @@ t.test('no schedule leaks a stream or miscounts clients', async (t) => {
         case 'subscribe': {
           const entry = { agent: cmd.agent, sub: null as unknown as Subscription, gone: false }
           const gone = () => { entry.gone = true }
-          entry.sub = lifecycle.subscribe(cmd.agent, { intervalSeconds: 5, onSample () {}, onEnd: gone, onError: gone })
+          entry.sub = lifecycle.subscribe(cmd.agent, { intervalSeconds: cmd.intervalSeconds, onSample () {}, onEnd: gone, onError: gone })
           live.push(entry)
           break
         }

@@ -186,7 +186,7 @@ t.test('manual hold keeps the stream with no subscribers; repeated holds are ide
   t.match(status, { state: 'active', manual_hold: true, sse_clients: 0, interval_seconds: 10, task_id: 'task-1' })
   await lifecycle.hold('agent1', { intervalSeconds: 10 })
   t.equal(adapter.startCalls.length, 1)
-  const sub = lifecycle.subscribe('agent1', recorder().options)
+  const sub = lifecycle.subscribe('agent1', recorder(10).options)
   sub.unsubscribe()
   await timers.advance(10_000)
   t.equal(adapter.stopCalls.length, 0, 'the hold keeps it alive with 0 clients')

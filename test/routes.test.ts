@@ -18,7 +18,8 @@ t.test('status of an agent nobody watches', async (t) => {
     manual_hold: false,
     task_id: null,
     interval_seconds: null,
-    started_at: null
+    started_at: null,
+    requested_intervals: []
   })
 })
 
@@ -93,7 +94,7 @@ t.test('manual start holds the stream; it answers once active; repeated starts a
   t.equal(started.statusCode, 200, 'a POST with no body uses the default interval')
   t.match(started.body, { agent_id: 'agent1', streaming_active: true, state: 'active', manual_hold: true, sse_clients: 0, task_id: 'task-1', interval_seconds: 7 })
   t.ok(!Number.isNaN(Date.parse(started.body.started_at)))
-  const again = await json('/agents/agent1/metrics/streaming/start', 'POST', { interval_seconds: 3 })
+  const again = await json('/agents/agent1/metrics/streaming/start', 'POST', { interval_seconds: 7 })
   t.equal(again.statusCode, 200)
   t.equal(adapter.startCalls.length, 1, 'idempotent')
   const list = await json('/streams')

@@ -26,7 +26,7 @@ t.test('SSE framing: headers, jittered retry first, then metrics events with inc
   const raw = await sse('/agents/agent1/metrics/stream')
   t.equal(raw.statusCode, 200)
   t.match(raw.headers['content-type'], /^text\/event-stream/)
-  t.equal(raw.headers['cache-control'], 'no-cache')
+  t.equal(raw.headers['cache-control'], 'no-cache, no-transform')
   t.equal(raw.headers['x-accel-buffering'], 'no')
   await waitFor(() => raw.retry !== null, 'retry')
   t.ok(raw.retry! >= 2400 && raw.retry! <= 3600, `retry ${raw.retry} within ±20% of 3000`)

@@ -1,7 +1,9 @@
 import type { AgentAdapter, MetricsSample, MetricsSink } from '../adapter.js'
 import { FST_ERR_AGENT_SSE_ADAPTER_FAILED, FST_ERR_AGENT_SSE_CLOSED, FST_ERR_AGENT_SSE_STREAM_ENDED } from '../errors.js'
 import { boundAdapterCall, describeError, invokeAdapter } from './adapter-call.js'
-import type { LifecycleLogger, LifecycleTimers, StreamState, StreamStatus, SubscribeOptions } from './types.js'
+import type { ReplayHistory } from './replay-history.js'
+import type { Subscriber } from './subscriber.js'
+import type { LifecycleLogger, LifecycleTimers, StreamState, StreamStatus } from './types.js'
 
 /** What every AgentStream shares with the StreamLifecycle that owns it. */
 export interface AgentStreamContext {
@@ -11,7 +13,6 @@ export interface AgentStreamContext {
   readonly logger: LifecycleLogger
   readonly timers: LifecycleTimers
   now (): number
-  nextEventId (agentId: string): number
   isClosing (): boolean
   /** The stream is idle with no demand and nobody waiting: its owner may forget it. */
   onIdle (stream: AgentStream): void
@@ -19,7 +20,8 @@ export interface AgentStreamContext {
 
 /** One `startMetricsStreaming` call and the task it produced. */
 interface Run {
-  readonly intervalSeconds: number
+  /** Changes only through the adapter's `changeInterval`; otherwise a new interval means a new run. */
+  intervalSeconds: number
   readonly abort: AbortController
   taskId: string | null
   startedAt: number | null
@@ -43,18 +45,25 @@ interface ActiveWaiter {
  * asks for. `starting` and `stopping` never act on demand changes: they re-check
  * when their adapter call settles, so there is never more than one call in flight
  * and never two tasks for one agent (the RxJS `share` / Centrifuge dissolve model).
+ *
+ * The stream runs at the smallest interval requested. When that minimum changes
+ * while active, the stream is re-tuned: in place through the adapter's optional
+ * `changeInterval`, else by a stop and a start (still one task at a time).
  */
 export class AgentStream {
   state: StreamState = 'idle'
-  private readonly subscribers = new Set<SubscribeOptions>()
+  private readonly subscribers = new Set<Subscriber>()
   private holdIntervalSeconds: number | null = null
   private run: Run | null = null
   private lingerTimer: unknown = null
   private stopping: Promise<void> | null = null
+  private retuning = false
+  /** Why the next start happens, when it is not a first subscriber or a manual start. */
+  private restartReason: string | null = null
   private activeWaiters: ActiveWaiter[] = []
   private idleWaiters: Array<() => void> = []
 
-  constructor (readonly agentId: string, private readonly ctx: AgentStreamContext) {}
+  constructor (readonly agentId: string, private readonly ctx: AgentStreamContext, private readonly history: ReplayHistory) {}
 
   get demand (): number {
     return this.subscribers.size + (this.holdIntervalSeconds === null ? 0 : 1)
@@ -69,13 +78,17 @@ export class AgentStream {
     return this.state === 'idle' && this.demand === 0 && this.activeWaiters.length === 0
   }
 
-  subscribe (subscriber: SubscribeOptions): void {
+  subscribe (subscriber: Subscriber): void {
+    // Catch up before joining, so that nothing live can overtake the replay.
+    const sentLatest = this.catchUp(subscriber)
     this.subscribers.add(subscriber)
+    if (this.run) subscriber.tune(this.run.intervalSeconds)
+    if (sentLatest) subscriber.countAsFirst()
     this.logClientCount()
     this.reconcile()
   }
 
-  unsubscribe (subscriber: SubscribeOptions): void {
+  unsubscribe (subscriber: Subscriber): void {
     if (!this.subscribers.delete(subscriber)) return
     this.logClientCount()
     this.reconcile()
@@ -107,14 +120,14 @@ export class AgentStream {
     if (this.state !== 'active' && this.state !== 'lingering') return null
     this.ctx.logger.info({ agentId: this.agentId, taskId: this.taskId }, `Cancelling metrics streaming task ${this.taskId} for agent ${this.agentId}`)
     this.holdIntervalSeconds = null
-    this.endSubscribers((subscriber) => subscriber.onEnd?.('cancelled'))
+    this.endSubscribers((subscriber) => subscriber.end('cancelled'))
     return this.stop()
   }
 
   /** Ends subscribers with `server-shutdown` and resolves once the agent's task is stopped. */
   shutdown (): Promise<void> {
     this.holdIntervalSeconds = null
-    this.endSubscribers((subscriber) => subscriber.onEnd?.('server-shutdown'))
+    this.endSubscribers((subscriber) => subscriber.end('server-shutdown'))
     this.rejectActiveWaiters(new FST_ERR_AGENT_SSE_CLOSED())
     if (this.state === 'active' || this.state === 'lingering') this.stop()
     // `starting` stops on its own once the start settles (it checks isClosing);
@@ -133,8 +146,28 @@ export class AgentStream {
       manual_hold: this.holdIntervalSeconds !== null,
       task_id: run?.taskId ?? null,
       interval_seconds: run?.intervalSeconds ?? null,
-      started_at: run?.startedAt == null ? null : new Date(run.startedAt).toISOString()
+      started_at: run?.startedAt == null ? null : new Date(run.startedAt).toISOString(),
+      requested_intervals: this.requestedIntervals()
     }
+  }
+
+  /**
+   * Replay for a reconnecting subscriber (or a gap and the newest sample), else the
+   * latest sample if it is younger than the subscriber's interval. True when the latest was sent.
+   */
+  private catchUp (subscriber: Subscriber): boolean {
+    const lastEventId = subscriber.lastEventId
+    if (typeof lastEventId === 'number' && lastEventId >= 0 && lastEventId <= this.history.lastEventId) {
+      const { missed, entries } = this.history.after(lastEventId)
+      if (missed > 0) this.notify(subscriber, () => subscriber.gap({ missed, last_event_id: lastEventId }))
+      for (const entry of entries) this.notify(subscriber, () => subscriber.send(entry.sample, entry.eventId))
+      return false
+    }
+    const newest = this.history.newest
+    const streaming = this.state === 'active' || this.state === 'lingering'
+    if (!streaming || !newest || this.ctx.now() - newest.receivedAt >= subscriber.intervalSeconds * 1000) return false
+    this.notify(subscriber, () => subscriber.send(newest.sample, newest.eventId))
+    return true
   }
 
   private reconcile (): void {
@@ -149,12 +182,14 @@ export class AgentStream {
         break
       case 'active':
         if (this.demand === 0) this.linger()
+        else this.retune()
         break
       case 'lingering':
         if (this.demand > 0) {
           this.clearLingerTimer()
           this.state = 'active'
           this.ctx.logger.info({ agentId: this.agentId }, `Client returned to agent ${this.agentId} within the stop delay, keeping metrics streaming`)
+          this.retune()
         }
         break
       // 'starting' and 'stopping' re-check demand when their adapter call settles.
@@ -166,7 +201,9 @@ export class AgentStream {
     const run: Run = { intervalSeconds, abort: new AbortController(), taskId: null, startedAt: null, closed: false, outcome: null }
     this.run = run
     this.state = 'starting'
-    const trigger = this.subscribers.size > 0 ? 'First SSE client connected to' : 'Manual start of'
+    for (const subscriber of this.subscribers) subscriber.tune(intervalSeconds)
+    const trigger = this.restartReason ?? (this.subscribers.size > 0 ? 'First SSE client connected to' : 'Manual start of')
+    this.restartReason = null
     this.ctx.logger.info({ agentId: this.agentId, intervalSeconds }, `${trigger} agent ${this.agentId}, starting metrics streaming`)
 
     const sink = this.sinkFor(run)
@@ -204,6 +241,7 @@ export class AgentStream {
     }
     this.resolveActiveWaiters()
     if (this.demand === 0) this.linger()
+    else this.retune()
   }
 
   private onStartFailed (run: Run, err: Error): void {
@@ -212,8 +250,47 @@ export class AgentStream {
     this.ctx.logger.error({ agentId: this.agentId, err }, `Failed to start metrics streaming for agent ${this.agentId}: ${err.message}`)
     this.holdIntervalSeconds = null
     this.rejectActiveWaiters(err)
-    this.endSubscribers((subscriber) => subscriber.onError?.(err))
+    this.endSubscribers((subscriber) => subscriber.fail(err))
     this.toIdle()
+  }
+
+  /**
+   * Moves an active stream to the smallest requested interval. One re-tune at a
+   * time; when it settles the demand is checked again, as after every adapter call.
+   */
+  private retune (): void {
+    const run = this.run as Run
+    const wanted = this.requestedIntervalSeconds()
+    if (this.retuning || wanted === run.intervalSeconds) return
+    const { adapter, adapterTimeoutMs, timers, logger } = this.ctx
+    const taskId = run.taskId as string
+    if (!adapter.changeInterval) {
+      this.restart(run, wanted)
+      return
+    }
+    this.retuning = true
+    const change = adapter.changeInterval.bind(adapter)
+    boundAdapterCall(invokeAdapter(() => change(this.agentId, taskId, wanted)), 'changeInterval', this.agentId, adapterTimeoutMs, timers).then(
+      () => {
+        if (run.closed) return
+        run.intervalSeconds = wanted
+        for (const subscriber of this.subscribers) subscriber.tune(wanted)
+        logger.info({ agentId: this.agentId, taskId, intervalSeconds: wanted }, `Re-tuned metrics streaming for agent ${this.agentId} to ${wanted}s (task: ${taskId})`)
+      },
+      (err: Error) => {
+        logger.warn({ agentId: this.agentId, taskId, err }, `changeInterval failed for agent ${this.agentId}, restarting the stream instead: ${err.message}`)
+        if (!run.closed) this.restart(run, wanted)
+      }
+    ).finally(() => {
+      this.retuning = false
+      if (this.state === 'active') this.retune()
+    })
+  }
+
+  private restart (run: Run, intervalSeconds: number): void {
+    this.ctx.logger.info({ agentId: this.agentId, taskId: run.taskId, from: run.intervalSeconds, to: intervalSeconds }, `Re-tuning metrics streaming for agent ${this.agentId} from ${run.intervalSeconds}s to ${intervalSeconds}s by restarting it`)
+    this.restartReason = 'Interval change for'
+    this.stop()
   }
 
   private stopLateTask (taskId: string): void {
@@ -272,13 +349,21 @@ export class AgentStream {
 
   private deliver (run: Run, sample: MetricsSample): void {
     if (run.closed) return
-    const eventId = this.ctx.nextEventId(this.agentId)
+    const { eventId } = this.history.append(sample, this.ctx.now())
     for (const subscriber of this.subscribers) {
       try {
-        subscriber.onSample(sample, eventId)
+        subscriber.offer(sample, eventId)
       } catch (err) {
         this.ctx.logger.error({ agentId: this.agentId, err }, 'A metrics subscriber threw; other subscribers still receive the sample')
       }
+    }
+  }
+
+  private notify (subscriber: Subscriber, call: () => void): void {
+    try {
+      call()
+    } catch (err) {
+      this.ctx.logger.error({ agentId: this.agentId, err }, 'A metrics subscriber threw')
     }
   }
 
@@ -288,7 +373,7 @@ export class AgentStream {
     const why = typeof reason === 'string' && reason !== '' ? reason : 'ended'
     this.ctx.logger.info({ agentId: this.agentId, taskId: run.taskId, reason: why }, `Agent ${this.agentId} ended metrics streaming on its own: ${why}`)
     this.holdIntervalSeconds = null
-    this.endSubscribers((subscriber) => subscriber.onEnd?.(why))
+    this.endSubscribers((subscriber) => subscriber.end(why))
     if (this.state === 'starting') {
       run.outcome = 'ended'
       this.rejectActiveWaiters(new FST_ERR_AGENT_SSE_STREAM_ENDED(this.agentId, why))
@@ -302,7 +387,7 @@ export class AgentStream {
     const err = new FST_ERR_AGENT_SSE_ADAPTER_FAILED('stream', this.agentId, describeError(cause), { cause })
     this.ctx.logger.error({ agentId: this.agentId, taskId: run.taskId, err }, `Metrics stream of agent ${this.agentId} failed: ${err.message}`)
     this.holdIntervalSeconds = null
-    this.endSubscribers((subscriber) => subscriber.onError?.(err))
+    this.endSubscribers((subscriber) => subscriber.fail(err))
     if (this.state === 'starting') {
       run.closed = true
       run.outcome = 'failed'
@@ -313,24 +398,25 @@ export class AgentStream {
     this.stop()
   }
 
-  private endSubscribers (notify: (subscriber: SubscribeOptions) => void): void {
+  private endSubscribers (notify: (subscriber: Subscriber) => void): void {
     if (this.subscribers.size === 0) return
     const ended = [...this.subscribers]
     this.subscribers.clear()
     this.logClientCount()
-    for (const subscriber of ended) {
-      try {
-        notify(subscriber)
-      } catch (err) {
-        this.ctx.logger.error({ agentId: this.agentId, err }, 'A metrics subscriber threw while being ended')
-      }
-    }
+    for (const subscriber of ended) this.notify(subscriber, () => notify(subscriber))
   }
 
+  /** The smallest interval asked for by a subscriber or the hold (only called with demand > 0). */
   private requestedIntervalSeconds (): number {
     let min = this.holdIntervalSeconds ?? Infinity
     for (const subscriber of this.subscribers) min = Math.min(min, subscriber.intervalSeconds)
     return min
+  }
+
+  private requestedIntervals (): number[] {
+    const intervals = [...this.subscribers].map((subscriber) => subscriber.intervalSeconds)
+    if (this.holdIntervalSeconds !== null) intervals.push(this.holdIntervalSeconds)
+    return intervals.sort((a, b) => a - b)
   }
 
   private clearLingerTimer (): void {

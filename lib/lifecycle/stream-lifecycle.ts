@@ -2,6 +2,8 @@ import { findAdapterProblem, type AgentAdapter } from '../adapter.js'
 import { FST_ERR_AGENT_SSE_CLOSED, FST_ERR_AGENT_SSE_INVALID_OPTION } from '../errors.js'
 import { boundAdapterCall, invokeAdapter } from './adapter-call.js'
 import { AgentStream, type AgentStreamContext } from './agent-stream.js'
+import { ReplayHistory } from './replay-history.js'
+import { Subscriber } from './subscriber.js'
 import type {
   HoldOptions,
   LifecycleLogger,
@@ -34,10 +36,12 @@ const unrefTimers: LifecycleTimers = {
 export class StreamLifecycle {
   readonly stopDelayMs: number
   readonly adapterTimeoutMs: number
+  readonly replayBufferSize: number
   private readonly adapter: AgentAdapter
   private readonly streams = new Map<string, AgentStream>()
-  // Kept apart from `streams` so ids keep increasing across stop/start for the life of the lifecycle.
-  private readonly lastEventIds = new Map<string, number>()
+  // Kept apart from `streams` (which forget idle agents) so that ids keep increasing
+  // across stop/start and replay survives a restart of the agent's stream.
+  private readonly histories = new Map<string, ReplayHistory>()
   private readonly context: AgentStreamContext
   private closing: Promise<void> | null = null
 
@@ -47,7 +51,7 @@ export class StreamLifecycle {
     this.adapter = options.adapter
     this.stopDelayMs = nonNegativeInteger('stopDelayMs', options.stopDelayMs, 2000)
     this.adapterTimeoutMs = nonNegativeInteger('adapterTimeoutMs', options.adapterTimeoutMs, 10000, 1)
-    const lifecycle = this
+    this.replayBufferSize = nonNegativeInteger('replayBufferSize', options.replayBufferSize, 16, 1)
     this.context = {
       adapter: this.adapter,
       stopDelayMs: this.stopDelayMs,
@@ -55,14 +59,11 @@ export class StreamLifecycle {
       logger: options.logger ?? silentLogger,
       timers: options.timers ?? unrefTimers,
       now: options.now ?? Date.now,
-      nextEventId (agentId) {
-        const id = (lifecycle.lastEventIds.get(agentId) ?? 0) + 1
-        lifecycle.lastEventIds.set(agentId, id)
-        return id
-      },
       isClosing: () => this.closing !== null,
       onIdle: (stream) => {
         if (this.streams.get(stream.agentId) === stream) this.streams.delete(stream.agentId)
+        // An agent that never produced a sample leaves nothing behind (ids that never existed cannot pile up).
+        if (this.histories.get(stream.agentId)?.lastEventId === 0) this.histories.delete(stream.agentId)
       }
     }
   }
@@ -70,8 +71,7 @@ export class StreamLifecycle {
   /** Adds a subscriber; the first one for an agent starts its stream. Throws once the lifecycle is closed. */
   subscribe (agentId: string, options: SubscribeOptions): Subscription {
     if (this.closing) throw new FST_ERR_AGENT_SSE_CLOSED()
-    // Copy the options so that one options object can subscribe twice and count twice.
-    const subscriber: SubscribeOptions = { ...options }
+    const subscriber = new Subscriber(options)
     const stream = this.streamOf(agentId)
     stream.subscribe(subscriber)
     let subscribed = true
@@ -124,7 +124,8 @@ export class StreamLifecycle {
       manual_hold: false,
       task_id: null,
       interval_seconds: null,
-      started_at: null
+      started_at: null,
+      requested_intervals: []
     }
   }
 
@@ -139,7 +140,7 @@ export class StreamLifecycle {
 
   /** The id of the last sample delivered for the agent (0 if none). */
   lastEventId (agentId: string): number {
-    return this.lastEventIds.get(agentId) ?? 0
+    return this.histories.get(agentId)?.lastEventId ?? 0
   }
 
   /** The adapter's current metrics, bounded by `adapterTimeoutMs` (502/504 errors). */
@@ -167,7 +168,12 @@ export class StreamLifecycle {
   private streamOf (agentId: string): AgentStream {
     let stream = this.streams.get(agentId)
     if (!stream) {
-      stream = new AgentStream(agentId, this.context)
+      let history = this.histories.get(agentId)
+      if (!history) {
+        history = new ReplayHistory(this.replayBufferSize)
+        this.histories.set(agentId, history)
+      }
+      stream = new AgentStream(agentId, this.context, history)
       this.streams.set(agentId, stream)
     }
     return stream

@@ -21,16 +21,36 @@ export interface StreamStatus {
   /** A manual start is holding the stream open. */
   manual_hold: boolean
   task_id: string | null
+  /** The interval the agent stream runs at: the smallest requested when it was (re)tuned. */
   interval_seconds: number | null
   /** ISO 8601 time the current task became active. */
   started_at: string | null
+  /** Every subscriber's interval and the hold's, ascending. */
+  requested_intervals: number[]
+}
+
+/** Sent instead of a replay when a reconnecting client's `lastEventId` is older than the replay buffer. */
+export interface GapInfo {
+  /** Samples after `last_event_id` that the client will not get (the newest one is sent after the gap). */
+  missed: number
+  last_event_id: number
 }
 
 export interface SubscribeOptions {
-  /** The interval this subscriber asks for; the first subscriber's interval starts the stream. */
+  /**
+   * The interval this subscriber asks for. The stream runs at the smallest interval requested;
+   * this subscriber gets every k-th sample, k = max(1, round(intervalSeconds / stream interval)).
+   */
   intervalSeconds: number
+  /**
+   * The last event id this subscriber saw (a reconnect): it first gets every held sample after it,
+   * or `onGap` and the newest sample if they are no longer held. Ids above any issued are ignored.
+   */
+  lastEventId?: number | null
   /** A sample, with its event id (consecutive per agent for the life of the lifecycle). */
   onSample (sample: MetricsSample, eventId: number): void
+  /** Part of what happened since `lastEventId` is no longer held. */
+  onGap? (info: GapInfo): void
   /** The stream ended for good (`cancelled`, `server-shutdown`, or the adapter's reason). The subscription is gone. */
   onEnd? (reason: string): void
   /** The stream could not start or failed. The subscription is gone; subscribing again retries. */
@@ -66,6 +86,8 @@ export interface StreamLifecycleOptions {
   stopDelayMs?: number
   /** Upper bound on every adapter call. @default 10000 */
   adapterTimeoutMs?: number
+  /** Samples kept per agent for Last-Event-ID replay. @default 16 */
+  replayBufferSize?: number
   logger?: LifecycleLogger
   timers?: LifecycleTimers
   /** Wall clock for `started_at`. @default Date.now */

@@ -35,7 +35,8 @@ export const StreamStatusSchema = Type.Object({
   manual_hold: Type.Boolean(),
   task_id: Type.Union([Type.String(), Type.Null()]),
   interval_seconds: Type.Union([Type.Integer(), Type.Null()]),
-  started_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()])
+  started_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  requested_intervals: Type.Array(Type.Integer())
 }, { $id: 'AgentSseStreamStatus' })
 
 export const StreamListSchema = Type.Object({

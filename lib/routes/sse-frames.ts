@@ -1,6 +1,7 @@
 import { STATUS_CODES } from 'node:http'
 import type { MetricsSample } from '../adapter.js'
 import type { AgentSseErrorBody } from '../errors.js'
+import type { GapInfo } from '../lifecycle/types.js'
 import { encodeEvent } from '../sse/frame.js'
 
 /**
@@ -13,14 +14,24 @@ export class SseFrames {
   private lastSample: MetricsSample | null = null
   private lastEventId = -1
   private lastFrame: Buffer = Buffer.alloc(0)
+  // Replays and latest-sample sends reach back past the last frame; a reconnect wave
+  // replays the same samples to many clients, so those frames are kept while the sample lives.
+  private readonly olderFrames = new WeakMap<MetricsSample, { eventId: number, frame: Buffer }>()
 
   metricsFrame (sample: MetricsSample, eventId: number): Buffer {
-    if (sample !== this.lastSample || eventId !== this.lastEventId) {
-      this.lastFrame = encodeEvent('metrics', JSON.stringify(sample), eventId)
-      this.lastSample = sample
-      this.lastEventId = eventId
-    }
-    return this.lastFrame
+    if (sample === this.lastSample && eventId === this.lastEventId) return this.lastFrame
+    const kept = this.olderFrames.get(sample)
+    // The id is checked too: an adapter may push the same object twice.
+    const frame = kept?.eventId === eventId ? kept.frame : encodeEvent('metrics', JSON.stringify(sample), eventId)
+    this.olderFrames.set(sample, { eventId, frame })
+    this.lastSample = sample
+    this.lastEventId = eventId
+    this.lastFrame = frame
+    return frame
+  }
+
+  gapFrame (gap: GapInfo): Buffer {
+    return encodeEvent('gap', JSON.stringify(gap))
   }
 
   endFrame (reason: string): Buffer {

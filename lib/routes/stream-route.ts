@@ -37,7 +37,7 @@ export function registerStreamRoute (app: FastifyInstance, { lifecycle, options 
   }, async (request, reply) => {
     const { agentId } = request.params
     const intervalSeconds = request.query.interval_seconds ?? options.defaultIntervalSeconds
-    // Parsed so that a malformed header is provably harmless; replay is not part of the core.
+    // A malformed Last-Event-ID is treated as absent, never as an error.
     const lastEventId = parseLastEventId(request.headers['last-event-id'])
 
     reply.hijack()
@@ -47,7 +47,9 @@ export function registerStreamRoute (app: FastifyInstance, { lifecycle, options 
     try {
       subscriptions.set(client, lifecycle.subscribe(agentId, {
         intervalSeconds,
+        lastEventId,
         onSample: (sample, eventId) => client.write(frames.metricsFrame(sample, eventId)),
+        onGap: (gap) => client.write(frames.gapFrame(gap)),
         onEnd (reason) {
           client.write(frames.endFrame(reason))
           client.close()

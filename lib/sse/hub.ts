@@ -73,7 +73,8 @@ export class SseHub {
     const head: OutgoingHttpHeaders = {
       ...(headers as OutgoingHttpHeaders),
       'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
+      // no-transform: a compressing proxy or middleware must not buffer the stream.
+      'cache-control': 'no-cache, no-transform',
       // Tells nginx not to buffer the stream.
       'x-accel-buffering': 'no'
     }

@@ -58,6 +58,7 @@ export async function waitFor (check: () => boolean | Promise<boolean>, what: st
 }
 
 export interface SseStream {
+  url: string
   statusCode: number
   headers: Record<string, string | string[] | undefined>
   /** Raw text received so far. */
@@ -73,6 +74,7 @@ export interface SseStream {
 export async function openSse (url: string, headers: Record<string, string> = {}, dispatcher?: Dispatcher): Promise<SseStream> {
   const response = await request(url, { dispatcher, headers: { accept: 'text/event-stream', ...headers } })
   const stream: SseStream = {
+    url,
     statusCode: response.statusCode,
     headers: response.headers as SseStream['headers'],
     raw: '',

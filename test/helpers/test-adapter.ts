@@ -69,6 +69,18 @@ export class TestAdapter implements AgentAdapter {
     return answer.promise
   }
 
+  /** Gives this adapter an in-place `changeInterval` that records its calls (or fails with `fail`). */
+  enableChangeInterval (fail?: Error): Array<{ agentId: string, taskId: string, intervalSeconds: number }> {
+    const calls: Array<{ agentId: string, taskId: string, intervalSeconds: number }> = []
+    this.changeInterval = async (agentId: string, taskId: string, intervalSeconds: number) => {
+      calls.push({ agentId, taskId, intervalSeconds })
+      if (fail) throw fail
+    }
+    return calls
+  }
+
+  changeInterval?: (agentId: string, taskId: string, intervalSeconds: number) => Promise<void>
+
   async getCurrentMetrics (agentId: string): Promise<object> {
     return { agent_id: agentId, cpu_percent: 12.5 }
   }

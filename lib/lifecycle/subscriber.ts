@@ -1,0 +1,59 @@
+import type { MetricsSample } from '../adapter.js'
+import type { GapInfo, SubscribeOptions } from './types.js'
+
+/**
+ * One subscriber and its down-sampling state. A subscriber whose interval is k times
+ * the stream's gets the first sample after it joins and then every k-th
+ * (k = max(1, round(subscriber / stream))): a counter, no timers, no allocation per sample.
+ */
+export class Subscriber {
+  readonly intervalSeconds: number
+  private every = 1
+  private skip = 0
+
+  constructor (private readonly options: SubscribeOptions) {
+    this.intervalSeconds = options.intervalSeconds
+  }
+
+  get lastEventId (): number | null | undefined {
+    return this.options.lastEventId
+  }
+
+  /** The stream now runs at `streamIntervalSeconds`. */
+  tune (streamIntervalSeconds: number): void {
+    this.every = Math.max(1, Math.round(this.intervalSeconds / streamIntervalSeconds))
+    if (this.skip >= this.every) this.skip = this.every - 1
+  }
+
+  /** A live sample: delivered or skipped by the down-sampling. */
+  offer (sample: MetricsSample, eventId: number): void {
+    if (this.skip > 0) {
+      this.skip--
+      return
+    }
+    this.skip = this.every - 1
+    this.options.onSample(sample, eventId)
+  }
+
+  /** A sample sent on joining (replay or the latest): outside the down-sampling. */
+  send (sample: MetricsSample, eventId: number): void {
+    this.options.onSample(sample, eventId)
+  }
+
+  /** The latest sample was sent on joining: it counts as the first one, the next comes k samples later. */
+  countAsFirst (): void {
+    this.skip = this.every - 1
+  }
+
+  gap (info: GapInfo): void {
+    this.options.onGap?.(info)
+  }
+
+  end (reason: string): void {
+    this.options.onEnd?.(reason)
+  }
+
+  fail (err: Error): void {
+    this.options.onError?.(err)
+  }
+}

@@ -42,10 +42,15 @@ export interface AgentAdapter {
    * the plugin re-tunes a stream by stopping it and starting it again.
    */
   changeInterval? (agentId: string, taskId: string, intervalSeconds: number): Promise<void>
+  /**
+   * Optional: every task the agents are running now. When the server is ready the plugin
+   * stops those it does not own (left by a previous process of this server).
+   */
+  listStreamingTasks? (): Promise<Array<{ agentId: string, taskId: string }>>
 }
 
 const requiredMethods = ['startMetricsStreaming', 'stopMetricsStreaming', 'getCurrentMetrics'] as const
-const optionalMethods = ['agentExists', 'changeInterval'] as const
+const optionalMethods = ['agentExists', 'changeInterval', 'listStreamingTasks'] as const
 
 /**
  * Checks that `value` implements {@link AgentAdapter}; returns the name of the

@@ -40,6 +40,18 @@ export const FST_ERR_AGENT_SSE_STREAM_ENDED = createError<'FST_ERR_AGENT_SSE_STR
   502
 )
 
+export const FST_ERR_AGENT_SSE_FORBIDDEN = createError<'FST_ERR_AGENT_SSE_FORBIDDEN', 403, [string]>(
+  'FST_ERR_AGENT_SSE_FORBIDDEN',
+  'fastify-agent-sse: not allowed to access agent "%s"',
+  403
+)
+
+export const FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS = createError<'FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS', 503, [string, number]>(
+  'FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS',
+  'fastify-agent-sse: too many SSE clients (%s limit of %d reached)',
+  503
+)
+
 export const FST_ERR_AGENT_SSE_CLOSED = createError<'FST_ERR_AGENT_SSE_CLOSED', 503, []>(
   'FST_ERR_AGENT_SSE_CLOSED',
   'fastify-agent-sse: the stream lifecycle is closed',

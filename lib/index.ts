@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { StreamLifecycle } from './lifecycle/stream-lifecycle.js'
 import { resolveOptions, type AgentSseOptions } from './options.js'
-import { agentSseRoutes } from './routes/index.js'
+import { agentSseRoutes, type SseConnectionInfo } from './routes/index.js'
 
 export type { AgentAdapter, MetricsSample, MetricsSink, StartStreamingOptions } from './adapter.js'
 export * from './errors.js'
@@ -19,11 +19,14 @@ export type {
   Subscription
 } from './lifecycle/types.js'
 export type { AgentSseOptions } from './options.js'
+export type { SseConnectionInfo } from './routes/index.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** The plugin's per-agent reference-counting service. */
     streamLifecycle: StreamLifecycle
+    /** The open SSE connections, with how much each has queued (for monitoring). */
+    sseConnections (): SseConnectionInfo[]
   }
 }
 
@@ -36,10 +39,14 @@ async function agentSsePlugin (fastify: FastifyInstance, pluginOptions: AgentSse
     replayBufferSize: options.replayBufferSize,
     logger: fastify.log
   })
+  const diagnostics = { connections: (): SseConnectionInfo[] => [] }
   fastify.decorate('streamLifecycle', lifecycle)
+  fastify.decorate('sseConnections', () => diagnostics.connections())
+  // Agents left streaming by a previous process of this server are stopped before it serves.
+  fastify.addHook('onReady', async () => { await lifecycle.stopOrphans() })
   // fastify-plugin drops `prefix`, so the routes get their own encapsulated scope with it
-  // while the decorator above still reaches the host.
-  await fastify.register(agentSseRoutes, { prefix: options.prefix, lifecycle, options })
+  // while the decorators above still reach the host.
+  await fastify.register(agentSseRoutes, { prefix: options.prefix, lifecycle, options, diagnostics })
 }
 
 /** The plugin. `fastify.register(agentSse, { adapter })`. */

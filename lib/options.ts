@@ -1,4 +1,5 @@
 import { inspect } from 'node:util'
+import type { FastifyRequest } from 'fastify'
 import { Type, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { findAdapterProblem, type AgentAdapter } from './adapter.js'
@@ -48,9 +49,39 @@ export interface AgentSseOptions {
    * @default 16
    */
   replayBufferSize?: number
+  /**
+   * A `: ping` comment frame this often, so proxies keep idle streams open and dead peers are noticed. 0 disables.
+   * @default 15000
+   */
+  heartbeatIntervalMs?: number
+  /**
+   * Bytes a client may have queued before its metrics are conflated (it then gets the newest sample when it drains).
+   * @default 65536
+   */
+  maxBufferedBytes?: number
+  /**
+   * A client that has not drained for this long is disconnected (a normal disconnect).
+   * @default 30000
+   */
+  stallTimeoutMs?: number
+  /**
+   * SSE clients on this instance; beyond it the stream route answers 503 with Retry-After. 0 = no limit.
+   * @default 10000
+   */
+  maxClients?: number
+  /**
+   * SSE clients per agent; beyond it the stream route answers 503 with Retry-After. 0 = no limit.
+   * @default 1000
+   */
+  maxClientsPerAgent?: number
+  /**
+   * Called before any `/agents/:agentId/*` route (and a cancel, with the task's agent) does anything;
+   * false answers 403. Runs after your own onRequest/preHandler hooks.
+   */
+  authorizeAgent?: (request: FastifyRequest, agentId: string) => boolean | Promise<boolean>
 }
 
-export type ResolvedOptions = Required<AgentSseOptions>
+export type ResolvedOptions = Required<Omit<AgentSseOptions, 'authorizeAgent'>> & Pick<AgentSseOptions, 'authorizeAgent'>
 
 const integer = (minimum: number, description: string): TSchema => Type.Integer({ minimum, description })
 
@@ -63,10 +94,15 @@ const scalarOptions = {
   maxIntervalSeconds: integer(1, 'an integer >= 1'),
   adapterTimeoutMs: integer(1, 'an integer >= 1'),
   retryMs: integer(0, 'an integer >= 0'),
-  replayBufferSize: integer(1, 'an integer >= 1')
-} satisfies Record<Exclude<keyof AgentSseOptions, 'adapter'>, TSchema>
+  replayBufferSize: integer(1, 'an integer >= 1'),
+  heartbeatIntervalMs: integer(0, 'an integer >= 0 (0 disables heartbeats)'),
+  maxBufferedBytes: integer(1024, 'an integer >= 1024'),
+  stallTimeoutMs: integer(1, 'an integer >= 1'),
+  maxClients: integer(0, 'an integer >= 0 (0 = no limit)'),
+  maxClientsPerAgent: integer(0, 'an integer >= 0 (0 = no limit)')
+} satisfies Record<Exclude<keyof AgentSseOptions, 'adapter' | 'authorizeAgent'>, TSchema>
 
-const defaults: Omit<ResolvedOptions, 'adapter'> = {
+const defaults: Omit<ResolvedOptions, 'adapter' | 'authorizeAgent'> = {
   prefix: '',
   stopDelayMs: 2000,
   defaultIntervalSeconds: 5,
@@ -74,7 +110,12 @@ const defaults: Omit<ResolvedOptions, 'adapter'> = {
   maxIntervalSeconds: 3600,
   adapterTimeoutMs: 10000,
   retryMs: 3000,
-  replayBufferSize: 16
+  replayBufferSize: 16,
+  heartbeatIntervalMs: 15000,
+  maxBufferedBytes: 65536,
+  stallTimeoutMs: 30000,
+  maxClients: 10000,
+  maxClientsPerAgent: 1000
 }
 
 /** Validates and defaults the plugin options; throws FST_ERR_AGENT_SSE_INVALID_OPTION naming the first bad option. */
@@ -85,7 +126,10 @@ export function resolveOptions (options: Partial<AgentSseOptions> | undefined): 
     const expected = adapterProblem === 'adapter' ? 'is required: an object implementing AgentAdapter' : 'must be a function (see the AgentAdapter interface)'
     throw new FST_ERR_AGENT_SSE_INVALID_OPTION(adapterProblem, expected)
   }
-  const resolved: Record<string, unknown> = { adapter: given.adapter }
+  if (given.authorizeAgent !== undefined && typeof given.authorizeAgent !== 'function') {
+    throw new FST_ERR_AGENT_SSE_INVALID_OPTION('authorizeAgent', `must be a function (request, agentId) => boolean, got ${inspect(given.authorizeAgent)}`)
+  }
+  const resolved: Record<string, unknown> = { adapter: given.adapter, authorizeAgent: given.authorizeAgent }
   for (const [name, schema] of Object.entries(scalarOptions)) {
     const value = given[name]
     if (value === undefined) {

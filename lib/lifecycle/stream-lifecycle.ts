@@ -113,6 +113,40 @@ export class StreamLifecycle {
     return false
   }
 
+  /** The agent whose live or stopping task has this id, or null. */
+  agentOfTask (taskId: string): string | null {
+    for (const stream of this.streams.values()) if (stream.taskId === taskId) return stream.agentId
+    return null
+  }
+
+  /**
+   * Stops every task the adapter reports (`listStreamingTasks`) that this lifecycle does not own:
+   * agents left streaming by a previous process. Resolves with what it stopped; failures are logged.
+   */
+  async stopOrphans (): Promise<Array<{ agentId: string, taskId: string }>> {
+    const adapter = this.adapter
+    if (!adapter.listStreamingTasks) return []
+    const { logger } = this.context
+    let tasks: Array<{ agentId: string, taskId: string }>
+    try {
+      tasks = await this.callAdapter('listStreamingTasks', '*', () => adapter.listStreamingTasks!())
+    } catch (err) {
+      logger.error({ err }, `Could not list streaming tasks to stop orphans: ${(err as Error).message}`)
+      return []
+    }
+    const reported = Array.isArray(tasks) ? tasks.filter((task) => typeof task?.agentId === 'string' && typeof task.taskId === 'string') : []
+    const orphans = reported.filter((task) => this.agentOfTask(task.taskId) === null)
+    await Promise.all(orphans.map(async ({ agentId, taskId }) => {
+      logger.warn({ agentId, taskId }, `Stopping orphaned metrics streaming task ${taskId} of agent ${agentId} (not started by this process)`)
+      try {
+        await this.callAdapter('stopMetricsStreaming', agentId, () => adapter.stopMetricsStreaming(agentId, taskId))
+      } catch (err) {
+        logger.error({ agentId, taskId, err }, `Failed to stop orphaned task ${taskId} of agent ${agentId}: ${(err as Error).message}`)
+      }
+    }))
+    return orphans
+  }
+
   status (agentId: string): StreamStatus {
     const stream = this.streams.get(agentId)
     if (stream) return stream.status()

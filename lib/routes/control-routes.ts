@@ -1,15 +1,16 @@
 import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { FST_ERR_AGENT_SSE_UNKNOWN_TASK } from '../errors.js'
-import { agentMustExist, type RouteContext } from './context.js'
+import { agentGuard, assertAuthorized, type RouteContext } from './context.js'
 import { AgentParams, ErrorSchema, MetricsSchema, startBody, StreamListSchema, StreamStatusSchema, TaskParams } from './schemas.js'
 
 const errors = { '4xx': ErrorSchema, '5xx': ErrorSchema }
 
 /** Manual control: start/stop hold, current metrics, status, stream list, task cancellation. */
-export function registerControlRoutes (fastify: FastifyInstance, { lifecycle, options }: RouteContext): void {
+export function registerControlRoutes (fastify: FastifyInstance, context: RouteContext): void {
+  const { lifecycle, options } = context
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
-  const ensureAgentExists = agentMustExist(lifecycle)
+  const ensureAgentExists = agentGuard(context)
 
   app.post('/agents/:agentId/metrics/streaming/start', {
     schema: {
@@ -40,13 +41,23 @@ export function registerControlRoutes (fastify: FastifyInstance, { lifecycle, op
 
   app.get('/streams', {
     schema: { response: { 200: StreamListSchema, ...errors } }
-  }, async () => ({ streams: lifecycle.list() }))
+  }, async (request) => {
+    const streams = lifecycle.list()
+    if (!options.authorizeAgent) return { streams }
+    // Only the agents this request may see.
+    const allowed = await Promise.all(streams.map((status) => options.authorizeAgent!(request, status.agent_id)))
+    return { streams: streams.filter((_status, index) => allowed[index] === true) }
+  })
 
   app.post('/tasks/:taskId/cancel', {
     schema: { params: TaskParams, response: { 200: StreamStatusSchema, ...errors } }
   }, async (request) => {
-    const status = await lifecycle.cancelTask(request.params.taskId)
-    if (status === false) throw new FST_ERR_AGENT_SSE_UNKNOWN_TASK(request.params.taskId)
+    const { taskId } = request.params
+    const agentId = lifecycle.agentOfTask(taskId)
+    if (agentId === null) throw new FST_ERR_AGENT_SSE_UNKNOWN_TASK(taskId)
+    await assertAuthorized(context, request, agentId)
+    const status = await lifecycle.cancelTask(taskId)
+    if (status === false) throw new FST_ERR_AGENT_SSE_UNKNOWN_TASK(taskId)
     return status
   })
 }

@@ -3,8 +3,33 @@ import type { RouteContext } from './context.js'
 import { registerControlRoutes } from './control-routes.js'
 import { registerStreamRoute } from './stream-route.js'
 
+/** One open SSE connection, as `app.sseConnections()` reports it. */
+export interface SseConnectionInfo {
+  /** The request id of the SSE request. */
+  id: string
+  agentIds: string[]
+  /** Bytes queued for the client in user space. */
+  bufferedBytes: number
+  /** How long the client has not been draining (0 while it keeps up). */
+  blockedForMs: number
+}
+
+export interface RoutesOptions extends RouteContext {
+  /** Filled in by the routes so that the host-level decorator can report on their connections. */
+  diagnostics: { connections: () => SseConnectionInfo[] }
+}
+
 /** The encapsulated routes plugin, registered under the user's `prefix`. */
-export async function agentSseRoutes (app: FastifyInstance, context: RouteContext): Promise<void> {
-  registerStreamRoute(app, context)
+export async function agentSseRoutes (app: FastifyInstance, { diagnostics, ...context }: RoutesOptions): Promise<void> {
+  const hub = registerStreamRoute(app, context)
   registerControlRoutes(app, context)
+  diagnostics.connections = () => {
+    const now = Date.now()
+    return [...hub.all()].map((client) => ({
+      id: client.id,
+      agentIds: [...client.rooms],
+      bufferedBytes: client.bufferedBytes,
+      blockedForMs: client.blockedSince === 0 ? 0 : now - client.blockedSince
+    }))
+  }
 }

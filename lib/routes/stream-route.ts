@@ -1,24 +1,33 @@
 import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS } from '../errors.js'
 import type { Subscription } from '../lifecycle/types.js'
 import { parseLastEventId } from '../sse/frame.js'
 import { SseHub, type SseClient } from '../sse/hub.js'
-import { agentMustExist, type RouteContext } from './context.js'
+import { agentGuard, type RouteContext } from './context.js'
 import { AgentParams, ErrorSchema, streamQuery } from './schemas.js'
 import { SseFrames } from './sse-frames.js'
 
 /** `GET /agents/:agentId/metrics/stream`: one SSE client = one lifecycle subscriber. */
-export function registerStreamRoute (app: FastifyInstance, { lifecycle, options }: RouteContext): void {
+export function registerStreamRoute (app: FastifyInstance, context: RouteContext): SseHub {
+  const { lifecycle, options } = context
   const frames = new SseFrames()
   const subscriptions = new Map<SseClient, Subscription>()
   const hub = new SseHub({
     retryMs: options.retryMs,
+    heartbeatIntervalMs: options.heartbeatIntervalMs,
+    maxBufferedBytes: options.maxBufferedBytes,
+    stallTimeoutMs: options.stallTimeoutMs,
     onDisconnect (client) {
       app.log.info({ clientId: client.id, agentIds: [...client.rooms] }, `SSE client disconnected: ${client.id}`)
       subscriptions.get(client)?.unsubscribe()
       subscriptions.delete(client)
+    },
+    onStall (client, stalledForMs) {
+      app.log.info({ clientId: client.id, stalledForMs, bufferedBytes: client.bufferedBytes }, `SSE client ${client.id} has not drained for ${stalledForMs} ms, disconnecting it`)
     }
   })
+  const retryAfterSeconds = String(Math.max(1, Math.ceil(options.retryMs / 1000)))
 
   // preClose, not onClose: the server does not finish closing while SSE responses are open.
   app.addHook('preClose', async () => {
@@ -33,9 +42,18 @@ export function registerStreamRoute (app: FastifyInstance, { lifecycle, options 
       querystring: streamQuery(options.minIntervalSeconds, options.maxIntervalSeconds),
       response: { '4xx': ErrorSchema, '5xx': ErrorSchema }
     },
-    preHandler: agentMustExist(lifecycle)
+    preHandler: agentGuard(context)
   }, async (request, reply) => {
     const { agentId } = request.params
+    // Limits are checked before the stream opens, so a refused client changes nothing.
+    if (options.maxClients > 0 && hub.size >= options.maxClients) {
+      reply.header('retry-after', retryAfterSeconds)
+      throw new FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS('maxClients', options.maxClients)
+    }
+    if (options.maxClientsPerAgent > 0 && hub.roomSize(agentId) >= options.maxClientsPerAgent) {
+      reply.header('retry-after', retryAfterSeconds)
+      throw new FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS('maxClientsPerAgent', options.maxClientsPerAgent)
+    }
     const intervalSeconds = request.query.interval_seconds ?? options.defaultIntervalSeconds
     // A malformed Last-Event-ID is treated as absent, never as an error.
     const lastEventId = parseLastEventId(request.headers['last-event-id'])
@@ -48,7 +66,7 @@ export function registerStreamRoute (app: FastifyInstance, { lifecycle, options 
       subscriptions.set(client, lifecycle.subscribe(agentId, {
         intervalSeconds,
         lastEventId,
-        onSample: (sample, eventId) => client.write(frames.metricsFrame(sample, eventId)),
+        onSample: (sample, eventId) => client.offer(frames.metricsFrame(sample, eventId)),
         onGap: (gap) => client.write(frames.gapFrame(gap)),
         onEnd (reason) {
           client.write(frames.endFrame(reason))
@@ -66,4 +84,5 @@ export function registerStreamRoute (app: FastifyInstance, { lifecycle, options 
     }
     return reply
   })
+  return hub
 }

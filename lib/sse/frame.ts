@@ -22,3 +22,7 @@ export function parseLastEventId (header: string | string[] | undefined): number
   if (typeof header !== 'string' || !/^\d{1,15}$/.test(header.trim())) return null
   return Number(header.trim())
 }
+
+export function encodeComment (text: string): Buffer {
+  return Buffer.from(`: ${text}\n\n`)
+}

@@ -1,75 +1,71 @@
 import type { OutgoingHttpHeaders } from 'node:http'
-import { encodeRetry } from './frame.js'
+import { SseClient, type RawRequest, type RawResponse } from './client.js'
+import { encodeComment, encodeRetry } from './frame.js'
 
-/** What the hub needs of a request: node:http's IncomingMessage and node:http2's compat request both fit. */
-export interface RawRequest {
-  readonly httpVersionMajor: number
-}
-
-/** What the hub needs of a response: node:http's ServerResponse and node:http2's compat response both fit. */
-export interface RawResponse {
-  writeHead (statusCode: number, headers: OutgoingHttpHeaders): unknown
-  write (chunk: Uint8Array): boolean
-  end (): unknown
-  once (event: 'close', listener: () => void): unknown
-}
+export { SseClient } from './client.js'
+export type { RawRequest, RawResponse } from './client.js'
 
 export type SseHeaders = Record<string, string | number | readonly string[] | undefined>
-
-/** One open SSE response. Knows nothing about what it streams. */
-export class SseClient {
-  /** Rooms this client is in; still intact when the hub's disconnect handler runs. */
-  readonly rooms = new Set<string>()
-  private open = true
-
-  constructor (readonly id: string, private readonly response: RawResponse) {}
-
-  get isOpen (): boolean {
-    return this.open
-  }
-
-  /** Writes a frame; a no-op once the client is closed. */
-  write (frame: Buffer): void {
-    if (this.open) this.response.write(frame)
-  }
-
-  /** Ends the response; the hub's disconnect handler runs when the response closes. */
-  close (): void {
-    if (!this.open) return
-    this.open = false
-    this.response.end()
-  }
-
-  /** @internal */
-  markClosed (): void {
-    this.open = false
-  }
-}
 
 export interface SseHubOptions {
   /** Base reconnection delay sent as `retry:`; each client gets it jittered by ±20% so a restart does not bring every client back at once. */
   retryMs: number
+  /** A `: ping` comment this often so proxies keep idle streams open and dead peers surface; 0 disables. */
+  heartbeatIntervalMs: number
+  /** Latest-value frames are conflated for a client with more than this queued. */
+  maxBufferedBytes: number
+  /** A client that has not drained for this long is disconnected. */
+  stallTimeoutMs: number
   /** Called once per client when its response closes for any reason, before the client leaves its rooms. */
   onDisconnect (client: SseClient): void
+  /** Called when a stalled client is dropped (before its disconnect). */
+  onStall? (client: SseClient, stalledForMs: number): void
   random?: () => number
+  now?: () => number
 }
 
-/** Open SSE responses and the rooms they are in. Transport only. */
+const PING = encodeComment('ping')
+
+/**
+ * Open SSE responses and the rooms they are in. Transport only.
+ * Per-client work is a flat object and one `drain` listener; heartbeats and stall
+ * checks are one timer each for the whole hub, running only while it has clients.
+ */
 export class SseHub {
   private readonly clients = new Set<SseClient>()
   private readonly rooms = new Map<string, Set<SseClient>>()
+  private readonly limits: { maxBufferedBytes: number, now: () => number }
+  private heartbeatTimer: NodeJS.Timeout | null = null
+  private sweepTimer: NodeJS.Timeout | null = null
 
-  constructor (private readonly options: SseHubOptions) {}
+  constructor (private readonly options: SseHubOptions) {
+    this.limits = { maxBufferedBytes: options.maxBufferedBytes, now: options.now ?? Date.now }
+  }
+
+  get size (): number {
+    return this.clients.size
+  }
+
+  roomSize (room: string): number {
+    return this.rooms.get(room)?.size ?? 0
+  }
+
+  /** Every open client (for diagnostics). */
+  all (): IterableIterator<SseClient> {
+    return this.clients.values()
+  }
 
   /**
    * Starts an SSE response on a raw request/response pair the framework no longer
    * manages (Fastify: after `reply.hijack()`), keeping headers already set on it.
    */
   open (id: string, request: RawRequest, response: RawResponse, headers: SseHeaders = {}): SseClient {
-    const client = new SseClient(id, response)
+    const client = new SseClient(id, response, this.limits)
     this.clients.add(client)
     // `close` on the response, not the request: the request's fires as soon as its body is read.
-    response.once('close', () => this.disconnect(client))
+    response.on('close', () => this.disconnect(client))
+    // A write to a broken socket is a disconnect, not a crash.
+    response.on('error', () => client.destroy())
     const head: OutgoingHttpHeaders = {
       ...(headers as OutgoingHttpHeaders),
       'content-type': 'text/event-stream; charset=utf-8',
@@ -83,6 +79,7 @@ export class SseHub {
     response.writeHead(200, head)
     const jitter = 0.8 + (this.options.random ?? Math.random)() * 0.4
     client.write(encodeRetry(Math.round(this.options.retryMs * jitter)))
+    this.startTimers()
     return client
   }
 
@@ -103,6 +100,7 @@ export class SseHub {
       if (finalFrame) client.write(finalFrame)
       client.close()
     }
+    this.stopTimers()
   }
 
   private disconnect (client: SseClient): void {
@@ -117,6 +115,43 @@ export class SseHub {
       }
       client.rooms.clear()
       this.clients.delete(client)
+      if (this.clients.size === 0) this.stopTimers()
+    }
+  }
+
+  private startTimers (): void {
+    if (this.heartbeatTimer === null && this.options.heartbeatIntervalMs > 0) {
+      this.heartbeatTimer = setInterval(() => this.heartbeat(), this.options.heartbeatIntervalMs).unref()
+    }
+    if (this.sweepTimer === null) {
+      // Fine enough to drop a stalled client within ~25% of stallTimeoutMs, coarse enough to cost nothing.
+      const every = Math.min(1000, Math.max(10, Math.floor(this.options.stallTimeoutMs / 4)))
+      this.sweepTimer = setInterval(() => this.sweep(), every).unref()
+    }
+  }
+
+  private stopTimers (): void {
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer)
+    if (this.sweepTimer) clearInterval(this.sweepTimer)
+    this.heartbeatTimer = null
+    this.sweepTimer = null
+  }
+
+  private heartbeat (): void {
+    // A client that is not draining gets no ping: it would only grow its queue.
+    for (const client of this.clients) if (client.blockedSince === 0) client.write(PING)
+  }
+
+  private sweep (): void {
+    const now = this.limits.now()
+    for (const client of this.clients) {
+      if (client.blockedSince === 0) continue
+      client.resume()
+      const stalledForMs = now - client.blockedSince
+      if (client.blockedSince !== 0 && stalledForMs >= this.options.stallTimeoutMs) {
+        this.options.onStall?.(client, stalledForMs)
+        client.destroy()
+      }
     }
   }
 }

@@ -33,7 +33,16 @@ t.test('a bad option fails register with a message naming it', async (t) => {
     [{ adapter, adapterTimeoutMs: 0 }, /option "adapterTimeoutMs" must be an integer >= 1/],
     [{ adapter, retryMs: -5 }, /option "retryMs" must be an integer >= 0/],
     [{ adapter, prefix: 'api' }, /option "prefix" must be a string that is empty or starts with "\/"/],
-    [{ adapter, prefix: 42 }, /option "prefix"/]
+    [{ adapter, prefix: 42 }, /option "prefix"/],
+    [{ adapter, replayBufferSize: 0 }, /option "replayBufferSize" must be an integer >= 1/],
+    [{ adapter, heartbeatIntervalMs: -1 }, /option "heartbeatIntervalMs" must be an integer >= 0 \(0 disables heartbeats\)/],
+    [{ adapter, maxBufferedBytes: 100 }, /option "maxBufferedBytes" must be an integer >= 1024, got 100/],
+    [{ adapter, stallTimeoutMs: 0 }, /option "stallTimeoutMs"/],
+    [{ adapter, maxClients: -1 }, /option "maxClients" must be an integer >= 0 \(0 = no limit\)/],
+    [{ adapter, maxClientsPerAgent: 1.5 }, /option "maxClientsPerAgent"/],
+    [{ adapter, authorizeAgent: true }, /option "authorizeAgent" must be a function/],
+    [{ adapter: { startMetricsStreaming () {}, stopMetricsStreaming () {}, getCurrentMetrics () {}, changeInterval: 'yes' } }, /option "adapter.changeInterval" must be a function/],
+    [{ adapter: { startMetricsStreaming () {}, stopMetricsStreaming () {}, getCurrentMetrics () {}, listStreamingTasks: [] } }, /option "adapter.listStreamingTasks"/]
   ]
   for (const [options, message] of cases) {
     await t.rejects(registerWith(options), { code: 'FST_ERR_AGENT_SSE_INVALID_OPTION', message }, String(message))

@@ -10,6 +10,8 @@ export interface SseConnectionInfo {
   agentIds: string[]
   /** Bytes queued for the client in user space. */
   bufferedBytes: number
+  /** The client's queue is over `maxBufferedBytes`: it gets conflated frames until it drains. */
+  blocked: boolean
   /** How long the client has not been draining (0 while it keeps up). */
   blockedForMs: number
 }
@@ -29,6 +31,7 @@ export async function agentSseRoutes (app: FastifyInstance, { diagnostics, ...co
       id: client.id,
       agentIds: [...client.rooms],
       bufferedBytes: client.bufferedBytes,
+      blocked: client.blockedSince !== 0,
       blockedForMs: client.blockedSince === 0 ? 0 : now - client.blockedSince
     }))
   }

@@ -2,134 +2,211 @@ import fc from 'fast-check'
 import t from 'tap'
 import type { Subscription } from '../lib/index.js'
 import { lifecycleFixture } from './helpers/lifecycle-fixture.js'
-import { flush } from './helpers/manual-timers.js'
+import { drainMicrotasks, flush } from './helpers/manual-timers.js'
+import type { StartCall } from './helpers/test-adapter.js'
 
-// Random schedules of connects, disconnects, holds, agent answers, failures, agent-side
-// ends and cancellations. Whatever the order, an agent never has two live tasks, the
-// client count is exact, and once everyone has left nothing is left running.
+// Random interleavings of everything that can happen to an agent's stream: clients
+// connecting and leaving at different intervals, holds, cancels, agents answering,
+// failing, timing out (and answering late), ending on their own, and time passing.
+// After every step the counting invariants hold; once everyone has left, all is idle.
 
+const RUNS = Number(process.env.PROPERTY_RUNS ?? 10_000)
+const STOP_DELAY_MS = 1000
+const ADAPTER_TIMEOUT_MS = 3000
 const agents = ['a1', 'a2'] as const
 const agent = fc.constantFrom(...agents)
+const outcome = fc.constantFrom('ok', 'ok', 'fail') // timeouts happen by not answering while time advances
 
 type Command =
   | { kind: 'subscribe', agent: string, intervalSeconds: number }
   | { kind: 'unsubscribe', pick: number }
-  | { kind: 'hold', agent: string }
+  | { kind: 'hold', agent: string, intervalSeconds: number }
   | { kind: 'release', agent: string }
   | { kind: 'advance', ms: number }
-  | { kind: 'answerStart', ok: boolean }
-  | { kind: 'answerStop' }
+  | { kind: 'answerStart', pick: number, outcome: 'ok' | 'fail' }
+  | { kind: 'answerStop', pick: number, outcome: 'ok' | 'fail' }
   | { kind: 'agentEnds', agent: string }
+  | { kind: 'agentEndsEarly', agent: string }
   | { kind: 'agentFails', agent: string }
+  | { kind: 'push', agent: string }
   | { kind: 'cancel', agent: string }
 
+const interval = fc.constantFrom(1, 2, 5)
 const command: fc.Arbitrary<Command> = fc.oneof(
-  { weight: 4, arbitrary: fc.tuple(agent, fc.constantFrom(1, 2, 5)).map(([a, intervalSeconds]) => ({ kind: 'subscribe' as const, agent: a, intervalSeconds })) },
-  { weight: 4, arbitrary: fc.nat(20).map((pick) => ({ kind: 'unsubscribe' as const, pick })) },
-  { weight: 1, arbitrary: agent.map((a) => ({ kind: 'hold' as const, agent: a })) },
-  { weight: 1, arbitrary: agent.map((a) => ({ kind: 'release' as const, agent: a })) },
-  { weight: 3, arbitrary: fc.integer({ min: 0, max: 2500 }).map((ms) => ({ kind: 'advance' as const, ms })) },
-  { weight: 3, arbitrary: fc.boolean().map((ok) => ({ kind: 'answerStart' as const, ok })) },
-  { weight: 3, arbitrary: fc.constant({ kind: 'answerStop' as const }) },
-  { weight: 1, arbitrary: agent.map((a) => ({ kind: 'agentEnds' as const, agent: a })) },
-  { weight: 1, arbitrary: agent.map((a) => ({ kind: 'agentFails' as const, agent: a })) },
-  { weight: 1, arbitrary: agent.map((a) => ({ kind: 'cancel' as const, agent: a })) }
+  { weight: 5, arbitrary: fc.record({ kind: fc.constant('subscribe' as const), agent, intervalSeconds: interval }) },
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant('unsubscribe' as const), pick: fc.nat(10) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('hold' as const), agent, intervalSeconds: interval }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('release' as const), agent }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.constantFrom(10, 500, 999, 1000, 1500, 3000, 4000) }) },
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant('answerStart' as const), pick: fc.nat(3), outcome }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('answerStop' as const), pick: fc.nat(3), outcome }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('agentEnds' as const), agent }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('agentEndsEarly' as const), agent }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('agentFails' as const), agent }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('push' as const), agent }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('cancel' as const), agent }) }
 )
 
-t.test('no schedule leaks a stream or miscounts clients', async (t) => {
-  await fc.assert(fc.asyncProperty(fc.array(command, { minLength: 1, maxLength: 60 }), fc.boolean(), async (commands, inPlaceRetune) => {
-    const { lifecycle, adapter, timers } = lifecycleFixture({ autoAnswer: false, stopDelayMs: 2000, adapterTimeoutMs: 1e9 })
-    if (inPlaceRetune) adapter.enableChangeInterval()
-    const live: Array<{ agent: string, sub: Subscription, gone: boolean }> = []
-    let answeredStarts = 0
-    let answeredStops = 0
+async function runSchedule (commands: Command[], inPlaceRetune: boolean): Promise<void> {
+  const { lifecycle, adapter, timers } = lifecycleFixture({ autoAnswer: false, stopDelayMs: STOP_DELAY_MS, adapterTimeoutMs: ADAPTER_TIMEOUT_MS, settle: drainMicrotasks })
+  if (inPlaceRetune) adapter.enableChangeInterval()
+  const clients: Array<{ agent: string, sub: Subscription, gone: boolean }> = []
+  const holds = new Set<string>()
+  // The plugin's view of the agents: a task is live from its successful start until the
+  // plugin issues its stop or the agent ends it.
+  let startsOk = 0
+  let ended = 0
+  const live = new Map<string, string>() // taskId → agentId
+  const endedEarly = new Set<StartCall>()
+  const failed = new Set<StartCall>()
+  const answeredStarts = new Set<StartCall>()
+  const answeredStops = new Set<number>()
+  const stopsSeen = new Set<string>()
+  let stopsCounted = 0
 
-    const check = () => {
-      if (adapter.maxConcurrentPerAgent > 1) throw new Error('two live tasks for one agent')
-      for (const id of agents) {
-        const expected = live.filter((entry) => entry.agent === id && !entry.gone).length
-        const status = lifecycle.status(id)
-        if (status.sse_clients !== expected) throw new Error(`${id}: sse_clients ${status.sse_clients} != ${expected}`)
-        if (status.streaming_active !== (status.state !== 'idle')) throw new Error('streaming_active disagrees with state')
-        if (status.state === 'idle' && (status.sse_clients > 0 || status.manual_hold)) throw new Error(`${id}: idle with demand`)
-      }
+  const noteStops = () => {
+    for (; stopsCounted < adapter.stopCalls.length; stopsCounted++) {
+      const { taskId } = adapter.stopCalls[stopsCounted]!
+      if (stopsSeen.has(taskId)) throw new Error(`task ${taskId} stopped twice`)
+      stopsSeen.add(taskId)
+      if (!live.delete(taskId)) throw new Error(`stop of ${taskId}, which is not live`)
     }
+  }
+  const answerStart = (call: StartCall, result: 'ok' | 'fail') => {
+    answeredStarts.add(call)
+    if (result === 'fail') {
+      call.answer.reject(new Error('refused'))
+      return
+    }
+    startsOk++
+    if (endedEarly.has(call)) ended++
+    else live.set(call.taskId, call.agentId)
+    call.answer.resolve({ taskId: call.taskId })
+  }
+  const holdChanged = (id: string, held: boolean) => { if (held) holds.add(id); else holds.delete(id) }
 
-    for (const cmd of commands) {
-      switch (cmd.kind) {
-        case 'subscribe': {
-          const entry = { agent: cmd.agent, sub: null as unknown as Subscription, gone: false }
-          const gone = () => { entry.gone = true }
-          entry.sub = lifecycle.subscribe(cmd.agent, { intervalSeconds: cmd.intervalSeconds, onSample () {}, onEnd: gone, onError: gone })
-          live.push(entry)
-          break
-        }
-        case 'unsubscribe': {
-          const entry = live.filter((e) => !e.gone)[cmd.pick]
-          if (entry) { entry.sub.unsubscribe(); entry.gone = true }
-          break
-        }
-        case 'hold':
-          lifecycle.hold(cmd.agent, { intervalSeconds: 5 }).catch(() => {})
-          break
-        case 'release':
-          await lifecycle.release(cmd.agent)
-          break
-        case 'advance':
-          await timers.advance(cmd.ms)
-          break
-        case 'answerStart': {
-          const call = adapter.startCalls[answeredStarts]
-          if (call) {
-            answeredStarts++
-            if (cmd.ok) call.answer.resolve({ taskId: call.taskId })
-            else call.answer.reject(new Error('refused'))
-          }
-          break
-        }
-        case 'answerStop': {
-          const call = adapter.stopCalls[answeredStops]
-          if (call) { answeredStops++; call.answer.resolve() }
-          break
-        }
-        case 'agentEnds': {
-          const call = adapter.startCalls.filter((c) => c.agentId === cmd.agent).at(-1)
-          if (call && adapter.liveTasks.has(call.taskId)) adapter.endTask(cmd.agent, 'agent-offline')
-          break
-        }
-        case 'agentFails':
-          adapter.startCalls.filter((c) => c.agentId === cmd.agent).at(-1)?.sink.error(new Error('transport'))
-          break
-        case 'cancel': {
-          const taskId = lifecycle.status(cmd.agent).task_id
-          if (taskId) lifecycle.cancelTask(taskId).catch(() => {})
-          break
-        }
-      }
-      await flush()
-      check()
-    }
-
-    // Everyone leaves; the agents answer whatever is still pending.
-    for (const entry of live) { entry.sub.unsubscribe(); entry.gone = true }
-    for (const id of agents) await lifecycle.release(id)
-    for (let round = 0; round < 20; round++) {
-      while (answeredStarts < adapter.startCalls.length) {
-        const call = adapter.startCalls[answeredStarts++]!
-        call.answer.resolve({ taskId: call.taskId })
-      }
-      while (answeredStops < adapter.stopCalls.length) adapter.stopCalls[answeredStops++]!.answer.resolve()
-      await timers.advance(2500)
-    }
-    check()
+  const check = (step: string) => {
+    noteStops()
+    const perAgent = new Map<string, number>()
+    for (const id of live.values()) perAgent.set(id, (perAgent.get(id) ?? 0) + 1)
+    for (const [id, count] of perAgent) if (count > 1) throw new Error(`${step}: ${count} live streams for ${id}`)
+    if (startsOk !== stopsSeen.size + ended + live.size) throw new Error(`${step}: starts ${startsOk} != stops ${stopsSeen.size} + ended ${ended} + live ${live.size}`)
     for (const id of agents) {
-      if (lifecycle.status(id).state !== 'idle') throw new Error(`${id} is ${lifecycle.status(id).state} after everyone left`)
+      const status = lifecycle.status(id)
+      const clientsOfAgent = clients.filter((c) => c.agent === id && !c.gone).length
+      if (status.sse_clients !== clientsOfAgent) throw new Error(`${step}: ${id} sse_clients ${status.sse_clients} != ${clientsOfAgent}`)
+      holdChanged(id, status.manual_hold)
+      if (status.streaming_active !== (status.state !== 'idle')) throw new Error(`${step}: streaming_active disagrees with state`)
+      const demand = clientsOfAgent > 0 || status.manual_hold
+      if (demand && !status.streaming_active) throw new Error(`${step}: ${id} has demand but is idle`)
+      if (status.state === 'lingering' && demand) throw new Error(`${step}: ${id} lingers with demand`)
+      if (status.state === 'active' && !demand) throw new Error(`${step}: ${id} active without demand`)
+      if ((status.state === 'active' || status.state === 'lingering') && live.get(status.task_id ?? '') !== id) {
+        throw new Error(`${step}: ${id} is ${status.state} but its task ${status.task_id} is not live`)
+      }
     }
-    if (adapter.liveTasks.size !== 0) throw new Error(`leaked tasks: ${[...adapter.liveTasks.keys()].join(', ')}`)
-    if (timers.pendingCount !== 0) throw new Error('a timer was left behind')
-    const stopped = adapter.stopCalls.map((c) => c.taskId)
-    if (new Set(stopped).size !== stopped.length) throw new Error('a task was stopped twice')
-    if (lifecycle.list().length !== 0) throw new Error('list() is not empty')
-  }), { numRuns: 300 })
-  t.pass('300 random schedules held every invariant')
+  }
+
+  for (const [index, cmd] of commands.entries()) {
+    const pending = (calls: StartCall[]) => calls.filter((c) => !answeredStarts.has(c))
+    switch (cmd.kind) {
+      case 'subscribe': {
+        const entry = { agent: cmd.agent, sub: null as unknown as Subscription, gone: false }
+        const gone = () => { entry.gone = true }
+        entry.sub = lifecycle.subscribe(cmd.agent, { intervalSeconds: cmd.intervalSeconds, onSample () {}, onEnd: gone, onError: gone })
+        clients.push(entry)
+        break
+      }
+      case 'unsubscribe': {
+        const entry = clients.filter((c) => !c.gone)[cmd.pick]
+        if (entry) { entry.gone = true; entry.sub.unsubscribe() }
+        break
+      }
+      case 'hold':
+        lifecycle.hold(cmd.agent, { intervalSeconds: cmd.intervalSeconds }).catch(() => {})
+        break
+      case 'release':
+        await lifecycle.release(cmd.agent)
+        break
+      case 'advance':
+        await timers.advance(cmd.ms)
+        break
+      case 'answerStart': {
+        const call = pending(adapter.startCalls)[cmd.pick]
+        if (call) answerStart(call, cmd.outcome)
+        break
+      }
+      case 'answerStop': {
+        const open = adapter.stopCalls.map((call, i) => ({ call, i })).filter(({ i }) => !answeredStops.has(i))
+        const chosen = open[cmd.pick]
+        if (chosen) {
+          answeredStops.add(chosen.i)
+          if (cmd.outcome === 'ok') chosen.call.answer.resolve()
+          else chosen.call.answer.reject(new Error('stop failed'))
+        }
+        break
+      }
+      case 'agentEnds': {
+        const taskId = [...live].reverse().find(([, id]) => id === cmd.agent)?.[0]
+        const call = adapter.startCalls.find((c) => c.taskId === taskId)
+        if (taskId && call) {
+          live.delete(taskId)
+          ended++
+          call.sink.end('agent-offline')
+        }
+        break
+      }
+      case 'agentEndsEarly': {
+        const call = pending(adapter.startCalls).filter((c) => c.agentId === cmd.agent).at(-1)
+        // Once the transport reported an error the plugin stops the task, whatever the agent says next.
+        if (call && !call.signal.aborted && !endedEarly.has(call) && !failed.has(call)) {
+          endedEarly.add(call)
+          call.sink.end('agent-offline')
+        }
+        break
+      }
+      case 'agentFails': {
+        const call = adapter.startCalls.filter((c) => c.agentId === cmd.agent).at(-1)
+        if (call) {
+          failed.add(call)
+          call.sink.error(new Error('transport'))
+        }
+        break
+      }
+      case 'push':
+        adapter.startCalls.filter((c) => c.agentId === cmd.agent).at(-1)?.sink.push({ n: index })
+        break
+      case 'cancel': {
+        const taskId = lifecycle.status(cmd.agent).task_id
+        if (taskId) lifecycle.cancelTask(taskId).catch(() => {})
+        break
+      }
+    }
+    await drainMicrotasks()
+    check(`step ${index} (${cmd.kind})`)
+  }
+
+  // Everyone leaves; every agent answers what is still pending; time passes.
+  for (const entry of clients) { entry.gone = true; entry.sub.unsubscribe() }
+  for (const id of agents) await lifecycle.release(id)
+  for (let round = 0; round < 12; round++) {
+    for (const call of adapter.startCalls.filter((c) => !answeredStarts.has(c))) answerStart(call, 'ok')
+    adapter.stopCalls.forEach((call, i) => { if (!answeredStops.has(i)) { answeredStops.add(i); call.answer.resolve() } })
+    await timers.advance(ADAPTER_TIMEOUT_MS + STOP_DELAY_MS)
+    check(`settling round ${round}`)
+  }
+  for (const id of agents) {
+    const { state } = lifecycle.status(id)
+    if (state !== 'idle') throw new Error(`${id} is ${state} after everyone left`)
+  }
+  if (live.size !== 0) throw new Error(`leaked tasks: ${[...live.keys()].join(', ')}`)
+  if (timers.pendingCount !== 0) throw new Error(`${timers.pendingCount} timers left behind`)
+  if (lifecycle.list().length !== 0) throw new Error('list() is not empty')
+}
+
+t.test(`${RUNS} random schedules: one live stream per agent, starts = stops + ends + live, exact counts, idle at the end`, async (t) => {
+  const started = Date.now()
+  await fc.assert(fc.asyncProperty(fc.array(command, { minLength: 1, maxLength: 40 }), fc.boolean(), runSchedule), { numRuns: RUNS })
+  t.pass(`${RUNS} schedules in ${Date.now() - started} ms`)
+  await flush()
 })

@@ -219,8 +219,9 @@ export class AgentStream {
       (taskId) => this.onStarted(run, taskId),
       (err: Error) => {
         this.onStartFailed(run, err)
-        // A start that answers after its timeout has produced a task nobody owns: stop it at once.
-        raw.then((lateTaskId) => this.stopLateTask(lateTaskId), () => {})
+        // A start that answers after its timeout has produced a task nobody owns: stop it at once
+        // (unless the agent already ended it on its own).
+        raw.then((lateTaskId) => { if (run.outcome !== 'ended') this.stopLateTask(lateTaskId) }, () => {})
       }
     )
   }

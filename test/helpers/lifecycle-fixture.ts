@@ -17,8 +17,8 @@ export class RecordingLogger implements LifecycleLogger {
 }
 
 /** A StreamLifecycle on manual timers and a TestAdapter, plus a recorder of what one subscriber saw. */
-export function lifecycleFixture (options: { stopDelayMs?: number, adapterTimeoutMs?: number, autoAnswer?: boolean } = {}) {
-  const timers = new ManualTimers()
+export function lifecycleFixture (options: { stopDelayMs?: number, adapterTimeoutMs?: number, autoAnswer?: boolean, settle?: () => Promise<void> } = {}) {
+  const timers = new ManualTimers(options.settle)
   const adapter = new TestAdapter({ autoAnswer: options.autoAnswer ?? true })
   const logger = new RecordingLogger()
   const lifecycle = new StreamLifecycle({

@@ -208,3 +208,19 @@ t.test('a replay buffer size option bounds what is held', async (t) => {
   t.throws(() => new StreamLifecycle({ adapter, replayBufferSize: 0 }), { message: /"replayBufferSize"/ })
   await lifecycle.close()
 })
+
+t.test('a hold that re-tunes the stream by a restart answers once the restarted stream is active', async (t) => {
+  const { lifecycle, adapter } = lifecycleFixture({ autoAnswer: false })
+  lifecycle.subscribe('agent1', recorder(10).options)
+  adapter.startCalls[0]!.answer.resolve({ taskId: 'task-1' })
+  await flush()
+  let answered = false
+  const held = lifecycle.hold('agent1', { intervalSeconds: 2 }).then((status) => { answered = true; return status })
+  await flush()
+  t.equal(lifecycle.status('agent1').state, 'stopping')
+  adapter.stopCalls[0]!.answer.resolve()
+  await flush()
+  t.equal(answered, false, 'not while the new start is in flight')
+  adapter.startCalls[1]!.answer.resolve({ taskId: 'task-2' })
+  t.match(await held, { state: 'active', task_id: 'task-2', interval_seconds: 2, manual_hold: true })
+})

@@ -97,13 +97,11 @@ export class AgentStream {
   /** Sets the manual hold and resolves once the stream is active (rejects if it cannot start). */
   hold (intervalSeconds: number): Promise<void> {
     this.holdIntervalSeconds = intervalSeconds
-    if (this.state === 'active' || this.state === 'lingering') {
-      this.reconcile()
-      return Promise.resolve()
-    }
-    const ready = new Promise<void>((resolve, reject) => { this.activeWaiters.push({ resolve, reject }) })
+    // May start the stream, or re-tune it by a restart: either way, answer once it is active again.
+    // (Adapter outcomes always arrive asynchronously, so the waiter is in place before they do.)
     this.reconcile()
-    return ready
+    if (this.state === 'active') return Promise.resolve()
+    return new Promise<void>((resolve, reject) => { this.activeWaiters.push({ resolve, reject }) })
   }
 
   release (): void {

@@ -52,3 +52,19 @@ expectError<AgentAdapter>({ async startMetricsStreaming () { return { taskId: 'x
 
 const lifecycle = new StreamLifecycle({ adapter, stopDelayMs: 100, adapterTimeoutMs: 1000 })
 expectType<Promise<void>>(lifecycle.close())
+
+// The browser/Node client: typed answers, an EventSource implementation from the `eventsource` package.
+import { EventSource } from 'eventsource'
+import { AgentStreamClient, AgentStreamClientError, type StreamStatus as ClientStreamStatus } from '../dist/esm/client/index.js'
+
+const client = new AgentStreamClient({ baseUrl: 'http://127.0.0.1:3000/api', EventSource })
+expectType<Promise<ClientStreamStatus>>(client.getStatus('agent1'))
+expectType<Promise<{ streams: ClientStreamStatus[] }>>(client.listStreams())
+expectType<Promise<ClientStreamStatus>>(client.startMetricsStreaming('agent1', { interval_seconds: 5 }))
+expectType<Promise<ClientStreamStatus>>(client.cancelTask('t'))
+client.streamMetrics('agent1', 5, {
+  onMetrics (sample, id) { expectType<Record<string, unknown>>(sample); expectType<number>(id) },
+  onEnd (reason) { expectType<string>(reason) },
+  onServerError (err) { expectType<AgentStreamClientError>(err); expectType<number>(err.statusCode); expectType<string>(err.code) }
+})
+expectError(client.startMetricsStreaming('agent1', { interval_seconds: '5' }))

@@ -15,8 +15,8 @@ t.test('the example server streams a simulated agent and stops it after the grac
   let output = ''
   child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
   child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
-  await waitFor(() => /listening on (http:\/\/\S+\/api)/.test(output), 'the example to print its URL', 15000)
-  const base = /listening on (http:\/\/\S+\/api)/.exec(output)![1]!
+  await waitFor(() => /API under (http:\/\/\S+\/api)/.test(output), 'the example to print its URL', 15000)
+  const base = /API under (http:\/\/\S+\/api)/.exec(output)![1]!
 
   const client = await openSse(`${base}/agents/edge-2/metrics/stream?interval_seconds=1`)
   const event = await client.next((e) => e.event === 'metrics')
@@ -26,6 +26,14 @@ t.test('the example server streams a simulated agent and stops it after the grac
   await waitFor(() => output.includes('agent edge-2: collecting stopped'), 'the agent to stop collecting', 10000)
   t.equal((await getJson(`${base}/agents/edge-2/status`)).body.streaming_active, false)
   t.equal((await getJson(`${base}/agents/nobody/status`)).statusCode, 404)
+  const origin = base.replace(/\/api$/, '')
+  for (const [path, type] of [['/', /text\/html/], ['/app.js', /javascript/], ['/client.js', /javascript/], ['/vendor/uPlot.esm.js', /javascript/], ['/vendor/uPlot.min.css', /text\/css/]] as const) {
+    const response = await fetch(origin + path)
+    t.equal(response.status, 200, `the dashboard serves ${path}`)
+    t.match(response.headers.get('content-type'), type)
+    await response.arrayBuffer()
+  }
+  t.same(await (await fetch(`${origin}/example/agents`)).json(), { agents: ['local', 'edge-1', 'edge-2', 'edge-3'], stop_delay_ms: 2000 })
 
   child.kill('SIGTERM')
   const [code] = await once(child, 'exit')

@@ -1,6 +1,5 @@
-// An AgentAdapter over simulated agents, so the example runs with nothing external.
-// Each agent "collects" only while it has a streaming task, and logs when it starts
-// and stops collecting: watch those lines while clients come and go.
+// Simulated remote agents with plausible, slowly varying metrics. Like real agents they
+// only "collect" while a task runs, and log when they start and stop.
 import { randomUUID } from 'node:crypto'
 
 export function createSimulatedAgents ({ agentIds, log }) {
@@ -8,15 +7,29 @@ export function createSimulatedAgents ({ agentIds, log }) {
 
   function sample (agent) {
     const t = Date.now() / 1000
-    const wave = (period, phase = 0) => (Math.sin((t / period) + agent.seed + phase) + 1) / 2
+    const wave = (period, phase = 0) => (Math.sin((t / period) + agent.seed * 2 + phase) + 1) / 2
+    const load = 0.5 + 2.5 * wave(45, 2)
     return {
       agent_id: agent.id,
       timestamp: new Date().toISOString(),
       cpu_percent: Math.round((15 + 60 * wave(20) + 10 * Math.random()) * 10) / 10,
       memory_percent: Math.round((40 + 30 * wave(90, 1)) * 10) / 10,
-      load_average: Math.round((0.5 + 2 * wave(45, 2)) * 100) / 100,
+      load_1m: Math.round(load * 100) / 100,
       network_rx_kbps: Math.round(200 + 800 * wave(15, 3) * Math.random())
     }
+  }
+
+  function schedule (agent, task, intervalSeconds) {
+    clearInterval(task.timer)
+    task.timer = setInterval(() => task.sink.push(sample(agent)), intervalSeconds * 1000)
+  }
+
+  function stopCollecting (agent, taskId) {
+    const task = agent.tasks.get(taskId)
+    if (!task) return
+    clearInterval(task.timer)
+    agent.tasks.delete(taskId)
+    log.info(`agent ${agent.id}: collecting stopped (task ${taskId})`)
   }
 
   return {
@@ -27,12 +40,12 @@ export function createSimulatedAgents ({ agentIds, log }) {
     async startMetricsStreaming (agentId, { intervalSeconds, signal }, sink) {
       const agent = agents.get(agentId)
       const taskId = randomUUID()
-      const timer = setInterval(() => sink.push(sample(agent)), intervalSeconds * 1000)
-      agent.tasks.set(taskId, timer)
+      const task = { sink, timer: undefined }
+      schedule(agent, task, intervalSeconds)
+      agent.tasks.set(taskId, task)
       // The plugin aborts the signal when it no longer wants the task; stopping is idempotent.
       signal.addEventListener('abort', () => stopCollecting(agent, taskId), { once: true })
       log.info(`agent ${agentId}: collecting started (task ${taskId}, every ${intervalSeconds}s)`)
-      sink.push(sample(agent))
       return { taskId }
     },
 
@@ -40,16 +53,16 @@ export function createSimulatedAgents ({ agentIds, log }) {
       stopCollecting(agents.get(agentId), taskId)
     },
 
+    async changeInterval (agentId, taskId, intervalSeconds) {
+      const agent = agents.get(agentId)
+      const task = agent.tasks.get(taskId)
+      if (!task) throw new Error(`agent ${agentId} has no task ${taskId}`)
+      schedule(agent, task, intervalSeconds)
+      log.info(`agent ${agentId}: collecting every ${intervalSeconds}s now (task ${taskId})`)
+    },
+
     async getCurrentMetrics (agentId) {
       return sample(agents.get(agentId))
     }
-  }
-
-  function stopCollecting (agent, taskId) {
-    const timer = agent.tasks.get(taskId)
-    if (!timer) return
-    clearInterval(timer)
-    agent.tasks.delete(taskId)
-    log.info(`agent ${agent.id}: collecting stopped (task ${taskId})`)
   }
 }

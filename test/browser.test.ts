@@ -1,0 +1,75 @@
+import { spawn } from 'node:child_process'
+import { existsSync, mkdirSync } from 'node:fs'
+import { once } from 'node:events'
+import { chromium } from 'playwright-core'
+import t from 'tap'
+import { getJson, waitFor } from './helpers/server.js'
+
+// The dashboard in a real headless Chromium (Debian's package, installed by .ci/run).
+const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+const chromiumArgs = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run']
+
+if (!existsSync(executablePath)) {
+  if (process.env.CI) {
+    t.fail(`Chromium is missing at ${executablePath}: CI must install it (apt-get install chromium)`)
+  } else {
+    t.comment(`SKIP browser test: no Chromium at ${executablePath} (install Debian's chromium or set CHROMIUM_PATH)`)
+    t.pass('skipped: Chromium is not installed on this machine')
+  }
+} else {
+  t.test('the dashboard renders live metrics; a second tab shares the stream; closing both stops it after the debounce window', async (t) => {
+    const server = spawn(process.execPath, ['examples/server.js'], {
+      env: { ...process.env, PORT: '0', HOST: '127.0.0.1', STOP_DELAY_MS: '1000' },
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
+    t.teardown(async () => {
+      if (server.exitCode === null) {
+        server.kill('SIGTERM')
+        await once(server, 'exit')
+      }
+    })
+    let output = ''
+    server.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
+    server.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
+    await waitFor(() => /open (http:\/\/\S+)\/ for the dashboard/.test(output), 'the example server', 20_000)
+    const base = /open (http:\/\/\S+)\/ for the dashboard/.exec(output)![1]!
+    const status = async () => (await getJson(`${base}/api/agents/local/status`)).body
+
+    const browser = await chromium.launch({ executablePath, args: chromiumArgs })
+    t.teardown(() => browser.close())
+    const pageErrors: string[] = []
+    const openDashboard = async () => {
+      const page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
+      page.on('pageerror', (err) => pageErrors.push(err.message))
+      await page.goto(`${base}/?agent=local`)
+      return page
+    }
+    const lastEventId = async (page: Awaited<ReturnType<typeof openDashboard>>) => Number(await page.textContent('[data-testid=last-event-id]') || 0)
+
+    const first = await openDashboard()
+    await waitFor(async () => (await lastEventId(first)) >= 2, 'two samples rendered in the first tab', 20_000)
+    const live = await status()
+    t.match(live, { agent_id: 'local', streaming_active: true, state: 'active', sse_clients: 1 })
+    await waitFor(async () => (await first.textContent('[data-testid=streaming-active]')) === 'true', 'the page to show streaming_active')
+    t.match(await first.textContent('[data-testid=latest-sample]'), /cpu_percent/, 'the latest sample is shown')
+
+    const second = await openDashboard()
+    await waitFor(async () => (await lastEventId(second)) > 0, 'a sample in the second tab', 20_000)
+    const shared = await status()
+    t.equal(shared.sse_clients, 2, 'two clients')
+    t.equal(shared.task_id, live.task_id, 'the same task, not restarted')
+    t.equal((output.match(/agent local: collecting started/g) ?? []).length, 1, 'the agent started collecting once')
+    await waitFor(async () => (await first.textContent('[data-testid=sse-clients]')) === '2', 'the page to show 2 clients')
+
+    mkdirSync('test-artifacts', { recursive: true })
+    await first.screenshot({ path: 'test-artifacts/dashboard.png', fullPage: true })
+
+    await first.close()
+    await second.close()
+    await waitFor(async () => (await status()).sse_clients === 0, 'both clients to leave', 10_000)
+    t.equal((await status()).streaming_active, true, 'still streaming inside the debounce window')
+    await waitFor(async () => (await status()).streaming_active === false, 'streaming_active:false after the debounce window', 10_000)
+    await waitFor(() => output.includes('agent local: collecting stopped'), 'the agent to stop collecting')
+    t.same(pageErrors, [], 'no errors in the page')
+  })
+}

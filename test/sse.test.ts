@@ -240,3 +240,40 @@ t.test('a client arriving after the lifecycle closed gets a 503 error event inst
   await waitFor(() => client.ended, 'the response to end')
   t.equal(adapter.startCalls.length, 0)
 })
+
+t.test('after a stream ends, its keep-alive connection serves the next request cleanly', async (t) => {
+  const { Pool } = await import('undici')
+  const { baseUrl, adapter, app } = await startServer(t)
+  const pool = new Pool(baseUrl, { connections: 1 })
+  t.teardown(() => pool.destroy())
+  let sockets = 0
+  app.server.on('connection', () => { sockets++ })
+  const stream = await pool.request({ path: '/agents/agent1/metrics/stream', method: 'GET' })
+  let text = ''
+  stream.body.on('data', (chunk: Buffer) => { text += chunk.toString() })
+  await waitFor(() => adapter.liveTasks.size === 1, 'the stream')
+  adapter.push('agent1', { n: 1 })
+  await app.streamLifecycle.cancelTask('task-1')
+  await new Promise((resolve) => stream.body.on('end', resolve))
+  t.match(text, /id: 1\nevent: metrics\ndata: \{"n":1\}\n\nevent: end\ndata: \{"reason":"cancelled"\}\n\n$/)
+  const next = await pool.request({ path: '/agents/agent1/status', method: 'GET' })
+  t.equal(next.statusCode, 200)
+  t.match(await next.body.json(), { agent_id: 'agent1', state: 'idle' })
+  t.equal(sockets, 1, 'the same connection was reused')
+})
+
+t.test('an HTTP/1.0 client gets a close-delimited stream', async (t) => {
+  const { connect } = await import('node:net')
+  const { baseUrl, adapter } = await startServer(t)
+  const socket = connect(Number(new URL(baseUrl).port), '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  let text = ''
+  socket.on('data', (chunk: Buffer) => { text += chunk.toString() })
+  socket.write('GET /agents/old/metrics/stream HTTP/1.0\r\nAccept: text/event-stream\r\n\r\n')
+  await waitFor(() => adapter.liveTasks.size === 1, 'the stream')
+  adapter.push('old', { v: 1 })
+  await waitFor(() => text.includes('data: {"v":1}'), 'the sample')
+  t.match(text, /^HTTP\/1\.1 200 OK\r\n/)
+  t.notMatch(text, /transfer-encoding: chunked/i, 'no chunked encoding for HTTP/1.0')
+  t.match(text, /\r\n\r\nretry: \d+\n\nid: 1\nevent: metrics\ndata: \{"v":1\}\n\n$/)
+})

@@ -2,7 +2,7 @@ import { STATUS_CODES } from 'node:http'
 import type { MetricsSample } from '../adapter.js'
 import type { AgentSseErrorBody } from '../errors.js'
 import type { GapInfo } from '../lifecycle/types.js'
-import { encodeEvent } from '../sse/frame.js'
+import { encodeEvent, type SseFrame } from '../sse/frame.js'
 
 /**
  * The plugin's SSE events: `metrics` (with `id:`), `end` and `error`.
@@ -13,13 +13,13 @@ import { encodeEvent } from '../sse/frame.js'
 export class SseFrames {
   private lastSample: MetricsSample | null = null
   private lastEventId = -1
-  private lastFrame: Buffer = Buffer.alloc(0)
+  private lastFrame: SseFrame | null = null
   // Replays and latest-sample sends reach back past the last frame; a reconnect wave
   // replays the same samples to many clients, so those frames are kept while the sample lives.
-  private readonly olderFrames = new WeakMap<MetricsSample, { eventId: number, frame: Buffer }>()
+  private readonly olderFrames = new WeakMap<MetricsSample, { eventId: number, frame: SseFrame }>()
 
-  metricsFrame (sample: MetricsSample, eventId: number): Buffer {
-    if (sample === this.lastSample && eventId === this.lastEventId) return this.lastFrame
+  metricsFrame (sample: MetricsSample, eventId: number): SseFrame {
+    if (sample === this.lastSample && eventId === this.lastEventId) return this.lastFrame!
     const kept = this.olderFrames.get(sample)
     // The id is checked too: an adapter may push the same object twice.
     const frame = kept?.eventId === eventId ? kept.frame : encodeEvent('metrics', JSON.stringify(sample), eventId)
@@ -30,15 +30,15 @@ export class SseFrames {
     return frame
   }
 
-  gapFrame (gap: GapInfo): Buffer {
+  gapFrame (gap: GapInfo): SseFrame {
     return encodeEvent('gap', JSON.stringify(gap))
   }
 
-  endFrame (reason: string): Buffer {
+  endFrame (reason: string): SseFrame {
     return encodeEvent('end', JSON.stringify({ reason }))
   }
 
-  errorFrame (err: Error & { statusCode?: number, code?: string }): Buffer {
+  errorFrame (err: Error & { statusCode?: number, code?: string }): SseFrame {
     return encodeEvent('error', JSON.stringify(errorBody(err)))
   }
 }

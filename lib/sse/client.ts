@@ -1,19 +1,5 @@
-import type { OutgoingHttpHeaders } from 'node:http'
-
-/** What the transport needs of a request: node:http's IncomingMessage and node:http2's compat request both fit. */
-export interface RawRequest {
-  readonly httpVersionMajor: number
-}
-
-/** What the transport needs of a response: node:http's ServerResponse and node:http2's compat response both fit. */
-export interface RawResponse {
-  readonly writableLength: number
-  writeHead (statusCode: number, headers: OutgoingHttpHeaders): unknown
-  write (chunk: Uint8Array): boolean
-  end (): unknown
-  destroy (): unknown
-  on (event: 'close' | 'drain' | 'error', listener: () => void): unknown
-}
+import type { SseFrame } from './frame.js'
+import type { FrameWriter } from './writer.js'
 
 /** Limits every client of a hub shares. */
 export interface FlowLimits {
@@ -36,10 +22,14 @@ export class SseClient {
   /** When the client stopped draining (its queue went over the limit), or 0 while it keeps up. */
   blockedSince = 0
   private open = true
-  private waiting: Buffer | null = null
+  private waiting: SseFrame | null = null
+  private writer: FrameWriter | null = null
 
-  constructor (readonly id: string, private readonly response: RawResponse, private readonly limits: FlowLimits) {
-    response.on('drain', () => this.resume())
+  constructor (readonly id: string, private readonly limits: FlowLimits) {}
+
+  /** @internal Set once the response head is out. */
+  attach (writer: FrameWriter): void {
+    this.writer = writer
   }
 
   get isOpen (): boolean {
@@ -48,34 +38,35 @@ export class SseClient {
 
   /** Bytes queued for this client in user space (the socket's kernel buffer is not counted). */
   get bufferedBytes (): number {
-    return this.response.writableLength
+    return this.writer?.queuedBytes ?? 0
   }
 
-  write (frame: Buffer): void {
-    if (this.open) this.response.write(frame)
+  write (frame: SseFrame): void {
+    if (this.open) this.writer!.write(frame)
   }
 
-  offer (frame: Buffer): void {
+  offer (frame: SseFrame): void {
     if (!this.open) return
     if (this.blockedSince !== 0) {
       this.waiting = frame
       return
     }
-    if (this.response.writableLength >= this.limits.maxBufferedBytes) {
+    const writer = this.writer!
+    if (writer.queuedBytes >= this.limits.maxBufferedBytes) {
       this.blockedSince = this.limits.now()
       this.waiting = frame
       return
     }
-    this.response.write(frame)
+    writer.write(frame)
   }
 
   /** Sends the conflated frame once the queue is back under the limit. Called on `drain` and by the hub's sweep. */
   resume (): void {
-    if (this.blockedSince === 0 || this.response.writableLength >= this.limits.maxBufferedBytes) return
+    if (this.blockedSince === 0 || !this.open || this.writer!.queuedBytes >= this.limits.maxBufferedBytes) return
     this.blockedSince = 0
     const frame = this.waiting
     this.waiting = null
-    if (frame && this.open) this.response.write(frame)
+    if (frame) this.writer!.write(frame)
   }
 
   /** Ends the response; the hub's disconnect handler runs when the response closes. */
@@ -83,19 +74,20 @@ export class SseClient {
     if (!this.open) return
     this.open = false
     this.waiting = null
-    this.response.end()
+    this.writer?.end()
   }
 
   /** Drops the connection at once (a stalled or failing client). */
   destroy (): void {
     this.open = false
     this.waiting = null
-    this.response.destroy()
+    this.writer?.destroy()
   }
 
-  /** @internal */
+  /** @internal The response closed. */
   markClosed (): void {
     this.open = false
     this.waiting = null
+    this.writer?.dispose()
   }
 }

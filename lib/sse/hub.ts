@@ -1,9 +1,10 @@
 import type { OutgoingHttpHeaders } from 'node:http'
-import { SseClient, type RawRequest, type RawResponse } from './client.js'
-import { encodeComment, encodeRetry } from './frame.js'
+import { SseClient } from './client.js'
+import { encodeComment, encodeRetry, type SseFrame } from './frame.js'
+import { startStream, type RawRequest, type RawResponse } from './writer.js'
 
 export { SseClient } from './client.js'
-export type { RawRequest, RawResponse } from './client.js'
+export type { RawRequest, RawResponse } from './writer.js'
 
 export type SseHeaders = Record<string, string | number | readonly string[] | undefined>
 
@@ -60,7 +61,7 @@ export class SseHub {
    * manages (Fastify: after `reply.hijack()`), keeping headers already set on it.
    */
   open (id: string, request: RawRequest, response: RawResponse, headers: SseHeaders = {}): SseClient {
-    const client = new SseClient(id, response, this.limits)
+    const client = new SseClient(id, this.limits)
     this.clients.add(client)
     // `close` on the response, not the request: the request's fires as soon as its body is read.
     response.on('close', () => this.disconnect(client))
@@ -74,9 +75,7 @@ export class SseHub {
       // Tells nginx not to buffer the stream.
       'x-accel-buffering': 'no'
     }
-    // Connection-specific headers are forbidden in HTTP/2.
-    if (request.httpVersionMajor < 2) head.connection = 'keep-alive'
-    response.writeHead(200, head)
+    client.attach(startStream(request, response, head, () => client.resume()))
     const jitter = 0.8 + (this.options.random ?? Math.random)() * 0.4
     client.write(encodeRetry(Math.round(this.options.retryMs * jitter)))
     this.startTimers()
@@ -95,7 +94,7 @@ export class SseHub {
   }
 
   /** Writes a final frame to every client and ends them all. */
-  closeAll (finalFrame?: Buffer): void {
+  closeAll (finalFrame?: SseFrame): void {
     for (const client of this.clients) {
       if (finalFrame) client.write(finalFrame)
       client.close()

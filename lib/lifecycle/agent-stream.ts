@@ -1,7 +1,9 @@
 import type { AgentAdapter, MetricsSample, MetricsSink } from '../adapter.js'
 import { FST_ERR_AGENT_SSE_ADAPTER_FAILED, FST_ERR_AGENT_SSE_CLOSED, FST_ERR_AGENT_SSE_STREAM_ENDED } from '../errors.js'
 import { boundAdapterCall, describeError, invokeAdapter } from './adapter-call.js'
+import { Audience } from './audience.js'
 import type { ReplayHistory } from './replay-history.js'
+import { WaitList } from './wait-list.js'
 import type { Subscriber } from './subscriber.js'
 import type { LifecycleLogger, LifecycleTimers, StreamState, StreamStatus } from './types.js'
 
@@ -31,11 +33,6 @@ interface Run {
   outcome: 'ended' | 'failed' | null
 }
 
-interface ActiveWaiter {
-  resolve (): void
-  reject (err: Error): void
-}
-
 /**
  * The per-agent state machine: idle → starting → active ⇄ lingering → stopping → idle.
  *
@@ -52,21 +49,24 @@ interface ActiveWaiter {
  */
 export class AgentStream {
   state: StreamState = 'idle'
-  private readonly subscribers = new Set<Subscriber>()
-  private holdIntervalSeconds: number | null = null
+  private readonly audience: Audience
   private run: Run | null = null
   private lingerTimer: unknown = null
   private stopping: Promise<void> | null = null
   private retuning = false
   /** Why the next start happens, when it is not a first subscriber or a manual start. */
   private restartReason: string | null = null
-  private activeWaiters: ActiveWaiter[] = []
-  private idleWaiters: Array<() => void> = []
+  /** `hold()` callers waiting for the stream to be active. */
+  private readonly untilActive = new WaitList()
+  /** `shutdown()` callers waiting for the stream to be idle. */
+  private readonly untilIdle = new WaitList()
 
-  constructor (readonly agentId: string, private readonly ctx: AgentStreamContext, private readonly history: ReplayHistory) {}
+  constructor (readonly agentId: string, private readonly ctx: AgentStreamContext, private readonly history: ReplayHistory) {
+    this.audience = new Audience(agentId, ctx.logger)
+  }
 
   get demand (): number {
-    return this.subscribers.size + (this.holdIntervalSeconds === null ? 0 : 1)
+    return this.audience.demand
   }
 
   get taskId (): string | null {
@@ -75,38 +75,35 @@ export class AgentStream {
 
   /** True once nothing references this stream: no demand, no task, nobody waiting. */
   get disposable (): boolean {
-    return this.state === 'idle' && this.demand === 0 && this.activeWaiters.length === 0
+    return this.state === 'idle' && this.demand === 0 && this.untilActive.size === 0
   }
 
   subscribe (subscriber: Subscriber): void {
     // Catch up before joining, so that nothing live can overtake the replay.
     const sentLatest = this.catchUp(subscriber)
-    this.subscribers.add(subscriber)
     if (this.run) subscriber.tune(this.run.intervalSeconds)
     if (sentLatest) subscriber.countAsFirst()
-    this.logClientCount()
+    this.audience.add(subscriber)
     this.reconcile()
   }
 
   unsubscribe (subscriber: Subscriber): void {
-    if (!this.subscribers.delete(subscriber)) return
-    this.logClientCount()
-    this.reconcile()
+    if (this.audience.remove(subscriber)) this.reconcile()
   }
 
   /** Sets the manual hold and resolves once the stream is active (rejects if it cannot start). */
   hold (intervalSeconds: number): Promise<void> {
-    this.holdIntervalSeconds = intervalSeconds
+    this.audience.holdIntervalSeconds = intervalSeconds
     // May start the stream, or re-tune it by a restart: either way, answer once it is active again.
     // (Adapter outcomes always arrive asynchronously, so the waiter is in place before they do.)
     this.reconcile()
     if (this.state === 'active') return Promise.resolve()
-    return new Promise<void>((resolve, reject) => { this.activeWaiters.push({ resolve, reject }) })
+    return this.untilActive.wait()
   }
 
   release (): void {
-    if (this.holdIntervalSeconds === null) return
-    this.holdIntervalSeconds = null
+    if (this.audience.holdIntervalSeconds === null) return
+    this.audience.holdIntervalSeconds = null
     this.reconcile()
   }
 
@@ -117,21 +114,19 @@ export class AgentStream {
   cancel (): Promise<void> | null {
     if (this.state !== 'active' && this.state !== 'lingering') return null
     this.ctx.logger.info({ agentId: this.agentId, taskId: this.taskId }, `Cancelling metrics streaming task ${this.taskId} for agent ${this.agentId}`)
-    this.holdIntervalSeconds = null
-    this.endSubscribers((subscriber) => subscriber.end('cancelled'))
+    this.audience.endAll((subscriber) => subscriber.end('cancelled'))
     return this.stop()
   }
 
   /** Ends subscribers with `server-shutdown` and resolves once the agent's task is stopped. */
   shutdown (): Promise<void> {
-    this.holdIntervalSeconds = null
-    this.endSubscribers((subscriber) => subscriber.end('server-shutdown'))
-    this.rejectActiveWaiters(new FST_ERR_AGENT_SSE_CLOSED())
+    this.audience.endAll((subscriber) => subscriber.end('server-shutdown'))
+    this.untilActive.rejectAll(new FST_ERR_AGENT_SSE_CLOSED())
     if (this.state === 'active' || this.state === 'lingering') this.stop()
     // `starting` stops on its own once the start settles (it checks isClosing);
     // `stopping` is already on its way to idle.
     if (this.state === 'idle') return Promise.resolve()
-    return new Promise<void>((resolve) => { this.idleWaiters.push(resolve) })
+    return this.untilIdle.wait()
   }
 
   status (): StreamStatus {
@@ -140,12 +135,12 @@ export class AgentStream {
       agent_id: this.agentId,
       streaming_active: this.state !== 'idle',
       state: this.state,
-      sse_clients: this.subscribers.size,
-      manual_hold: this.holdIntervalSeconds !== null,
+      sse_clients: this.audience.size,
+      manual_hold: this.audience.holdIntervalSeconds !== null,
       task_id: run?.taskId ?? null,
       interval_seconds: run?.intervalSeconds ?? null,
       started_at: run?.startedAt == null ? null : new Date(run.startedAt).toISOString(),
-      requested_intervals: this.requestedIntervals()
+      requested_intervals: this.audience.intervals()
     }
   }
 
@@ -157,14 +152,14 @@ export class AgentStream {
     const lastEventId = subscriber.lastEventId
     if (typeof lastEventId === 'number' && lastEventId >= 0 && lastEventId <= this.history.lastEventId) {
       const { missed, entries } = this.history.after(lastEventId)
-      if (missed > 0) this.notify(subscriber, () => subscriber.gap({ missed, last_event_id: lastEventId }))
-      for (const entry of entries) this.notify(subscriber, () => subscriber.send(entry.sample, entry.eventId))
+      if (missed > 0) this.audience.notify(subscriber, () => subscriber.gap({ missed, last_event_id: lastEventId }))
+      for (const entry of entries) this.audience.notify(subscriber, () => subscriber.send(entry.sample, entry.eventId))
       return false
     }
     const newest = this.history.newest
     const streaming = this.state === 'active' || this.state === 'lingering'
     if (!streaming || !newest || this.ctx.now() - newest.receivedAt >= subscriber.intervalSeconds * 1000) return false
-    this.notify(subscriber, () => subscriber.send(newest.sample, newest.eventId))
+    this.audience.notify(subscriber, () => subscriber.send(newest.sample, newest.eventId))
     return true
   }
 
@@ -174,7 +169,7 @@ export class AgentStream {
         if (this.demand > 0) {
           this.start()
         } else {
-          this.resolveIdleWaiters()
+          this.untilIdle.resolveAll()
           if (this.disposable) this.ctx.onIdle(this)
         }
         break
@@ -195,12 +190,12 @@ export class AgentStream {
   }
 
   private start (): void {
-    const intervalSeconds = this.requestedIntervalSeconds()
+    const intervalSeconds = this.audience.smallestInterval()
     const run: Run = { intervalSeconds, abort: new AbortController(), taskId: null, startedAt: null, closed: false, outcome: null }
     this.run = run
     this.state = 'starting'
-    for (const subscriber of this.subscribers) subscriber.tune(intervalSeconds)
-    const trigger = this.restartReason ?? (this.subscribers.size > 0 ? 'First SSE client connected to' : 'Manual start of')
+    this.audience.tune(intervalSeconds)
+    const trigger = this.restartReason ?? (this.audience.size > 0 ? 'First SSE client connected to' : 'Manual start of')
     this.restartReason = null
     this.ctx.logger.info({ agentId: this.agentId, intervalSeconds }, `${trigger} agent ${this.agentId}, starting metrics streaming`)
 
@@ -238,7 +233,7 @@ export class AgentStream {
       this.stop()
       return
     }
-    this.resolveActiveWaiters()
+    this.untilActive.resolveAll()
     if (this.demand === 0) this.linger()
     else this.retune()
   }
@@ -247,9 +242,8 @@ export class AgentStream {
     run.closed = true
     run.abort.abort(err)
     this.ctx.logger.error({ agentId: this.agentId, err }, `Failed to start metrics streaming for agent ${this.agentId}: ${err.message}`)
-    this.holdIntervalSeconds = null
-    this.rejectActiveWaiters(err)
-    this.endSubscribers((subscriber) => subscriber.fail(err))
+    this.untilActive.rejectAll(err)
+    this.audience.endAll((subscriber) => subscriber.fail(err))
     this.toIdle()
   }
 
@@ -259,7 +253,7 @@ export class AgentStream {
    */
   private retune (): void {
     const run = this.run as Run
-    const wanted = this.requestedIntervalSeconds()
+    const wanted = this.audience.smallestInterval()
     if (this.retuning || wanted === run.intervalSeconds) return
     const { adapter, adapterTimeoutMs, timers, logger } = this.ctx
     const taskId = run.taskId as string
@@ -273,7 +267,7 @@ export class AgentStream {
       () => {
         if (run.closed) return
         run.intervalSeconds = wanted
-        for (const subscriber of this.subscribers) subscriber.tune(wanted)
+        this.audience.tune(wanted)
         logger.info({ agentId: this.agentId, taskId, intervalSeconds: wanted }, `Re-tuned metrics streaming for agent ${this.agentId} to ${wanted}s (task: ${taskId})`)
       },
       (err: Error) => {
@@ -349,21 +343,7 @@ export class AgentStream {
   private deliver (run: Run, sample: MetricsSample): void {
     if (run.closed) return
     const { eventId } = this.history.append(sample, this.ctx.now())
-    for (const subscriber of this.subscribers) {
-      try {
-        subscriber.offer(sample, eventId)
-      } catch (err) {
-        this.ctx.logger.error({ agentId: this.agentId, err }, 'A metrics subscriber threw; other subscribers still receive the sample')
-      }
-    }
-  }
-
-  private notify (subscriber: Subscriber, call: () => void): void {
-    try {
-      call()
-    } catch (err) {
-      this.ctx.logger.error({ agentId: this.agentId, err }, 'A metrics subscriber threw')
-    }
+    this.audience.offer(sample, eventId)
   }
 
   private onAgentEnded (run: Run, reason: string): void {
@@ -371,11 +351,10 @@ export class AgentStream {
     run.closed = true
     const why = typeof reason === 'string' && reason !== '' ? reason : 'ended'
     this.ctx.logger.info({ agentId: this.agentId, taskId: run.taskId, reason: why }, `Agent ${this.agentId} ended metrics streaming on its own: ${why}`)
-    this.holdIntervalSeconds = null
-    this.endSubscribers((subscriber) => subscriber.end(why))
+    this.audience.endAll((subscriber) => subscriber.end(why))
     if (this.state === 'starting') {
       run.outcome = 'ended'
-      this.rejectActiveWaiters(new FST_ERR_AGENT_SSE_STREAM_ENDED(this.agentId, why))
+      this.untilActive.rejectAll(new FST_ERR_AGENT_SSE_STREAM_ENDED(this.agentId, why))
       return
     }
     this.toIdle()
@@ -385,64 +364,20 @@ export class AgentStream {
     if (run.closed) return
     const err = new FST_ERR_AGENT_SSE_ADAPTER_FAILED('stream', this.agentId, describeError(cause), { cause })
     this.ctx.logger.error({ agentId: this.agentId, taskId: run.taskId, err }, `Metrics stream of agent ${this.agentId} failed: ${err.message}`)
-    this.holdIntervalSeconds = null
-    this.endSubscribers((subscriber) => subscriber.fail(err))
+    this.audience.endAll((subscriber) => subscriber.fail(err))
     if (this.state === 'starting') {
       run.closed = true
       run.outcome = 'failed'
-      this.rejectActiveWaiters(err)
+      this.untilActive.rejectAll(err)
       return
     }
     // The transport failed but the agent may still be collecting: stop it (no leak).
     this.stop()
   }
 
-  private endSubscribers (notify: (subscriber: Subscriber) => void): void {
-    if (this.subscribers.size === 0) return
-    const ended = [...this.subscribers]
-    this.subscribers.clear()
-    this.logClientCount()
-    for (const subscriber of ended) this.notify(subscriber, () => notify(subscriber))
-  }
-
-  /** The smallest interval asked for by a subscriber or the hold (only called with demand > 0). */
-  private requestedIntervalSeconds (): number {
-    let min = this.holdIntervalSeconds ?? Infinity
-    for (const subscriber of this.subscribers) min = Math.min(min, subscriber.intervalSeconds)
-    return min
-  }
-
-  private requestedIntervals (): number[] {
-    const intervals = [...this.subscribers].map((subscriber) => subscriber.intervalSeconds)
-    if (this.holdIntervalSeconds !== null) intervals.push(this.holdIntervalSeconds)
-    return intervals.sort((a, b) => a - b)
-  }
-
   private clearLingerTimer (): void {
     if (this.lingerTimer === null) return
     this.ctx.timers.clearTimeout(this.lingerTimer)
     this.lingerTimer = null
-  }
-
-  private resolveActiveWaiters (): void {
-    const waiters = this.activeWaiters
-    this.activeWaiters = []
-    for (const waiter of waiters) waiter.resolve()
-  }
-
-  private rejectActiveWaiters (err: Error): void {
-    const waiters = this.activeWaiters
-    this.activeWaiters = []
-    for (const waiter of waiters) waiter.reject(err)
-  }
-
-  private resolveIdleWaiters (): void {
-    const waiters = this.idleWaiters
-    this.idleWaiters = []
-    for (const resolve of waiters) resolve()
-  }
-
-  private logClientCount (): void {
-    this.ctx.logger.info({ agentId: this.agentId, sseClients: this.subscribers.size }, `Agent ${this.agentId} now has ${this.subscribers.size} SSE clients`)
   }
 }

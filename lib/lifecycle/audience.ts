@@ -1,0 +1,90 @@
+import type { MetricsSample } from '../adapter.js'
+import type { Subscriber } from './subscriber.js'
+import type { LifecycleLogger } from './types.js'
+
+/**
+ * Who wants one agent's stream: its subscribers and the manual hold. The demand side of
+ * the agent's state machine: it counts, picks the interval, and fans samples out,
+ * isolating the subscribers from each other's exceptions.
+ */
+export class Audience {
+  /** The manual hold's interval, or null when there is no hold. */
+  holdIntervalSeconds: number | null = null
+  private readonly subscribers = new Set<Subscriber>()
+
+  constructor (private readonly agentId: string, private readonly logger: LifecycleLogger) {}
+
+  get size (): number {
+    return this.subscribers.size
+  }
+
+  /** Subscribers plus one for a manual hold. */
+  get demand (): number {
+    return this.subscribers.size + (this.holdIntervalSeconds === null ? 0 : 1)
+  }
+
+  add (subscriber: Subscriber): void {
+    this.subscribers.add(subscriber)
+    this.logCount()
+  }
+
+  /** False if the subscriber was not (or no longer) in the audience. */
+  remove (subscriber: Subscriber): boolean {
+    if (!this.subscribers.delete(subscriber)) return false
+    this.logCount()
+    return true
+  }
+
+  /** The smallest interval asked for by a subscriber or the hold (Infinity with no demand). */
+  smallestInterval (): number {
+    let min = this.holdIntervalSeconds ?? Infinity
+    for (const subscriber of this.subscribers) min = Math.min(min, subscriber.intervalSeconds)
+    return min
+  }
+
+  /** Every subscriber's interval and the hold's, ascending. */
+  intervals (): number[] {
+    const intervals = [...this.subscribers].map((subscriber) => subscriber.intervalSeconds)
+    if (this.holdIntervalSeconds !== null) intervals.push(this.holdIntervalSeconds)
+    return intervals.sort((a, b) => a - b)
+  }
+
+  /** The stream now runs at `intervalSeconds`: each subscriber recomputes its down-sampling. */
+  tune (intervalSeconds: number): void {
+    for (const subscriber of this.subscribers) subscriber.tune(intervalSeconds)
+  }
+
+  /** The hot path: one sample to every subscriber. */
+  offer (sample: MetricsSample, eventId: number): void {
+    for (const subscriber of this.subscribers) {
+      try {
+        subscriber.offer(sample, eventId)
+      } catch (err) {
+        this.logger.error({ agentId: this.agentId, err }, 'A metrics subscriber threw; other subscribers still receive the sample')
+      }
+    }
+  }
+
+  /** Empties the audience (hold included), then tells each former subscriber why. */
+  endAll (notify: (subscriber: Subscriber) => void): void {
+    this.holdIntervalSeconds = null
+    if (this.subscribers.size === 0) return
+    const ended = [...this.subscribers]
+    this.subscribers.clear()
+    this.logCount()
+    for (const subscriber of ended) this.notify(subscriber, () => notify(subscriber))
+  }
+
+  /** Calls into one subscriber; its exception is logged, never thrown into the state machine. */
+  notify (subscriber: Subscriber, call: () => void): void {
+    try {
+      call()
+    } catch (err) {
+      this.logger.error({ agentId: this.agentId, err }, 'A metrics subscriber threw')
+    }
+  }
+
+  private logCount (): void {
+    this.logger.info({ agentId: this.agentId, sseClients: this.subscribers.size }, `Agent ${this.agentId} now has ${this.subscribers.size} SSE clients`)
+  }
+}

@@ -52,6 +52,12 @@ export const FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS = createError<'FST_ERR_AGENT_SSE
   503
 )
 
+export const FST_ERR_AGENT_SSE_HOLD_ENDED = createError<'FST_ERR_AGENT_SSE_HOLD_ENDED', 409, [string]>(
+  'FST_ERR_AGENT_SSE_HOLD_ENDED',
+  'fastify-agent-sse: the manual hold on agent "%s" ended (released, cancelled or ended by the agent) before its stream became active',
+  409
+)
+
 export const FST_ERR_AGENT_SSE_CLOSED = createError<'FST_ERR_AGENT_SSE_CLOSED', 503, []>(
   'FST_ERR_AGENT_SSE_CLOSED',
   'fastify-agent-sse: the stream lifecycle is closed',

@@ -188,3 +188,38 @@ t.test('the plugin works over HTTP/2 (no Connection header on the stream)', asyn
   stream.close()
   await waitFor(() => adapter.liveTasks.size === 0, 'the stop after the client left')
 })
+
+t.test('HEAD on the stream route starts nothing', async (t) => {
+  const { baseUrl, adapter, dispatcher } = await startServer(t)
+  const { request } = await import('undici')
+  const head = await request(`${baseUrl}/agents/agent1/metrics/stream`, { method: 'HEAD', dispatcher })
+  await head.body.text()
+  t.equal(head.statusCode, 404)
+  t.equal(adapter.startCalls.length, 0)
+})
+
+t.test('a POST start with Content-Type: application/json and no body uses the defaults', async (t) => {
+  const { baseUrl, dispatcher } = await startServer(t, { defaultIntervalSeconds: 4 })
+  const { request } = await import('undici')
+  const response = await request(`${baseUrl}/agents/agent1/metrics/streaming/start`, { method: 'POST', dispatcher, headers: { 'content-type': 'application/json' } })
+  t.equal(response.statusCode, 200)
+  t.match(await response.body.json(), { manual_hold: true, interval_seconds: 4 })
+  const bad = await request(`${baseUrl}/agents/agent1/metrics/streaming/start`, { method: 'POST', dispatcher, headers: { 'content-type': 'application/json' }, body: '{"__proto__":{"x":1}}' })
+  t.equal(bad.statusCode, 400, "Fastify's JSON parser still guards non-empty bodies")
+  await bad.body.text()
+})
+
+t.test('a client that leaves while an async guard runs leaves nothing behind', async (t) => {
+  const adapter = new TestAdapter()
+  adapter.agentExists = () => new Promise<boolean>((resolve) => setTimeout(() => resolve(true), 150))
+  const { app, baseUrl, dispatcher, logs } = await startServer(t, { adapter, stopDelayMs: 50 })
+  const { request } = await import('undici')
+  const abort = new AbortController()
+  const pending = request(`${baseUrl}/agents/a1/metrics/stream`, { dispatcher, signal: abort.signal }).catch(() => 'aborted')
+  setTimeout(() => abort.abort(), 30)
+  t.equal(await pending, 'aborted')
+  await waitFor(() => logs.some((l) => l.msg === 'SSE client left before its stream opened'), 'the handler to notice')
+  t.equal(app.streamLifecycle.status('a1').sse_clients, 0)
+  t.same(app.sseConnections(), [])
+  t.equal(adapter.startCalls.length, 0, 'no agent stream for a client that is gone')
+})

@@ -93,3 +93,36 @@ t.test('a Last-Event-ID older than the replay buffer gets event: gap, then only 
   t.match(await current.next(), { id: '11' }, 'an id equal to the newest sends nothing again')
   for (const client of [first, old, recent, current]) client.close()
 })
+
+t.test('over HTTP/2 a resume replays every held sample, even past maxBufferedBytes', async (t) => {
+  const http2 = await import('node:http2')
+  const Fastify = (await import('fastify')).default
+  const agentSse = (await import('../lib/index.js')).default
+  const adapter = new TestAdapter()
+  const app = Fastify({ http2: true })
+  t.teardown(() => app.close())
+  await app.register(agentSse, { adapter, stopDelayMs: 5000, maxBufferedBytes: 16 * 1024 })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  const session = http2.connect(`http://127.0.0.1:${port}`)
+  t.teardown(() => session.close())
+  const open = (headers: Record<string, string>) => {
+    const state = { text: '', stream: session.request({ ':path': '/agents/h2/metrics/stream?interval_seconds=1', ...headers }) }
+    state.stream.on('data', (chunk: Buffer) => { state.text += chunk.toString() })
+    return state
+  }
+  const ids = (text: string) => [...text.matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1]))
+  const first = open({})
+  await waitFor(() => adapter.liveTasks.size === 1, 'the stream')
+  const pad = 'z'.repeat(6000)
+  for (let i = 1; i <= 16; i++) {
+    adapter.push('h2', { i, pad })
+    await waitFor(() => ids(first.text).length === i, `live sample ${i}`)
+  }
+  first.stream.close()
+  const second = open({ 'last-event-id': '0' })
+  await waitFor(() => ids(second.text).length === 16, 'the whole replay (96 KB > maxBufferedBytes)')
+  t.same(ids(second.text), Array.from({ length: 16 }, (_, i) => i + 1))
+  t.notMatch(second.text, /event: gap/)
+  second.stream.close()
+})

@@ -1,5 +1,5 @@
 import type { AgentAdapter, MetricsSample, MetricsSink } from '../adapter.js'
-import { FST_ERR_AGENT_SSE_ADAPTER_FAILED, FST_ERR_AGENT_SSE_CLOSED, FST_ERR_AGENT_SSE_STREAM_ENDED } from '../errors.js'
+import { FST_ERR_AGENT_SSE_ADAPTER_FAILED, FST_ERR_AGENT_SSE_CLOSED, FST_ERR_AGENT_SSE_HOLD_ENDED, FST_ERR_AGENT_SSE_STREAM_ENDED } from '../errors.js'
 import { boundAdapterCall, describeError, invokeAdapter } from './adapter-call.js'
 import { Audience } from './audience.js'
 import type { ReplayHistory } from './replay-history.js'
@@ -95,7 +95,7 @@ export class AgentStream {
   hold (intervalSeconds: number): Promise<void> {
     this.audience.holdIntervalSeconds = intervalSeconds
     // May start the stream, or re-tune it by a restart: either way, answer once it is active again.
-    // (Adapter outcomes always arrive asynchronously, so the waiter is in place before they do.)
+    // If that never happens (released, cancelled, ended first) the machine goes idle, which rejects the wait.
     this.reconcile()
     if (this.state === 'active') return Promise.resolve()
     return this.untilActive.wait()
@@ -123,8 +123,9 @@ export class AgentStream {
     this.audience.endAll((subscriber) => subscriber.end('server-shutdown'))
     this.untilActive.rejectAll(new FST_ERR_AGENT_SSE_CLOSED())
     if (this.state === 'active' || this.state === 'lingering') this.stop()
-    // `starting` stops on its own once the start settles (it checks isClosing);
-    // `stopping` is already on its way to idle.
+    // A start in flight is told we no longer want it; if it still succeeds it is stopped
+    // once it settles (onStarted checks isClosing). `stopping` is already on its way to idle.
+    if (this.state === 'starting') this.run!.abort.abort()
     if (this.state === 'idle') return Promise.resolve()
     return this.untilIdle.wait()
   }
@@ -169,6 +170,8 @@ export class AgentStream {
         if (this.demand > 0) {
           this.start()
         } else {
+          // A hold released (or ended) before its stream became active is answered, not left hanging.
+          this.untilActive.rejectAll(new FST_ERR_AGENT_SSE_HOLD_ENDED(this.agentId))
           this.untilIdle.resolveAll()
           if (this.disposable) this.ctx.onIdle(this)
         }
@@ -272,7 +275,8 @@ export class AgentStream {
       },
       (err: Error) => {
         logger.warn({ agentId: this.agentId, taskId, err }, `changeInterval failed for agent ${this.agentId}, restarting the stream instead: ${err.message}`)
-        if (!run.closed) this.restart(run, wanted)
+        // Only an active stream is restarted; a lingering one is left to its linger timer.
+        if (!run.closed && this.state === 'active') this.restart(run, wanted)
       }
     ).finally(() => {
       this.retuning = false

@@ -44,6 +44,7 @@ export class StreamLifecycle {
   private readonly histories = new Map<string, ReplayHistory>()
   private readonly context: AgentStreamContext
   private closing: Promise<void> | null = null
+  private afterShutdown: () => void = () => {}
 
   constructor (options: StreamLifecycleOptions) {
     const adapterProblem = findAdapterProblem(options?.adapter)
@@ -71,6 +72,7 @@ export class StreamLifecycle {
   /** Adds a subscriber; the first one for an agent starts its stream. Throws once the lifecycle is closed. */
   subscribe (agentId: string, options: SubscribeOptions): Subscription {
     if (this.closing) throw new FST_ERR_AGENT_SSE_CLOSED()
+    assertInterval(options?.intervalSeconds)
     const subscriber = new Subscriber(options)
     const stream = this.streamOf(agentId)
     stream.subscribe(subscriber)
@@ -88,6 +90,7 @@ export class StreamLifecycle {
   /** Manual hold: keeps the agent streaming with no subscribers. Resolves once active; rejects (and drops the hold) if the start fails. */
   async hold (agentId: string, options: HoldOptions): Promise<StreamStatus> {
     if (this.closing) throw new FST_ERR_AGENT_SSE_CLOSED()
+    assertInterval(options?.intervalSeconds)
     await this.streamOf(agentId).hold(options.intervalSeconds)
     return this.status(agentId)
   }
@@ -119,6 +122,12 @@ export class StreamLifecycle {
     return null
   }
 
+  /** True if the task is this lifecycle's, or might be (a start for the agent is still in flight). */
+  private mayOwn (agentId: string, taskId: string): boolean {
+    const stream = this.streams.get(agentId)
+    return stream !== undefined && (stream.state === 'starting' || stream.taskId === taskId)
+  }
+
   /**
    * Stops every task the adapter reports (`listStreamingTasks`) that this lifecycle does not own:
    * agents left streaming by a previous process. Resolves with what it stopped; failures are logged.
@@ -135,7 +144,7 @@ export class StreamLifecycle {
       return []
     }
     const reported = Array.isArray(tasks) ? tasks.filter((task) => typeof task?.agentId === 'string' && typeof task.taskId === 'string') : []
-    const orphans = reported.filter((task) => this.agentOfTask(task.taskId) === null)
+    const orphans = reported.filter((task) => !this.mayOwn(task.agentId, task.taskId))
     await Promise.all(orphans.map(async ({ agentId, taskId }) => {
       logger.warn({ agentId, taskId }, `Stopping orphaned metrics streaming task ${taskId} of agent ${agentId} (not started by this process)`)
       try {
@@ -195,7 +204,10 @@ export class StreamLifecycle {
    * this resolves even if the adapter hangs. Idempotent.
    */
   close (): Promise<void> {
-    this.closing ??= Promise.all([...this.streams.values()].map((stream) => stream.shutdown())).then(() => {})
+    if (this.closing) return this.closing
+    // Set before any subscriber hears `server-shutdown`, so that one subscribing again from its callback is refused.
+    this.closing = new Promise<void>((resolve) => { this.afterShutdown = resolve })
+    Promise.all([...this.streams.values()].map((stream) => stream.shutdown())).then(() => this.afterShutdown())
     return this.closing
   }
 
@@ -224,4 +236,10 @@ function nonNegativeInteger (name: string, value: number | undefined, fallback: 
     throw new FST_ERR_AGENT_SSE_INVALID_OPTION(name, `must be an integer >= ${minimum} (got ${String(value)})`)
   }
   return value
+}
+
+function assertInterval (intervalSeconds: unknown): void {
+  if (typeof intervalSeconds !== 'number' || !Number.isFinite(intervalSeconds) || intervalSeconds <= 0) {
+    throw new FST_ERR_AGENT_SSE_INVALID_OPTION('intervalSeconds', `must be a positive number of seconds (got ${String(intervalSeconds)})`)
+  }
 }

@@ -10,6 +10,8 @@ export class Subscriber {
   readonly intervalSeconds: number
   private every = 1
   private skip = 0
+  /** The newest event id sent, so that nothing reaches this subscriber twice (for example one joining mid fan-out). */
+  private sentEventId = 0
 
   constructor (private readonly options: SubscribeOptions) {
     this.intervalSeconds = options.intervalSeconds
@@ -27,16 +29,19 @@ export class Subscriber {
 
   /** A live sample: delivered or skipped by the down-sampling. */
   offer (sample: MetricsSample, eventId: number): void {
+    if (eventId <= this.sentEventId) return
     if (this.skip > 0) {
       this.skip--
       return
     }
     this.skip = this.every - 1
+    this.sentEventId = eventId
     this.options.onSample(sample, eventId)
   }
 
   /** A sample sent on joining (replay or the latest): outside the down-sampling. */
   send (sample: MetricsSample, eventId: number): void {
+    this.sentEventId = eventId
     this.options.onSample(sample, eventId)
   }
 

@@ -23,6 +23,13 @@ export interface RoutesOptions extends RouteContext {
 
 /** The encapsulated routes plugin, registered under the user's `prefix`. */
 export async function agentSseRoutes (app: FastifyInstance, { diagnostics, ...context }: RoutesOptions): Promise<void> {
+  // In this scope only: a POST with `Content-Type: application/json` and no body is a start
+  // with defaults (fetch sends exactly that), not a 400; any other body goes to Fastify's parser.
+  const jsonParser = app.getDefaultJsonParser('error', 'error')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body === '') done(null, null)
+    else jsonParser(request, body as string, done)
+  })
   const hub = registerStreamRoute(app, context)
   registerControlRoutes(app, context)
   diagnostics.connections = () => {

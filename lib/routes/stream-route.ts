@@ -37,6 +37,8 @@ export function registerStreamRoute (app: FastifyInstance, context: RouteContext
   })
 
   app.withTypeProvider<TypeBoxTypeProvider>().get('/agents/:agentId/metrics/stream', {
+    // A HEAD has no body to stream: without this Fastify would run the handler and start the agent.
+    exposeHeadRoute: false,
     schema: {
       params: AgentParams,
       querystring: streamQuery(options.minIntervalSeconds, options.maxIntervalSeconds),
@@ -60,13 +62,20 @@ export function registerStreamRoute (app: FastifyInstance, context: RouteContext
 
     reply.hijack()
     const client = hub.open(String(request.id), request.raw, reply.raw, reply.getHeaders())
+    if (client === null) {
+      request.log.info({ agentId }, 'SSE client left before its stream opened')
+      return reply
+    }
     request.log.info({ clientId: client.id, agentId, intervalSeconds, lastEventId }, `SSE client connected: ${client.id}`)
     hub.join(client, agentId)
+    // What the lifecycle sends while subscribing (a replay, or the latest sample) must all
+    // arrive; live samples after that are latest-value and may be conflated for a slow client.
+    let joining = true
     try {
       subscriptions.set(client, lifecycle.subscribe(agentId, {
         intervalSeconds,
         lastEventId,
-        onSample: (sample, eventId) => client.offer(frames.metricsFrame(sample, eventId)),
+        onSample: (sample, eventId) => joining ? client.write(frames.metricsFrame(sample, eventId)) : client.offer(frames.metricsFrame(sample, eventId)),
         onGap: (gap) => client.write(frames.gapFrame(gap)),
         onEnd (reason) {
           client.write(frames.endFrame(reason))
@@ -82,6 +91,7 @@ export function registerStreamRoute (app: FastifyInstance, context: RouteContext
       client.write(frames.errorFrame(err as Error))
       client.close()
     }
+    joining = false
     return reply
   })
   return hub

@@ -1,7 +1,7 @@
 import type { OutgoingHttpHeaders } from 'node:http'
 import { SseClient } from './client.js'
 import { encodeComment, encodeRetry, type SseFrame } from './frame.js'
-import { startStream, type RawRequest, type RawResponse } from './writer.js'
+import { isGone, startStream, type RawRequest, type RawResponse } from './writer.js'
 
 export { SseClient } from './client.js'
 export type { RawRequest, RawResponse } from './writer.js'
@@ -59,8 +59,10 @@ export class SseHub {
   /**
    * Starts an SSE response on a raw request/response pair the framework no longer
    * manages (Fastify: after `reply.hijack()`), keeping headers already set on it.
+   * Returns null, and does nothing, if the client has already gone.
    */
-  open (id: string, request: RawRequest, response: RawResponse, headers: SseHeaders = {}): SseClient {
+  open (id: string, request: RawRequest, response: RawResponse, headers: SseHeaders = {}): SseClient | null {
+    if (isGone(response)) return null
     const client = new SseClient(id, this.limits)
     this.clients.add(client)
     // `close` on the response, not the request: the request's fires as soon as its body is read.

@@ -20,6 +20,9 @@ export interface RawSocket {
 export interface RawResponse {
   readonly writableLength: number
   readonly socket?: unknown
+  /** node:http sets it when the connection closed; node:http2's compat response has `stream.destroyed` instead. */
+  readonly destroyed?: boolean
+  readonly stream?: { readonly destroyed: boolean }
   writeHead (statusCode: number, headers: OutgoingHttpHeaders): unknown
   flushHeaders (): void
   write (chunk: Uint8Array): boolean
@@ -96,6 +99,14 @@ class ResponseWriter implements FrameWriter {
   dispose (): void {
     this.response.removeListener('drain', this.onDrain)
   }
+}
+
+/**
+ * True if the client is already gone. A request whose client left while an async hook ran
+ * has already emitted `close`, which will not come again.
+ */
+export function isGone (response: RawResponse): boolean {
+  return response.destroyed === true || response.stream?.destroyed === true
 }
 
 /** Sends the status line and headers now, and picks the cheapest way to write frames on this connection. */

@@ -8,7 +8,10 @@ import type { StartCall } from './helpers/test-adapter.js'
 // Random interleavings of everything that can happen to an agent's stream: clients
 // connecting and leaving at different intervals, holds, cancels, agents answering,
 // failing, timing out (and answering late), ending on their own, and time passing.
-// After every step the counting invariants hold; once everyone has left, all is idle.
+// In-place re-tunes that succeed, fail or hang, and close() in the middle of it all.
+// After every step the counting invariants hold; each subscriber sees strictly increasing
+// ids and at most one end; every hold settles; close() resolves; once everyone has left,
+// all is idle with no timer left.
 
 const RUNS = Number(process.env.PROPERTY_RUNS ?? 10_000)
 const STOP_DELAY_MS = 1000
@@ -30,6 +33,8 @@ type Command =
   | { kind: 'agentFails', agent: string }
   | { kind: 'push', agent: string }
   | { kind: 'cancel', agent: string }
+  | { kind: 'answerChange', pick: number, outcome: 'ok' | 'fail' }
+  | { kind: 'close' }
 
 const interval = fc.constantFrom(1, 2, 5)
 const command: fc.Arbitrary<Command> = fc.oneof(
@@ -44,12 +49,19 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('agentEndsEarly' as const), agent }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('agentFails' as const), agent }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('push' as const), agent }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('cancel' as const), agent }) }
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('cancel' as const), agent }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('answerChange' as const), pick: fc.nat(2), outcome }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('close' as const) }) }
 )
 
 async function runSchedule (commands: Command[], inPlaceRetune: boolean): Promise<void> {
   const { lifecycle, adapter, timers } = lifecycleFixture({ autoAnswer: false, stopDelayMs: STOP_DELAY_MS, adapterTimeoutMs: ADAPTER_TIMEOUT_MS, settle: drainMicrotasks })
-  if (inPlaceRetune) adapter.enableChangeInterval()
+  const changeCalls: Array<{ resolve: () => void, reject: (e: Error) => void, done: boolean }> = []
+  if (inPlaceRetune) adapter.changeInterval = () => new Promise<void>((resolve, reject) => { changeCalls.push({ resolve, reject, done: false }) })
+  const holdPromises: Array<{ settled: boolean, step: number }> = []
+  const orderErrors: string[] = []
+  let closedAt: { starts: number } | null = null
+  let closeResolved = false
   const clients: Array<{ agent: string, sub: Subscription, gone: boolean }> = []
   const holds = new Set<string>()
   // The plugin's view of the agents: a task is live from its successful start until the
@@ -98,6 +110,7 @@ async function runSchedule (commands: Command[], inPlaceRetune: boolean): Promis
       holdChanged(id, status.manual_hold)
       if (status.streaming_active !== (status.state !== 'idle')) throw new Error(`${step}: streaming_active disagrees with state`)
       const demand = clientsOfAgent > 0 || status.manual_hold
+      if (closedAt && (clientsOfAgent > 0 || status.manual_hold)) throw new Error(`${step}: demand after close`)
       if (demand && !status.streaming_active) throw new Error(`${step}: ${id} has demand but is idle`)
       if (status.state === 'lingering' && demand) throw new Error(`${step}: ${id} lingers with demand`)
       if (status.state === 'active' && !demand) throw new Error(`${step}: ${id} active without demand`)
@@ -110,10 +123,18 @@ async function runSchedule (commands: Command[], inPlaceRetune: boolean): Promis
   for (const [index, cmd] of commands.entries()) {
     const pending = (calls: StartCall[]) => calls.filter((c) => !answeredStarts.has(c))
     switch (cmd.kind) {
+      case 'close': {
+        if (!closedAt) { closedAt = { starts: adapter.startCalls.length }; lifecycle.close().then(() => { closeResolved = true }) }
+        break
+      }
       case 'subscribe': {
+        if (closedAt) break
         const entry = { agent: cmd.agent, sub: null as unknown as Subscription, gone: false }
         const gone = () => { entry.gone = true }
-        entry.sub = lifecycle.subscribe(cmd.agent, { intervalSeconds: cmd.intervalSeconds, onSample () {}, onEnd: gone, onError: gone })
+        let lastId = 0
+        let endedAlready = false
+        const gone2 = () => { if (endedAlready) orderErrors.push(`step ${index}: end/error delivered twice`); endedAlready = true; gone() }
+        entry.sub = lifecycle.subscribe(cmd.agent, { intervalSeconds: cmd.intervalSeconds, onSample (_s, id) { if (id <= lastId) orderErrors.push(`step ${index}: id ${id} after ${lastId}`); if (endedAlready) orderErrors.push('sample after end'); lastId = id }, onEnd: gone2, onError: gone2 })
         clients.push(entry)
         break
       }
@@ -123,7 +144,8 @@ async function runSchedule (commands: Command[], inPlaceRetune: boolean): Promis
         break
       }
       case 'hold':
-        lifecycle.hold(cmd.agent, { intervalSeconds: cmd.intervalSeconds }).catch(() => {})
+        if (closedAt) break
+        { const h = { settled: false, step: index }; holdPromises.push(h); lifecycle.hold(cmd.agent, { intervalSeconds: cmd.intervalSeconds }).then(() => { h.settled = true }, () => { h.settled = true }) }
         break
       case 'release':
         await lifecycle.release(cmd.agent)
@@ -173,6 +195,11 @@ async function runSchedule (commands: Command[], inPlaceRetune: boolean): Promis
         }
         break
       }
+      case 'answerChange': {
+        const c = changeCalls.filter((x) => !x.done)[cmd.pick]
+        if (c) { c.done = true; if (cmd.outcome === 'ok') c.resolve(); else c.reject(new Error('change failed')) }
+        break
+      }
       case 'push':
         adapter.startCalls.filter((c) => c.agentId === cmd.agent).at(-1)?.sink.push({ n: index })
         break
@@ -191,6 +218,7 @@ async function runSchedule (commands: Command[], inPlaceRetune: boolean): Promis
   for (const id of agents) await lifecycle.release(id)
   for (let round = 0; round < 12; round++) {
     for (const call of adapter.startCalls.filter((c) => !answeredStarts.has(c))) answerStart(call, 'ok')
+    for (const c of changeCalls) if (!c.done) { c.done = true; c.resolve() }
     adapter.stopCalls.forEach((call, i) => { if (!answeredStops.has(i)) { answeredStops.add(i); call.answer.resolve() } })
     await timers.advance(ADAPTER_TIMEOUT_MS + STOP_DELAY_MS)
     check(`settling round ${round}`)
@@ -202,6 +230,15 @@ async function runSchedule (commands: Command[], inPlaceRetune: boolean): Promis
   if (live.size !== 0) throw new Error(`leaked tasks: ${[...live.keys()].join(', ')}`)
   if (timers.pendingCount !== 0) throw new Error(`${timers.pendingCount} timers left behind`)
   if (lifecycle.list().length !== 0) throw new Error('list() is not empty')
+  if (closedAt && !closeResolved) throw new Error('close() from the schedule never resolved')
+  if (closedAt && adapter.startCalls.length > closedAt.starts) throw new Error(`start issued after close: ${adapter.startCalls.length} > ${closedAt.starts}`)
+  if (orderErrors.length) throw new Error(orderErrors.join('; '))
+  const hung = holdPromises.filter((h) => !h.settled)
+  if (hung.length) throw new Error(`hold() from step ${hung.map((h) => h.step).join(',')} never settled`)
+  let closed = false
+  lifecycle.close().then(() => { closed = true })
+  await timers.advance(ADAPTER_TIMEOUT_MS * 2)
+  if (!closed) throw new Error('close() did not resolve')
 }
 
 t.test(`${RUNS} random schedules: one live stream per agent, starts = stops + ends + live, exact counts, idle at the end`, async (t) => {

@@ -11,6 +11,8 @@ export class Audience {
   /** The manual hold's interval, or null when there is no hold. */
   holdIntervalSeconds: number | null = null
   private readonly subscribers = new Set<Subscriber>()
+  // Subscribers per requested interval: every join re-checks the smallest, so it must not cost O(subscribers).
+  private readonly intervalCounts = new Map<number, number>()
 
   constructor (private readonly agentId: string, private readonly logger: LifecycleLogger) {}
 
@@ -25,12 +27,14 @@ export class Audience {
 
   add (subscriber: Subscriber): void {
     this.subscribers.add(subscriber)
+    this.intervalCounts.set(subscriber.intervalSeconds, (this.intervalCounts.get(subscriber.intervalSeconds) ?? 0) + 1)
     this.logCount()
   }
 
   /** False if the subscriber was not (or no longer) in the audience. */
   remove (subscriber: Subscriber): boolean {
     if (!this.subscribers.delete(subscriber)) return false
+    this.forgetInterval(subscriber.intervalSeconds)
     this.logCount()
     return true
   }
@@ -38,13 +42,14 @@ export class Audience {
   /** The smallest interval asked for by a subscriber or the hold (Infinity with no demand). */
   smallestInterval (): number {
     let min = this.holdIntervalSeconds ?? Infinity
-    for (const subscriber of this.subscribers) min = Math.min(min, subscriber.intervalSeconds)
+    for (const interval of this.intervalCounts.keys()) if (interval < min) min = interval
     return min
   }
 
   /** Every subscriber's interval and the hold's, ascending. */
   intervals (): number[] {
-    const intervals = [...this.subscribers].map((subscriber) => subscriber.intervalSeconds)
+    const intervals: number[] = []
+    for (const [interval, count] of this.intervalCounts) for (let i = 0; i < count; i++) intervals.push(interval)
     if (this.holdIntervalSeconds !== null) intervals.push(this.holdIntervalSeconds)
     return intervals.sort((a, b) => a - b)
   }
@@ -71,6 +76,7 @@ export class Audience {
     if (this.subscribers.size === 0) return
     const ended = [...this.subscribers]
     this.subscribers.clear()
+    this.intervalCounts.clear()
     this.logCount()
     for (const subscriber of ended) this.notify(subscriber, () => notify(subscriber))
   }
@@ -82,6 +88,12 @@ export class Audience {
     } catch (err) {
       this.logger.error({ agentId: this.agentId, err }, 'A metrics subscriber threw')
     }
+  }
+
+  private forgetInterval (interval: number): void {
+    const count = this.intervalCounts.get(interval)! - 1
+    if (count === 0) this.intervalCounts.delete(interval)
+    else this.intervalCounts.set(interval, count)
   }
 
   private logCount (): void {

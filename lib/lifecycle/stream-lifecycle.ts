@@ -191,6 +191,11 @@ export class StreamLifecycle {
     return this.callAdapter('getCurrentMetrics', agentId, () => this.adapter.getCurrentMetrics(agentId))
   }
 
+  /** Whether the adapter can tell unknown agents apart (it has `agentExists`). */
+  get checksAgents (): boolean {
+    return typeof this.adapter.agentExists === 'function'
+  }
+
   /** True when the adapter has no `agentExists`, else its answer (bounded like every adapter call). */
   async agentExists (agentId: string): Promise<boolean> {
     const adapter = this.adapter

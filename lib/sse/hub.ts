@@ -1,7 +1,7 @@
 import type { OutgoingHttpHeaders } from 'node:http'
 import { SseClient } from './client.js'
 import { encodeComment, encodeRetry, type SseFrame } from './frame.js'
-import { isGone, startStream, type RawRequest, type RawResponse } from './writer.js'
+import { isGone, startStream, WriteBatch, type RawRequest, type RawResponse } from './writer.js'
 
 export { SseClient } from './client.js'
 export type { RawRequest, RawResponse } from './writer.js'
@@ -36,6 +36,8 @@ export class SseHub {
   private readonly clients = new Set<SseClient>()
   private readonly rooms = new Map<string, Set<SseClient>>()
   private readonly limits: { maxBufferedBytes: number, now: () => number }
+  private readonly batch = new WriteBatch()
+  private readonly retryFrames = new Map<number, SseFrame>()
   private heartbeatTimer: NodeJS.Timeout | null = null
   private sweepTimer: NodeJS.Timeout | null = null
 
@@ -77,11 +79,21 @@ export class SseHub {
       // Tells nginx not to buffer the stream.
       'x-accel-buffering': 'no'
     }
-    client.attach(startStream(request, response, head, () => client.resume()))
+    client.attach(startStream(request, response, head, this.batch, () => client.resume()))
     const jitter = 0.8 + (this.options.random ?? Math.random)() * 0.4
-    client.write(encodeRetry(Math.round(this.options.retryMs * jitter)))
+    client.write(this.retryFrame(Math.round(this.options.retryMs * jitter)))
     this.startTimers()
     return client
+  }
+
+  // At most ~0.4 × retryMs + 1 distinct values, so the frames are kept rather than rebuilt per connection.
+  private retryFrame (retryMs: number): SseFrame {
+    let frame = this.retryFrames.get(retryMs)
+    if (!frame) {
+      frame = encodeRetry(retryMs)
+      this.retryFrames.set(retryMs, frame)
+    }
+    return frame
   }
 
   join (client: SseClient, room: string): void {

@@ -10,6 +10,8 @@ export interface RawRequest {
 /** A socket as node:http gives it (only used for HTTP/1.1). */
 export interface RawSocket {
   readonly writableLength: number
+  cork (): void
+  uncork (): void
   write (chunk: Uint8Array): boolean
   destroy (): unknown
   on (event: 'drain', listener: () => void): unknown
@@ -44,21 +46,69 @@ export interface FrameWriter {
 }
 
 /**
- * HTTP/1.1: the response head declares chunked encoding and is flushed, then each frame
- * goes to the socket as one pre-framed chunk shared by all clients. `end()` goes back
- * through the response, which writes the last chunk and keeps keep-alive semantics intact.
+ * Corks each socket on its first write in a tick and uncorks them all once the tick's
+ * work is done, so a burst of events (or the head and the first frame) leaves as one
+ * syscall per socket instead of one per event. One per hub; one nextTick per burst.
+ */
+export class WriteBatch {
+  private corked: SocketWriter[] = []
+  private scheduled = false
+
+  /** @internal */
+  add (writer: SocketWriter): void {
+    this.corked.push(writer)
+    if (!this.scheduled) {
+      this.scheduled = true
+      process.nextTick(this.flush)
+    }
+  }
+
+  private readonly flush = (): void => {
+    const writers = this.corked
+    this.corked = []
+    this.scheduled = false
+    for (const writer of writers) writer.uncork()
+  }
+}
+
+/**
+ * HTTP/1.1: the response head declares chunked encoding, then each frame goes to the
+ * socket as one pre-framed chunk shared by all clients. `end()` goes back through the
+ * response, which writes the last chunk and keeps keep-alive semantics intact.
  */
 class SocketWriter implements FrameWriter {
-  constructor (private readonly response: RawResponse, private readonly socket: RawSocket, private readonly onDrain: () => void) {
+  private corked = false
+  /** Bytes written while corked in this tick: batched, not backed up. */
+  private batchedBytes = 0
+
+  constructor (private readonly response: RawResponse, private readonly socket: RawSocket, private readonly batch: WriteBatch, private readonly onDrain: () => void) {
     socket.on('drain', onDrain)
   }
 
   get queuedBytes (): number {
-    return this.socket.writableLength
+    return this.socket.writableLength - this.batchedBytes
   }
 
   write (frame: SseFrame): void {
-    this.socket.write(frame.chunked)
+    this.cork()
+    const chunk = frame.chunked
+    this.batchedBytes += chunk.length
+    this.socket.write(chunk)
+  }
+
+  /** @internal Holds writes until the batch flushes. */
+  cork (): void {
+    if (this.corked) return
+    this.corked = true
+    this.socket.cork()
+    this.batch.add(this)
+  }
+
+  /** @internal */
+  uncork (): void {
+    this.corked = false
+    this.batchedBytes = 0
+    this.socket.uncork()
   }
 
   end (): void {
@@ -110,14 +160,20 @@ export function isGone (response: RawResponse): boolean {
 }
 
 /** Sends the status line and headers now, and picks the cheapest way to write frames on this connection. */
-export function startStream (request: RawRequest, response: RawResponse, head: OutgoingHttpHeaders, onDrain: () => void): FrameWriter {
+export function startStream (request: RawRequest, response: RawResponse, head: OutgoingHttpHeaders, batch: WriteBatch, onDrain: () => void): FrameWriter {
   const socket = response.socket as RawSocket | null | undefined
   if (request.httpVersionMajor === 1 && request.httpVersionMinor === 1 && socket) {
-    response.writeHead(200, { ...head, connection: 'keep-alive', 'transfer-encoding': 'chunked' })
+    head.connection = 'keep-alive'
+    head['transfer-encoding'] = 'chunked'
+    response.writeHead(200, head)
+    const writer = new SocketWriter(response, socket, batch, onDrain)
+    // The head leaves with the first frame, in one syscall.
+    writer.cork()
     response.flushHeaders()
-    return new SocketWriter(response, socket, onDrain)
+    return writer
   }
   // Connection-specific headers are forbidden in HTTP/2.
-  response.writeHead(200, request.httpVersionMajor === 1 ? { ...head, connection: 'keep-alive' } : head)
+  if (request.httpVersionMajor === 1) head.connection = 'keep-alive'
+  response.writeHead(200, head)
   return new ResponseWriter(response, onDrain)
 }

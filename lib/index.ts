@@ -44,6 +44,9 @@ async function agentSsePlugin (fastify: FastifyInstance, pluginOptions: AgentSse
   fastify.decorate('sseConnections', () => diagnostics.connections())
   // Agents left streaming by a previous process of this server are stopped before it serves.
   fastify.addHook('onReady', async () => { await lifecycle.stopOrphans() })
+  // At the host's level (fastify-plugin), so it runs with the host's own preClose hooks in
+  // registration order: register this plugin before one whose preClose closes your agent transport.
+  fastify.addHook('preClose', () => lifecycle.close())
   // fastify-plugin drops `prefix`, so the routes get their own encapsulated scope with it
   // while the decorators above still reach the host.
   await fastify.register(agentSseRoutes, { prefix: options.prefix, lifecycle, options, diagnostics })

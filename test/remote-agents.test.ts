@@ -69,8 +69,14 @@ async function startRegisteredAgent (t: Test, id: string, server: { api: string,
 
 const taskStartedBy = (id: string) => new RegExp(`agent ${id}: collecting started \\(task ([0-9a-f-]+)`)
 const count = (text: string, part: string) => text.split(part).length - 1
-/** The `msg` of every JSON (pino) line in a server's output, one a line. */
-const logMessages = (output: string) => output.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line).msg).join('\n')
+/** The `msg` of every complete JSON (pino) line in a server's output, one a line. */
+function logMessages (output: string): string {
+  const messages: string[] = []
+  for (const line of output.split('\n').slice(0, -1)) {
+    if (line.startsWith('{')) messages.push(JSON.parse(line).msg)
+  }
+  return messages.join('\n')
+}
 
 t.test('one SSE client: only its agent collects, and stops after the grace window once the client leaves', async (t) => {
   const server = await startServer(t)
@@ -115,7 +121,7 @@ t.test('an agent process killed mid-stream ends its SSE clients with agent-offli
   }
   t.same((await getJson(`${server.api}/streams`)).body, { streams: [] }, 'nothing streams any more')
   t.equal((await getJson(`${server.api}/agents/edge-1/status`)).statusCode, 404, 'the offline agent is unknown')
-  t.match(server.output(), /agent edge-1 went offline \(socket closed[^)]*\); ended 1 task/)
+  await server.waitForOutput(/agent edge-1 went offline \(socket closed[^)]*\); ended 1 task/, 'the server to log the agent offline')
 
   // The same agent id from a new process: idle, nothing to stop, and it streams again on demand.
   const again = await startRegisteredAgent(t, 'edge-1', server)
@@ -193,6 +199,8 @@ t.test('malformed, unknown and oversized messages from an agent socket do not cr
   t.equal((await getJson(`${server.api}/streams`)).statusCode, 200, 'and still answers')
   await waitFor(async () => (await getJson(`${server.api}/agents/raw-1/status`)).statusCode === 404, 'raw-1 to be offline')
   t.equal((await getJson(`${server.api}/agents/raw-2/status`)).statusCode, 404, 'a second hello registers nothing')
+  // The logs come through a pipe that may lag behind the socket: wait for them.
+  await waitFor(() => /Max payload size exceeded/.test(logMessages(server.output())), 'the oversized frame to be logged')
   const output = logMessages(server.output())
   t.equal(count(output, 'dropped a malformed message'), 11, 'each malformed message is logged')
   t.match(output, /dropped "sample" from [\d.:]+: hello expected first/)
@@ -243,7 +251,7 @@ t.test('the agent drops malformed commands, survives an oversized frame and repo
   t.match(messages.find((m) => m.type === 'sample').metrics, { agent_id: 'edge-5', cpu_percent: Number, process_rss_mb: Number })
   t.notOk(messages.some((m) => m.requestId === 'r0'), 'the malformed start got no answer')
   t.notMatch(agent.output(), /task-0/, 'and started nothing')
-  t.equal(count(agent.output(), 'dropped a malformed message from the server'), garbage.length)
+  await waitFor(() => count(agent.output(), 'dropped a malformed message from the server') === garbage.length, 'each malformed message to be logged')
 
   socket.send('x'.repeat(70 * 1024))
   await waitFor(() => connections.length === 2 && connections[1]!.messages.length > 0, 'the agent to reconnect', 10000)

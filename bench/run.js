@@ -1,0 +1,558 @@
+// Benchmark orchestrator: `npm run bench` (full), `node bench/run.js --quick` (under a minute).
+// Options: --quick, --only=name1,name2, --rounds=N, --agent-max-buffered=BYTES, --json=FILE,
+//          --scenarios=throughput,idle,churn, --clients=N --events=E --size=S --idle=N --churn=N (overrides)
+// Env: BENCH_NODE_ARGS adds node flags to the server processes (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
+//
+// Every implementation in bench/servers/ runs in its own process (fresh per scenario, so no scenario sees
+// another's heap, sockets or replay state) and the load client (bench/load-client.js) runs in another.
+// Rounds alternate over the implementations (the starting one rotates per round); medians are reported.
+import { spawn } from 'node:child_process'
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { request } from 'undici'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const root = path.resolve(here, '..')
+
+const IMPLEMENTATIONS = [
+  { name: 'node-http-write', label: 'node:http res.write' },
+  { name: 'node-http-socket', label: 'node:http socket.write (pre-chunked)' },
+  { name: 'fastify-sse', label: `@fastify/sse ${version('@fastify/sse')}` },
+  { name: 'better-sse', label: `better-sse ${version('better-sse')}` },
+  { name: 'fastify-sse-v2', label: `fastify-sse-v2 ${version('fastify-sse-v2')}` },
+  { name: 'agent-sse', label: 'fastify-agent-sse (this)' }
+]
+const BASELINE = 'node-http-write'
+const PEERS = ['fastify-sse', 'better-sse', 'fastify-sse-v2']
+const OURS = 'agent-sse'
+
+const args = parseArgs(process.argv.slice(2))
+const quick = args.quick === true
+const config = quick
+  ? { clients: 200, events: 50, size: 256, idle: 1000, idleEvents: 20, churn: 200, churnParallel: 8, rounds: 1 }
+  : { clients: 1000, events: 200, size: 256, idle: 10000, idleEvents: 20, churn: 2000, churnParallel: 16, rounds: 3 }
+Object.assign(config, {
+  warmEvents: 10,
+  connectParallel: 128, // connections waiting for their head at once (the servers' listen backlog is 511)
+  stopDelayMs: 2000,
+  scenarioTimeoutMs: quick ? 20000 : 120000,
+  deliveryTimeoutMs: quick ? 10000 : 60000
+})
+// Overrides for development: --rounds, --clients, --events, --size, --idle, --churn.
+for (const key of ['rounds', 'clients', 'events', 'size', 'idle', 'churn']) {
+  if (args[key] === undefined) continue
+  const value = Number(args[key])
+  if (!Number.isInteger(value) || value < (key === 'size' ? 0 : 1)) {
+    console.error(`--${key} must be an integer >= ${key === 'size' ? 0 : 1}`)
+    process.exit(2)
+  }
+  config[key] = value
+}
+const scenarios = typeof args.scenarios === 'string' ? args.scenarios.split(',') : ['throughput', 'idle', 'churn']
+const agentMaxBuffered = args['agent-max-buffered'] === undefined ? null : Number(args['agent-max-buffered'])
+
+let selected = IMPLEMENTATIONS
+if (typeof args.only === 'string') {
+  const wanted = args.only.split(',').map((name) => name.trim()).filter(Boolean)
+  const unknown = wanted.filter((name) => !IMPLEMENTATIONS.some((impl) => impl.name === name))
+  if (unknown.length > 0) {
+    console.error(`unknown implementation(s): ${unknown.join(', ')}; known: ${IMPLEMENTATIONS.map((impl) => impl.name).join(', ')}`)
+    process.exit(2)
+  }
+  selected = IMPLEMENTATIONS.filter((impl) => wanted.includes(impl.name))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Child processes: every one is tracked and killed when we leave, however we leave.
+
+const children = new Set()
+
+function killChild (child) {
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+}
+
+function killAll () {
+  for (const child of children) killChild(child)
+}
+
+process.on('exit', killAll)
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    killAll()
+    process.exit(130)
+  })
+}
+process.on('uncaughtException', (err) => {
+  console.error('bench: uncaught exception', err)
+  killAll()
+  process.exit(1)
+})
+process.on('unhandledRejection', (err) => {
+  console.error('bench: unhandled rejection', err)
+})
+
+/** Spawns `node <file>`; resolves with the child once it printed its first stdout line (parsed as JSON). */
+function spawnNode (file, { env = {}, nodeArgs = [], readyTimeoutMs = 20000 } = {}) {
+  const child = spawn(process.execPath, [...nodeArgs, file], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ['pipe', 'pipe', 'pipe']
+  })
+  children.add(child)
+  child.stderrTail = ''
+  child.stderr.setEncoding('utf8')
+  child.stderr.on('data', (text) => { child.stderrTail = (child.stderrTail + text).slice(-4000) })
+  child.stdin.on('error', () => {})
+  child.stdout.setEncoding('utf8')
+  child.exited = new Promise((resolve) => {
+    child.on('exit', (code, signal) => {
+      children.delete(child)
+      resolve({ code, signal })
+    })
+  })
+  child.on('error', () => {})
+  return child
+}
+
+function waitReady (child, what, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    let buffered = ''
+    const timer = setTimeout(() => done(new Error(`${what} did not report ready within ${timeoutMs} ms${tail(child)}`)), timeoutMs)
+    const onData = (text) => {
+      buffered += text
+      const newline = buffered.indexOf('\n')
+      if (newline === -1) return
+      try {
+        done(null, JSON.parse(buffered.slice(0, newline)))
+      } catch {
+        done(new Error(`${what} printed something that is not JSON: ${buffered.slice(0, 200)}`))
+      }
+    }
+    const onExit = () => done(new Error(`${what} exited before it was ready${tail(child)}`))
+    function done (err, value) {
+      clearTimeout(timer)
+      child.stdout.off('data', onData)
+      child.off('exit', onExit)
+      if (err) reject(err)
+      else resolve(value)
+    }
+    child.stdout.on('data', onData)
+    child.on('exit', onExit)
+  })
+}
+
+function tail (child) {
+  const text = child.stderrTail.trim()
+  return text ? `; stderr: ${text.slice(-800)}` : ''
+}
+
+// BENCH_NODE_ARGS adds node flags to every server process (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
+const serverNodeArgs = ['--expose-gc', ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)]
+
+async function startServer (impl, env = {}) {
+  const child = spawnNode(path.join(here, 'servers', `${impl.name}.js`), { env, nodeArgs: serverNodeArgs })
+  const info = await waitReady(child, `server ${impl.name}`, 20000)
+  if (!Number.isInteger(info.port) || typeof info.path !== 'string') throw new Error(`server ${impl.name} announced ${JSON.stringify(info)}`)
+  return { child, ...info }
+}
+
+/** The load client process and a request/answer channel to it. */
+function startLoadClient () {
+  const child = spawnNode(path.join(here, 'load-client.js'))
+  const pending = new Map()
+  let nextId = 1
+  let buffered = ''
+  child.stdout.on('data', (text) => {
+    buffered += text
+    let newline
+    while ((newline = buffered.indexOf('\n')) !== -1) {
+      const line = buffered.slice(0, newline)
+      buffered = buffered.slice(newline + 1)
+      let message
+      try {
+        message = JSON.parse(line)
+      } catch {
+        continue
+      }
+      const waiter = pending.get(message.id)
+      if (waiter) {
+        pending.delete(message.id)
+        waiter.resolve(message)
+      }
+    }
+  })
+  child.exited.then(() => {
+    for (const waiter of pending.values()) waiter.reject(new Error(`load client exited${tail(child)}`))
+    pending.clear()
+  })
+  return {
+    child,
+    call (cmd, params = {}) {
+      const id = nextId++
+      return new Promise((resolve, reject) => {
+        pending.set(id, { resolve, reject })
+        child.stdin.write(JSON.stringify({ id, cmd, ...params }) + '\n')
+      })
+    }
+  }
+}
+
+async function getStats (port, gc = false) {
+  const res = await request(`http://127.0.0.1:${port}/stats${gc ? '?gc=1' : ''}`)
+  const body = await res.body.json()
+  if (res.statusCode !== 200) throw new Error(`GET /stats answered ${res.statusCode}`)
+  return body
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+class ScenarioFailure extends Error {
+  constructor (status, message) {
+    super(message)
+    this.status = status
+  }
+}
+
+function expectOk (answer, what) {
+  if (answer.ok) return answer
+  throw new ScenarioFailure(answer.timeout ? 'TIMEOUT' : 'FAILED', `${what}: ${answer.error}`)
+}
+
+/**
+ * Runs one scenario against a fresh server and a fresh load client, bounded by the scenario timeout.
+ * Never throws: the result is { status: 'ok', ... } or { status: 'FAILED' | 'TIMEOUT' | 'ERROR', error }.
+ */
+async function runScenario (name, impl, body, env = {}) {
+  const spawned = []
+  const progress = { step: 'starting the server' }
+  let timer
+  const work = (async () => {
+    const server = await startServer(impl, env)
+    spawned.push(server.child)
+    const client = startLoadClient()
+    spawned.push(client.child)
+    return { status: 'ok', ...(await body(server, client, progress)) }
+  })()
+  const timeout = new Promise((resolve) => {
+    timer = setTimeout(() => resolve({ status: 'TIMEOUT', error: `${name} did not finish within ${config.scenarioTimeoutMs} ms (stuck at: ${progress.step})` }), config.scenarioTimeoutMs)
+  })
+  let result
+  try {
+    result = await Promise.race([work, timeout])
+  } catch (err) {
+    result = { status: err instanceof ScenarioFailure ? err.status : 'ERROR', error: err.message }
+  } finally {
+    clearTimeout(timer)
+    // Closing stdin asks a child to exit (servers exit when it ends; a profiler then writes its file);
+    // whatever is still alive a second later is killed.
+    for (const child of spawned) child.stdin.end()
+    const grace = setTimeout(() => { for (const child of spawned) killChild(child) }, 1000)
+    await Promise.all(spawned.map((child) => child.exited))
+    clearTimeout(grace)
+  }
+  work.catch(() => {}) // after a timeout the abandoned work fails once its processes are gone
+  return result
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Scenarios
+
+function serverEnv (impl, extra = {}) {
+  if (impl.name !== OURS) return {}
+  const env = { BENCH_STOP_DELAY_MS: String(config.stopDelayMs), ...extra }
+  if (agentMaxBuffered !== null) env.BENCH_MAX_BUFFERED_BYTES = String(agentMaxBuffered)
+  return env
+}
+
+/** (a) + (c): N clients, E events of S bytes; delivered events/s, server CPU per delivered event, setup rate. */
+function throughput (impl) {
+  return runScenario('throughput', impl, async (server, client, progress) => {
+    const { port } = server
+    progress.step = `connecting ${config.clients} clients`
+    const connect = expectOk(await client.call('connect', { port, path: server.path, clients: config.clients, parallel: config.connectParallel }), 'connect')
+    const ready = await getStats(port)
+    if (ready.clients !== config.clients) throw new ScenarioFailure('FAILED', `server counts ${ready.clients} clients, expected ${config.clients}`)
+    progress.step = 'warm-up broadcast'
+    expectOk(await client.call('broadcast', { port, events: config.warmEvents, size: config.size, timeoutMs: config.deliveryTimeoutMs }), 'warm-up broadcast')
+    const before = await getStats(port)
+    progress.step = 'broadcast'
+    const run = expectOk(await client.call('broadcast', { port, events: config.events, size: config.size, timeoutMs: config.deliveryTimeoutMs }), 'broadcast')
+    const after = await getStats(port)
+    const cpuUs = (after.cpu.user - before.cpu.user) + (after.cpu.system - before.cpu.system)
+    return {
+      eventsPerSec: run.eventsPerSec,
+      wallMs: run.ms,
+      clientCpuPct: run.clientCpuPct,
+      responseMs: run.responseMs,
+      cpuUsPerEvent: cpuUs / run.delivered,
+      setupPerSec: connect.connectsPerSec,
+      setupMs: connect.ms,
+      unhandledRejections: after.unhandledRejections
+    }
+  }, serverEnv(impl))
+}
+
+/** (b): RSS per idle connection, then a short broadcast that every idle client must receive completely. */
+function idle (impl) {
+  return runScenario('idle', impl, async (server, client, progress) => {
+    const { port } = server
+    progress.step = 'warm-up connections'
+    // Warm the connection path (route, parser, lazy allocations) so the delta is per connection.
+    expectOk(await client.call('connect', { port, path: server.path, clients: 50, parallel: config.connectParallel }), 'warm-up connect')
+    await client.call('close')
+    await sleep(300)
+    const before = await getStats(port, true)
+    progress.step = `connecting ${config.idle} idle clients`
+    const connect = expectOk(await client.call('connect', { port, path: server.path, clients: config.idle, parallel: config.connectParallel }), 'connect')
+    await sleep(500)
+    const after = await getStats(port, true)
+    if (after.clients !== config.idle) throw new ScenarioFailure('FAILED', `server counts ${after.clients} clients, expected ${config.idle}`)
+    progress.step = 'broadcast to idle clients'
+    const run = expectOk(await client.call('broadcast', { port, events: config.idleEvents, size: config.size, timeoutMs: config.deliveryTimeoutMs }), 'broadcast to idle clients')
+    return {
+      rssPerConnKB: (after.rss - before.rss) / config.idle / 1024,
+      rssBeforeMB: before.rss / 1048576,
+      rssAfterMB: after.rss / 1048576,
+      idleSetupPerSec: connect.connectsPerSec,
+      idleBroadcastMs: run.ms
+    }
+  }, serverEnv(impl))
+}
+
+/** (d), ours only: connect/disconnect cycles against one agent; the adapter must see exactly 1 start and 1 stop. */
+function churn (impl) {
+  return runScenario('churn', impl, async (server, client, progress) => {
+    const { port } = server
+    progress.step = 'connect/disconnect cycles'
+    const run = expectOk(await client.call('churn', { port, path: server.path, cycles: config.churn, parallel: config.churnParallel }), 'churn')
+    progress.step = 'waiting for the stop after the grace window'
+    const deadline = Date.now() + config.stopDelayMs + 5000
+    let stats = await getStats(port)
+    while (Date.now() < deadline && !(stats.stops >= 1 && stats.state === 'idle')) {
+      await sleep(100)
+      stats = await getStats(port)
+    }
+    await sleep(300) // anything that would start or stop again shows up here
+    stats = await getStats(port)
+    const result = { cyclesPerSec: run.cyclesPerSec, ms: run.ms, starts: stats.starts, stops: stats.stops, clients: stats.clients, state: stats.state }
+    if (stats.starts !== 1 || stats.stops !== 1 || stats.clients !== 0 || stats.state !== 'idle') {
+      throw new ScenarioFailure('FAILED', `lifecycle after churn: ${stats.starts} start(s), ${stats.stops} stop(s), ${stats.clients} clients, state ${stats.state} (expected 1, 1, 0, idle)`)
+    }
+    return result
+  }, serverEnv(impl, { BENCH_STOP_DELAY_MS: String(config.stopDelayMs) }))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Main
+
+async function main () {
+  const started = Date.now()
+  const agentDist = path.join(root, 'dist', 'esm', 'index.js')
+  if (selected.some((impl) => impl.name === OURS)) {
+    let distTime
+    try {
+      distTime = statSync(agentDist).mtimeMs
+    } catch {
+      console.error('bench: dist/esm/index.js is missing: run `npm run build` first')
+      process.exit(2)
+    }
+    const newestLib = newestMtime(path.join(root, 'lib'))
+    if (newestLib > distTime) console.log('WARNING: lib/ has changes newer than dist/: run `npm run build` to benchmark them.\n')
+  }
+
+  console.log(`# SSE fan-out benchmark${quick ? ' (--quick: a smoke test; fixed costs dominate such small runs, quote full runs only)' : ''}`)
+  console.log(`node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), ${os.platform()} ${os.release()}`)
+  console.log(`rounds: ${config.rounds}; throughput: ${config.clients} clients x ${config.events} events x ${config.size} B (after a ${config.warmEvents}-event warm-up); ` +
+    `idle: ${config.idle} clients + ${config.idleEvents} events; churn: ${config.churn} cycles, ${config.churnParallel} in parallel, stopDelayMs ${config.stopDelayMs}`)
+  console.log(`agent-sse: heartbeatIntervalMs 15000, maxClients 20000, maxClientsPerAgent 20000, logger off, maxBufferedBytes ${agentMaxBuffered === null ? 'default (65536)' : agentMaxBuffered + ' (raised with --agent-max-buffered)'}`)
+  console.log(`implementations: ${selected.map((impl) => impl.name).join(', ')}\n`)
+
+  const results = Object.fromEntries(selected.map((impl) => [impl.name, { throughput: [], idle: [], churn: [] }]))
+  for (let round = 0; round < config.rounds; round++) {
+    const order = selected.map((_, k) => selected[(k + round) % selected.length])
+    for (const impl of order) {
+      if (scenarios.includes('throughput')) {
+        const a = await throughput(impl)
+        results[impl.name].throughput.push(a)
+        log(round, impl, 'throughput', a, (r) => `${fmt(r.eventsPerSec, 0)} events/s (${fmt(r.wallMs, 0)} ms; /broadcast answered after ${fmt(r.responseMs, 0)} ms; load client CPU ${fmt(r.clientCpuPct, 0)}%), ${fmt(r.cpuUsPerEvent, 3)} CPU us/event, setup ${fmt(r.setupPerSec, 0)} conns/s`)
+      }
+      if (scenarios.includes('idle')) {
+        const b = await idle(impl)
+        results[impl.name].idle.push(b)
+        log(round, impl, 'idle', b, (r) => `${fmt(r.rssPerConnKB, 2)} KB RSS/conn (${fmt(r.rssBeforeMB, 1)} -> ${fmt(r.rssAfterMB, 1)} MB), ${config.idleEvents} events to all in ${fmt(r.idleBroadcastMs, 0)} ms`)
+      }
+      if (impl.name === OURS && scenarios.includes('churn')) {
+        const d = await churn(impl)
+        results[impl.name].churn.push(d)
+        log(round, impl, 'churn', d, (r) => `${fmt(r.cyclesPerSec, 0)} cycles/s, ${r.starts} start / ${r.stops} stop`)
+      }
+    }
+  }
+
+  const failed = report(results)
+  console.log(`\n(total ${((Date.now() - started) / 1000).toFixed(1)} s)`)
+  if (typeof args.json === 'string') {
+    writeFileSync(args.json, JSON.stringify({ config, node: process.version, results }, null, 2) + '\n')
+    console.log(`raw results written to ${args.json}`)
+  }
+  return failed ? 1 : 0
+}
+
+function log (round, impl, scenario, result, describe) {
+  const what = `[round ${round + 1}/${config.rounds}] ${impl.name.padEnd(16)} ${scenario.padEnd(10)}`
+  console.log(result.status === 'ok' ? `${what} ${describe(result)}` : `${what} ${result.status}: ${result.error}`)
+}
+
+/** Median of a metric over the rounds, or the failure status when any round did not complete. */
+function summarize (runs, key) {
+  if (runs.length === 0) return { missing: true }
+  const bad = runs.find((run) => run.status !== 'ok')
+  if (bad) return { status: bad.status }
+  const values = runs.map((run) => run[key]).sort((x, y) => x - y)
+  const middle = Math.floor(values.length / 2)
+  return { value: values.length % 2 ? values[middle] : (values[middle - 1] + values[middle]) / 2 }
+}
+
+function report (results) {
+  const medians = {}
+  for (const impl of selected) {
+    const r = results[impl.name]
+    medians[impl.name] = {
+      eventsPerSec: summarize(r.throughput, 'eventsPerSec'),
+      cpuUsPerEvent: summarize(r.throughput, 'cpuUsPerEvent'),
+      rssPerConnKB: summarize(r.idle, 'rssPerConnKB'),
+      setupPerSec: summarize(r.throughput, 'setupPerSec')
+    }
+  }
+  const base = medians[BASELINE]
+  const cell = (m, digits) => m.value !== undefined ? fmt(m.value, digits) : (m.status ?? 'n/a')
+  const ratio = (m, key) => {
+    const b = base?.[key]
+    if (m.value === undefined || b?.value === undefined || b.value === 0) return 'n/a'
+    return `${(m.value / b.value).toFixed(2)}x`
+  }
+
+  console.log(`\n## Results (median of ${config.rounds} round${config.rounds > 1 ? 's' : ''}; ratios vs ${BASELINE})\n`)
+  console.log('| implementation | events/s | ratio vs node:http res.write | CPU µs/event | ratio | RSS/idle conn (KB) | ratio | setup conns/s | ratio |')
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|')
+  for (const impl of selected) {
+    const m = medians[impl.name]
+    console.log(`| ${impl.label} | ${cell(m.eventsPerSec, 0)} | ${ratio(m.eventsPerSec, 'eventsPerSec')} | ${cell(m.cpuUsPerEvent, 3)} | ${ratio(m.cpuUsPerEvent, 'cpuUsPerEvent')} | ` +
+      `${cell(m.rssPerConnKB, 2)} | ${ratio(m.rssPerConnKB, 'rssPerConnKB')} | ${cell(m.setupPerSec, 0)} | ${ratio(m.setupPerSec, 'setupPerSec')} |`)
+  }
+
+  const clientBound = selected.filter((impl) => results[impl.name].throughput.some((run) => run.status === 'ok' && run.clientCpuPct >= 90))
+  if (clientBound.length > 0) {
+    console.log(`\nNote: the load client used >= 90% of a core during the broadcast for ${clientBound.map((impl) => impl.name).join(', ')}: ` +
+      'those events/s may be limited by the client (2 cores: one for the server, one for the client), not by the server.')
+  }
+
+  console.log('\nRatios are value / node:http res.write (CPU and RSS: lower is better). CPU = server user+system time per delivered event; ' +
+    'setup = connections per second until every client had its response head, at most ' + config.connectParallel + ' waiting at once.')
+  const oursRuns = results[OURS] ? [...results[OURS].throughput, ...results[OURS].idle] : []
+  if (oursRuns.length > 0 && oursRuns.every((run) => run.status === 'ok')) {
+    console.log(`agent-sse ran with maxBufferedBytes ${agentMaxBuffered === null ? 'at its default (65536)' : `raised to ${agentMaxBuffered}`}: every client received every event, in order (nothing was conflated).`)
+  }
+
+  let failed = false
+  const problems = []
+  for (const impl of selected) {
+    for (const [scenario, runs] of Object.entries(results[impl.name])) {
+      runs.forEach((run, k) => {
+        if (run.status !== 'ok') {
+          failed = true
+          problems.push(`- ${impl.name} ${scenario} round ${k + 1}: ${run.status}: ${run.error}`)
+        }
+      })
+    }
+  }
+
+  if (results[OURS]?.churn.length > 0) {
+    const churnRuns = results[OURS].churn
+    const cps = summarize(churnRuns, 'cyclesPerSec')
+    const bad = churnRuns.find((run) => run.status !== 'ok')
+    const counts = bad === undefined
+      ? `the adapter saw ${churnRuns.map((run) => `${run.starts} start / ${run.stops} stop`).join(', ')} (expected 1 / 1 per round): PASS`
+      : `FAIL (${bad.status}: ${bad.error})`
+    console.log(`\nLifecycle churn (agent-sse): ${config.churn} connect/disconnect cycles, ${config.churnParallel} in parallel, one agent, stopDelayMs ${config.stopDelayMs}: ` +
+      `${cell(cps, 0)} cycles/s (median); ${counts}`)
+  }
+
+  if (problems.length > 0) {
+    console.log('\n## Runs that did not complete (reported as FAILED/TIMEOUT above, never as numbers)\n')
+    for (const line of problems) console.log(line)
+    if (problems.some((line) => line.startsWith(`- ${OURS}`) && /lost or reordered/.test(line)) && agentMaxBuffered === null) {
+      console.log('\nNote: fastify-agent-sse conflates metrics frames for a client with more than maxBufferedBytes (default 65536) queued; ' +
+        'if the load client cannot keep up, re-run with --agent-max-buffered=1048576 (and say so when quoting the numbers).')
+    }
+  }
+
+  const ours = medians[OURS]
+  if (ours) {
+    console.log('\n## Target checks (informative)\n')
+    const peerBest = PEERS.map((name) => medians[name]?.eventsPerSec?.value).filter((v) => v !== undefined)
+    const bestPeer = peerBest.length > 0 ? { value: Math.max(...peerBest) } : {}
+    const checks = [
+      ['CPU/event <= 0.75x node-http-write', ours.cpuUsPerEvent, base?.cpuUsPerEvent, 0.75, 'le'],
+      ['CPU/event <= 0.6x @fastify/sse', ours.cpuUsPerEvent, medians['fastify-sse']?.cpuUsPerEvent, 0.6, 'le'],
+      ['events/s >= 1.3x node-http-write', ours.eventsPerSec, base?.eventsPerSec, 1.3, 'ge'],
+      [`events/s >= 1.5x best peer (${PEERS.filter((name) => medians[name]).join(', ') || 'none run'})`, ours.eventsPerSec, bestPeer, 1.5, 'ge'],
+      ['RSS/idle conn <= 1.0x node-http-write', ours.rssPerConnKB, base?.rssPerConnKB, 1.0, 'le'],
+      ['setup conns/s >= 0.8x node-http-write', ours.setupPerSec, base?.setupPerSec, 0.8, 'ge']
+    ]
+    for (const [label, mine, reference, factor, way] of checks) {
+      if (mine?.value === undefined || reference?.value === undefined) {
+        console.log(`SKIP ${label} (${mine?.value === undefined ? 'agent-sse' : 'reference'} not measured)`)
+        continue
+      }
+      const actual = mine.value / reference.value
+      const pass = way === 'le' ? actual <= factor : actual >= factor
+      console.log(`${pass ? 'PASS' : 'FAIL'} ${label}: ${actual.toFixed(2)}x`)
+    }
+  }
+  return failed
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Helpers
+
+function fmt (value, digits) {
+  return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+}
+
+function parseArgs (argv) {
+  const out = {}
+  for (const arg of argv) {
+    const match = /^--([^=]+)(?:=(.*))?$/.exec(arg)
+    if (match) out[match[1]] = match[2] ?? true
+  }
+  return out
+}
+
+function version (name) {
+  try {
+    return JSON.parse(readFileSync(path.join(root, 'node_modules', name, 'package.json'), 'utf8')).version
+  } catch {
+    return '?'
+  }
+}
+
+function newestMtime (dir) {
+  let newest = 0
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name)
+    newest = Math.max(newest, entry.isDirectory() ? newestMtime(full) : statSync(full).mtimeMs)
+  }
+  return newest
+}
+
+main().then((code) => {
+  killAll()
+  process.exitCode = code
+}, (err) => {
+  console.error('bench:', err)
+  killAll()
+  process.exitCode = 1
+})

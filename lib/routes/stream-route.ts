@@ -45,7 +45,8 @@ export function registerStreamRoute (app: FastifyInstance, context: RouteContext
       response: { '4xx': ErrorSchema, '5xx': ErrorSchema }
     },
     preHandler: agentGuard(context)
-  }, async (request, reply) => {
+    // Synchronous on purpose: connection setup is a hot path, and nothing here awaits.
+  }, function openStream (request, reply) {
     const { agentId } = request.params
     // Limits are checked before the stream opens, so a refused client changes nothing.
     if (options.maxClients > 0 && hub.size >= options.maxClients) {
@@ -64,7 +65,7 @@ export function registerStreamRoute (app: FastifyInstance, context: RouteContext
     const client = hub.open(String(request.id), request.raw, reply.raw, reply.getHeaders())
     if (client === null) {
       request.log.info({ agentId }, 'SSE client left before its stream opened')
-      return reply
+      return
     }
     request.log.info({ clientId: client.id, agentId, intervalSeconds, lastEventId }, `SSE client connected: ${client.id}`)
     hub.join(client, agentId)
@@ -92,7 +93,6 @@ export function registerStreamRoute (app: FastifyInstance, context: RouteContext
       client.close()
     }
     joining = false
-    return reply
   })
   return hub
 }

@@ -36,7 +36,7 @@ export async function agentSseRoutes (app: FastifyInstance, { diagnostics, ...co
     const now = Date.now()
     return [...hub.all()].map((client) => ({
       id: client.id,
-      agentIds: [...client.rooms],
+      agentIds: client.rooms.slice(),
       bufferedBytes: client.bufferedBytes,
       blocked: client.blockedSince !== 0,
       blockedForMs: client.blockedSince === 0 ? 0 : now - client.blockedSince

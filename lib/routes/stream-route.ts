@@ -6,6 +6,7 @@ import { parseLastEventId } from '../sse/frame.js'
 import { SseHub, type SseClient } from '../sse/hub.js'
 import { agentGuard, type RouteContext } from './context.js'
 import { AgentParams, ErrorSchema, streamQuery } from './schemas.js'
+import { ClientSubscriber } from './client-subscriber.js'
 import { SseFrames } from './sse-frames.js'
 
 /** `GET /agents/:agentId/metrics/stream`: one SSE client = one lifecycle subscriber. */
@@ -19,7 +20,7 @@ export function registerStreamRoute (app: FastifyInstance, context: RouteContext
     maxBufferedBytes: options.maxBufferedBytes,
     stallTimeoutMs: options.stallTimeoutMs,
     onDisconnect (client) {
-      app.log.info({ clientId: client.id, agentIds: [...client.rooms] }, `SSE client disconnected: ${client.id}`)
+      app.log.info({ clientId: client.id, agentIds: client.rooms.slice() }, `SSE client disconnected: ${client.id}`)
       subscriptions.get(client)?.unsubscribe()
       subscriptions.delete(client)
     },
@@ -69,30 +70,14 @@ export function registerStreamRoute (app: FastifyInstance, context: RouteContext
     }
     request.log.info({ clientId: client.id, agentId, intervalSeconds, lastEventId }, `SSE client connected: ${client.id}`)
     hub.join(client, agentId)
-    // What the lifecycle sends while subscribing (a replay, or the latest sample) must all
-    // arrive; live samples after that are latest-value and may be conflated for a slow client.
-    let joining = true
+    const subscriber = new ClientSubscriber(client, frames, intervalSeconds, lastEventId)
     try {
-      subscriptions.set(client, lifecycle.subscribe(agentId, {
-        intervalSeconds,
-        lastEventId,
-        onSample: (sample, eventId) => joining ? client.write(frames.metricsFrame(sample, eventId)) : client.offer(frames.metricsFrame(sample, eventId)),
-        onGap: (gap) => client.write(frames.gapFrame(gap)),
-        onEnd (reason) {
-          client.write(frames.endFrame(reason))
-          client.close()
-        },
-        onError (err) {
-          client.write(frames.errorFrame(err))
-          client.close()
-        }
-      }))
+      subscriptions.set(client, lifecycle.subscribe(agentId, subscriber))
     } catch (err) {
       // Only when the lifecycle is already closed: the client gets the reason instead of a hung stream.
-      client.write(frames.errorFrame(err as Error))
-      client.close()
+      subscriber.onError(err as Error)
     }
-    joining = false
+    subscriber.joining = false
   })
   return hub
 }

@@ -104,7 +104,7 @@ export class SseHub {
       this.rooms.set(room, members)
     }
     members.add(client)
-    client.rooms.add(room)
+    if (!client.rooms.includes(room)) client.rooms.push(room)
   }
 
   /** Writes a final frame to every client and ends them all. */
@@ -126,7 +126,7 @@ export class SseHub {
         members?.delete(client)
         if (members?.size === 0) this.rooms.delete(room)
       }
-      client.rooms.clear()
+      client.rooms.length = 0
       this.clients.delete(client)
       if (this.clients.size === 0) this.stopTimers()
     }

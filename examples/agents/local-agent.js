@@ -1,45 +1,11 @@
 // The built-in "local" agent: real metrics of this machine and this process, collected
 // only while a task is running. It needs nothing external, so the example works anywhere.
 import { randomUUID } from 'node:crypto'
-import os from 'node:os'
-import { performance } from 'node:perf_hooks'
-
-const round = (value, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits
+import { createHostSampler } from '../host-metrics.js'
 
 export function createLocalAgent ({ id = 'local', log }) {
   const tasks = new Map()
-
-  function collector () {
-    let cpus = os.cpus().map((cpu) => cpu.times)
-    let elu = performance.eventLoopUtilization()
-    return function sample () {
-      const nowCpus = os.cpus().map((cpu) => cpu.times)
-      const perCore = nowCpus.map((times, i) => {
-        const before = cpus[i] ?? times
-        const busy = (times.user - before.user) + (times.nice - before.nice) + (times.sys - before.sys) + (times.irq - before.irq)
-        const total = busy + (times.idle - before.idle)
-        return total > 0 ? round((busy / total) * 100) : 0
-      })
-      cpus = nowCpus
-      const eluNow = performance.eventLoopUtilization(elu)
-      elu = performance.eventLoopUtilization()
-      const memory = process.memoryUsage()
-      const [load1, load5, load15] = os.loadavg()
-      return {
-        agent_id: id,
-        timestamp: new Date().toISOString(),
-        cpu_percent: round(perCore.reduce((sum, value) => sum + value, 0) / Math.max(1, perCore.length)),
-        cpu_per_core: perCore,
-        load_1m: round(load1, 2),
-        load_average: [round(load1, 2), round(load5, 2), round(load15, 2)],
-        memory_percent: round((1 - os.freemem() / os.totalmem()) * 100),
-        memory_used_mb: Math.round((os.totalmem() - os.freemem()) / 2 ** 20),
-        process_rss_mb: round(memory.rss / 2 ** 20),
-        heap_used_mb: round(memory.heapUsed / 2 ** 20),
-        event_loop_utilization: round(eluNow.utilization * 100, 2)
-      }
-    }
-  }
+  const collector = () => createHostSampler(id)
 
   function stopCollecting (taskId) {
     const task = tasks.get(taskId)

@@ -5,7 +5,7 @@
 //
 // It reconnects with exponential backoff when the server goes away and, on every (re)connect,
 // reports the tasks it is still running, so that a restarted server can stop the ones it does not own.
-import os from 'node:os'
+import { createHostSampler } from '../host-metrics.js'
 import { parseArgs } from 'node:util'
 import { Value } from '@sinclair/typebox/value'
 import WebSocket from 'ws'
@@ -41,37 +41,7 @@ if (!Value.Check(AgentId, id) || !/^wss?:\/\//.test(serverUrl) || !(maxBackoffMs
 }
 
 const log = (line) => console.log(`agent ${id}: ${line}`)
-const round = (value, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits
-
-/** A sampler with its own CPU baseline: each call reports CPU use since the previous call. */
-function collector () {
-  let cpus = os.cpus().map((cpu) => cpu.times)
-  return function sample () {
-    const nowCpus = os.cpus().map((cpu) => cpu.times)
-    const perCore = nowCpus.map((times, i) => {
-      const before = cpus[i] ?? times
-      const busy = (times.user - before.user) + (times.nice - before.nice) + (times.sys - before.sys) + (times.irq - before.irq)
-      const total = busy + (times.idle - before.idle)
-      return total > 0 ? round((busy / total) * 100) : 0
-    })
-    cpus = nowCpus
-    const memory = process.memoryUsage()
-    const [load1, load5, load15] = os.loadavg()
-    return {
-      agent_id: id,
-      hostname: os.hostname(),
-      timestamp: new Date().toISOString(),
-      cpu_percent: round(perCore.reduce((sum, value) => sum + value, 0) / Math.max(1, perCore.length)),
-      cpu_per_core: perCore,
-      load_1m: round(load1, 2),
-      load_average: [round(load1, 2), round(load5, 2), round(load15, 2)],
-      memory_percent: round((1 - os.freemem() / os.totalmem()) * 100),
-      memory_used_mb: Math.round((os.totalmem() - os.freemem()) / 2 ** 20),
-      process_rss_mb: round(memory.rss / 2 ** 20),
-      heap_used_mb: round(memory.heapUsed / 2 ** 20)
-    }
-  }
-}
+const collector = () => createHostSampler(id)
 
 /** taskId → { intervalSeconds, timer, sample } */
 const tasks = new Map()

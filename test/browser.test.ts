@@ -1,8 +1,7 @@
-import { spawn } from 'node:child_process'
 import { existsSync, mkdirSync } from 'node:fs'
-import { once } from 'node:events'
 import { chromium } from 'playwright-core'
 import t from 'tap'
+import { startExampleServer } from './helpers/example-process.js'
 import { getJson, waitFor } from './helpers/server.js'
 
 // The dashboard in a real headless Chromium (Debian's package, installed by .ci/run).
@@ -18,21 +17,7 @@ if (!existsSync(executablePath)) {
   }
 } else {
   t.test('the dashboard renders live metrics; a second tab shares the stream; closing both stops it after the debounce window', async (t) => {
-    const server = spawn(process.execPath, ['examples/server.js'], {
-      env: { ...process.env, PORT: '0', HOST: '127.0.0.1', STOP_DELAY_MS: '1000' },
-      stdio: ['ignore', 'pipe', 'pipe']
-    })
-    t.teardown(async () => {
-      if (server.exitCode === null) {
-        server.kill('SIGTERM')
-        await once(server, 'exit')
-      }
-    })
-    let output = ''
-    server.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
-    server.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
-    await waitFor(() => /open (http:\/\/\S+)\/ for the dashboard/.test(output), 'the example server', 20_000)
-    const base = /open (http:\/\/\S+)\/ for the dashboard/.exec(output)![1]!
+    const { origin: base, output } = await startExampleServer(t, { STOP_DELAY_MS: '1000' })
     const status = async () => (await getJson(`${base}/api/agents/local/status`)).body
 
     const browser = await chromium.launch({ executablePath, args: chromiumArgs })
@@ -58,7 +43,7 @@ if (!existsSync(executablePath)) {
     const shared = await status()
     t.equal(shared.sse_clients, 2, 'two clients')
     t.equal(shared.task_id, live.task_id, 'the same task, not restarted')
-    t.equal((output.match(/agent local: collecting started/g) ?? []).length, 1, 'the agent started collecting once')
+    t.equal((output().match(/agent local: collecting started/g) ?? []).length, 1, 'the agent started collecting once')
     await waitFor(async () => (await first.textContent('[data-testid=sse-clients]')) === '2', 'the page to show 2 clients')
 
     mkdirSync('test-artifacts', { recursive: true })
@@ -69,7 +54,7 @@ if (!existsSync(executablePath)) {
     await waitFor(async () => (await status()).sse_clients === 0, 'both clients to leave', 10_000)
     t.equal((await status()).streaming_active, true, 'still streaming inside the debounce window')
     await waitFor(async () => (await status()).streaming_active === false, 'streaming_active:false after the debounce window', 10_000)
-    await waitFor(() => output.includes('agent local: collecting stopped'), 'the agent to stop collecting')
+    await waitFor(() => output().includes('agent local: collecting stopped'), 'the agent to stop collecting')
     t.same(pageErrors, [], 'no errors in the page')
   })
 }

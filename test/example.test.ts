@@ -1,32 +1,21 @@
-import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import t from 'tap'
+import { startExampleServer } from './helpers/example-process.js'
 import { openSse, getJson, waitFor } from './helpers/server.js'
 
 // The README's first command ends in `npm start`: run that example as a real process.
 t.test('the example server streams a simulated agent and stops it after the grace window', async (t) => {
-  const child = spawn(process.execPath, ['examples/server.js'], { env: { ...process.env, PORT: '0', HOST: '127.0.0.1' }, stdio: ['ignore', 'pipe', 'pipe'] })
-  t.teardown(async () => {
-    if (child.exitCode === null) {
-      child.kill('SIGTERM')
-      await once(child, 'exit')
-    }
-  })
-  let output = ''
-  child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
-  child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
-  await waitFor(() => /API under (http:\/\/\S+\/api)/.test(output), 'the example to print its URL', 15000)
-  const base = /API under (http:\/\/\S+\/api)/.exec(output)![1]!
+  const { child, origin, output } = await startExampleServer(t)
+  const base = `${origin}/api`
 
   const client = await openSse(`${base}/agents/edge-2/metrics/stream?interval_seconds=1`)
   const event = await client.next((e) => e.event === 'metrics')
   t.match(JSON.parse(event.data), { agent_id: 'edge-2', cpu_percent: Number })
-  t.match(output, /agent edge-2: collecting started/)
+  t.match(output(), /agent edge-2: collecting started/)
   client.close()
-  await waitFor(() => output.includes('agent edge-2: collecting stopped'), 'the agent to stop collecting', 10000)
+  await waitFor(() => output().includes('agent edge-2: collecting stopped'), 'the agent to stop collecting', 10000)
   t.equal((await getJson(`${base}/agents/edge-2/status`)).body.streaming_active, false)
   t.equal((await getJson(`${base}/agents/nobody/status`)).statusCode, 404)
-  const origin = base.replace(/\/api$/, '')
   for (const [path, type] of [['/', /text\/html/], ['/app.js', /javascript/], ['/client.js', /javascript/], ['/vendor/uPlot.esm.js', /javascript/], ['/vendor/uPlot.min.css', /text\/css/]] as const) {
     const response = await fetch(origin + path)
     t.equal(response.status, 200, `the dashboard serves ${path}`)

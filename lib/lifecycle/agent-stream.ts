@@ -171,7 +171,7 @@ export class AgentStream {
           this.start()
         } else {
           // A hold released (or ended) before its stream became active is answered, not left hanging.
-          this.untilActive.rejectAll(new FST_ERR_AGENT_SSE_HOLD_ENDED(this.agentId))
+          if (this.untilActive.size > 0) this.untilActive.rejectAll(new FST_ERR_AGENT_SSE_HOLD_ENDED(this.agentId))
           this.untilIdle.resolveAll()
           if (this.disposable) this.ctx.onIdle(this)
         }

@@ -35,7 +35,7 @@ const config = quick
   : { clients: 1000, events: 200, size: 256, idle: 10000, idleEvents: 20, churn: 2000, churnParallel: 16, rounds: 3 }
 Object.assign(config, {
   warmEvents: 10,
-  warmConnections: quick ? 100 : 1000,
+  warmConnections: quick ? 100 : 3000,
   connectParallel: 128, // connections waiting for their head at once (the servers' listen backlog is 511)
   stopDelayMs: 2000,
   scenarioTimeoutMs: quick ? 20000 : 120000,

@@ -36,6 +36,7 @@ const config = quick
 Object.assign(config, {
   warmEvents: 10,
   warmConnections: quick ? 100 : 3000,
+  setupBatches: quick ? 1 : 4,
   connectParallel: 128, // connections waiting for their head at once (the servers' listen backlog is 511)
   stopDelayMs: 2000,
   scenarioTimeoutMs: quick ? 20000 : 120000,
@@ -277,6 +278,14 @@ function throughput (impl) {
     expectOk(await client.call('connect', { port, path: server.path, clients: config.warmConnections, parallel: config.connectParallel }), 'warm-up connect')
     await client.call('close')
     for (let i = 0; i < 100 && (await getStats(port)).clients !== 0; i++) await sleep(20)
+    // A batch of 1,000 connections takes ~150 ms: one batch is noise, so setup is the median of several.
+    const setupRates = []
+    for (let batch = 0; batch < config.setupBatches; batch++) {
+      progress.step = `setup batch ${batch + 1}/${config.setupBatches}`
+      setupRates.push(expectOk(await client.call('connect', { port, path: server.path, clients: config.clients, parallel: config.connectParallel }), 'setup batch').connectsPerSec)
+      await client.call('close')
+      for (let i = 0; i < 100 && (await getStats(port)).clients !== 0; i++) await sleep(20)
+    }
     progress.step = `connecting ${config.clients} clients`
     const connect = expectOk(await client.call('connect', { port, path: server.path, clients: config.clients, parallel: config.connectParallel }), 'connect')
     const ready = await getStats(port)
@@ -294,7 +303,7 @@ function throughput (impl) {
       clientCpuPct: run.clientCpuPct,
       responseMs: run.responseMs,
       cpuUsPerEvent: cpuUs / run.delivered,
-      setupPerSec: connect.connectsPerSec,
+      setupPerSec: median([...setupRates, connect.connectsPerSec]),
       setupMs: connect.ms,
       unhandledRejections: after.unhandledRejections
     }
@@ -413,13 +422,17 @@ function log (round, impl, scenario, result, describe) {
 }
 
 /** Median of a metric over the rounds, or the failure status when any round did not complete. */
+function median (values) {
+  const sorted = [...values].sort((x, y) => x - y)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+}
+
 function summarize (runs, key) {
   if (runs.length === 0) return { missing: true }
   const bad = runs.find((run) => run.status !== 'ok')
   if (bad) return { status: bad.status }
-  const values = runs.map((run) => run[key]).sort((x, y) => x - y)
-  const middle = Math.floor(values.length / 2)
-  return { value: values.length % 2 ? values[middle] : (values[middle - 1] + values[middle]) / 2 }
+  return { value: median(runs.map((run) => run[key])) }
 }
 
 function report (results) {
@@ -457,7 +470,7 @@ function report (results) {
   }
 
   console.log('\nRatios are value / node:http res.write (CPU and RSS: lower is better). CPU = server user+system time per delivered event; ' +
-    'setup = connections per second until every client had its response head, at most ' + config.connectParallel + ' waiting at once, after ' + config.warmConnections + ' warm-up connections.')
+    'setup = connections per second until every client had its response head, at most ' + config.connectParallel + ' waiting at once, after ' + config.warmConnections + ' warm-up connections; the median of ' + (config.setupBatches + 1) + ' batches of ' + config.clients + ' per round.')
   const oursRuns = results[OURS] ? [...results[OURS].throughput, ...results[OURS].idle] : []
   if (oursRuns.length > 0 && oursRuns.every((run) => run.status === 'ok')) {
     console.log(`agent-sse ran with maxBufferedBytes ${agentMaxBuffered === null ? 'at its default (65536)' : `raised to ${agentMaxBuffered}`}: every client received every event, in order (nothing was conflated).`)

@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http'
 import createError from '@fastify/error'
 
 // Every error the plugin raises is one of these codes, so hosts can match on `code`
@@ -64,10 +65,27 @@ export const FST_ERR_AGENT_SSE_CLOSED = createError<'FST_ERR_AGENT_SSE_CLOSED', 
   503
 )
 
+export const FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE = createError<'FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE', 503, [string]>(
+  'FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE',
+  'fastify-agent-sse: the cluster coordinator is unavailable: %s',
+  503
+)
+
 /** The error shape sent in an SSE `event: error` frame and in HTTP error bodies. */
 export interface AgentSseErrorBody {
   statusCode: number
   code: string
   error: string
   message: string
+}
+
+/** The body of an error as HTTP callers and SSE `event: error` frames see it. */
+export function errorBody (err: Error & { statusCode?: number, code?: string }): AgentSseErrorBody {
+  const statusCode = typeof err.statusCode === 'number' ? err.statusCode : 500
+  return {
+    statusCode,
+    code: err.code ?? 'FST_ERR_AGENT_SSE_INTERNAL',
+    error: STATUS_CODES[statusCode] ?? 'Error',
+    message: err.message
+  }
 }

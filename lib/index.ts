@@ -7,6 +7,8 @@ import { agentSseRoutes, type SseConnectionInfo } from './routes/index.js'
 export type { AgentAdapter, MetricsSample, MetricsSink, StartStreamingOptions } from './adapter.js'
 export * from './errors.js'
 export { StreamLifecycle } from './lifecycle/stream-lifecycle.js'
+export { localCoordinator } from './lifecycle/local-streams.js'
+export type { Coordinator, CoordinatorContext, CoordinatedStreams } from './lifecycle/coordinator.js'
 export type {
   GapInfo,
   HoldOptions,
@@ -37,9 +39,12 @@ async function agentSsePlugin (fastify: FastifyInstance, pluginOptions: AgentSse
     stopDelayMs: options.stopDelayMs,
     adapterTimeoutMs: options.adapterTimeoutMs,
     replayBufferSize: options.replayBufferSize,
-    logger: fastify.log
+    logger: fastify.log,
+    coordinator: options.coordinator
   })
   const diagnostics = { connections: (): SseConnectionInfo[] => [] }
+  // A cluster coordinator connects here: the server does not serve before it can (no 503s from a healthy start).
+  await lifecycle.ready()
   fastify.decorate('streamLifecycle', lifecycle)
   fastify.decorate('sseConnections', () => diagnostics.connections())
   // Agents left streaming by a previous process of this server are stopped before it serves.

@@ -4,6 +4,7 @@ import { Type, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { findAdapterProblem, type AgentAdapter } from './adapter.js'
 import { FST_ERR_AGENT_SSE_INVALID_OPTION } from './errors.js'
+import type { Coordinator } from './lifecycle/coordinator.js'
 
 /** Options of the fastify-agent-sse plugin. */
 export interface AgentSseOptions {
@@ -79,9 +80,15 @@ export interface AgentSseOptions {
    * false answers 403. Runs after your own onRequest/preHandler hooks.
    */
   authorizeAgent?: (request: FastifyRequest, agentId: string) => boolean | Promise<boolean>
+  /**
+   * Where the reference counts live. The default is this process; `redisCoordinator()` from
+   * `fastify-agent-sse/redis` makes every instance on one Redis share them (cluster mode).
+   */
+  coordinator?: Coordinator
 }
 
-export type ResolvedOptions = Required<Omit<AgentSseOptions, 'authorizeAgent'>> & Pick<AgentSseOptions, 'authorizeAgent'>
+type FunctionOptions = 'authorizeAgent' | 'coordinator'
+export type ResolvedOptions = Required<Omit<AgentSseOptions, FunctionOptions>> & Pick<AgentSseOptions, FunctionOptions>
 
 const integer = (minimum: number, description: string): TSchema => Type.Integer({ minimum, description })
 
@@ -100,9 +107,9 @@ const scalarOptions = {
   stallTimeoutMs: integer(1, 'an integer >= 1'),
   maxClients: integer(0, 'an integer >= 0 (0 = no limit)'),
   maxClientsPerAgent: integer(0, 'an integer >= 0 (0 = no limit)')
-} satisfies Record<Exclude<keyof AgentSseOptions, 'adapter' | 'authorizeAgent'>, TSchema>
+} satisfies Record<Exclude<keyof AgentSseOptions, 'adapter' | FunctionOptions>, TSchema>
 
-const defaults: Omit<ResolvedOptions, 'adapter' | 'authorizeAgent'> = {
+const defaults: Omit<ResolvedOptions, 'adapter' | FunctionOptions> = {
   prefix: '',
   stopDelayMs: 2000,
   defaultIntervalSeconds: 5,
@@ -129,7 +136,10 @@ export function resolveOptions (options: Partial<AgentSseOptions> | undefined): 
   if (given.authorizeAgent !== undefined && typeof given.authorizeAgent !== 'function') {
     throw new FST_ERR_AGENT_SSE_INVALID_OPTION('authorizeAgent', `must be a function (request, agentId) => boolean, got ${inspect(given.authorizeAgent)}`)
   }
-  const resolved: Record<string, unknown> = { adapter: given.adapter, authorizeAgent: given.authorizeAgent }
+  if (given.coordinator !== undefined && typeof (given.coordinator as Coordinator | null)?.attach !== 'function') {
+    throw new FST_ERR_AGENT_SSE_INVALID_OPTION('coordinator', `must be a coordinator such as redisCoordinator({ redis }) from fastify-agent-sse/redis, got ${inspect(given.coordinator)}`)
+  }
+  const resolved: Record<string, unknown> = { adapter: given.adapter, authorizeAgent: given.authorizeAgent, coordinator: given.coordinator }
   for (const [name, schema] of Object.entries(scalarOptions)) {
     const value = given[name]
     if (value === undefined) {

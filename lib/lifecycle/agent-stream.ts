@@ -2,7 +2,7 @@ import type { AgentAdapter, MetricsSample, MetricsSink } from '../adapter.js'
 import { FST_ERR_AGENT_SSE_ADAPTER_FAILED, FST_ERR_AGENT_SSE_CLOSED, FST_ERR_AGENT_SSE_HOLD_ENDED, FST_ERR_AGENT_SSE_STREAM_ENDED } from '../errors.js'
 import { boundAdapterCall, describeError, invokeAdapter } from './adapter-call.js'
 import { Audience } from './audience.js'
-import type { ReplayHistory } from './replay-history.js'
+import { catchUp, type ReplayHistory } from './replay-history.js'
 import { WaitList } from './wait-list.js'
 import type { Subscriber } from './subscriber.js'
 import type { LifecycleLogger, LifecycleTimers, StreamState, StreamStatus } from './types.js'
@@ -18,6 +18,8 @@ export interface AgentStreamContext {
   isClosing (): boolean
   /** The stream is idle with no demand and nobody waiting: its owner may forget it. */
   onIdle (stream: AgentStream): void
+  /** Called after every state change (a cluster owner publishes the agent's status). */
+  onStateChange? (stream: AgentStream): void
 }
 
 /** One `startMetricsStreaming` call and the task it produced. */
@@ -61,8 +63,9 @@ export class AgentStream {
   /** `shutdown()` callers waiting for the stream to be idle. */
   private readonly untilIdle = new WaitList()
 
-  constructor (readonly agentId: string, private readonly ctx: AgentStreamContext, private readonly history: ReplayHistory) {
-    this.audience = new Audience(agentId, ctx.logger)
+  /** `audience` is given by a cluster owner, whose audience stands for the whole cluster's demand. */
+  constructor (readonly agentId: string, private readonly ctx: AgentStreamContext, private readonly history: ReplayHistory, audience?: Audience) {
+    this.audience = audience ?? new Audience(agentId, ctx.logger)
   }
 
   get demand (): number {
@@ -71,6 +74,11 @@ export class AgentStream {
 
   get taskId (): string | null {
     return this.run?.taskId ?? null
+  }
+
+  /** The interval the current run streams at, or null with no run. */
+  get intervalSeconds (): number | null {
+    return this.run?.intervalSeconds ?? null
   }
 
   /** True once nothing references this stream: no demand, no task, nobody waiting. */
@@ -145,23 +153,9 @@ export class AgentStream {
     }
   }
 
-  /**
-   * Replay for a reconnecting subscriber (or a gap and the newest sample), else the
-   * latest sample if it is younger than the subscriber's interval. True when the latest was sent.
-   */
   private catchUp (subscriber: Subscriber): boolean {
-    const lastEventId = subscriber.lastEventId
-    if (typeof lastEventId === 'number' && lastEventId >= 0 && lastEventId <= this.history.lastEventId) {
-      const { missed, entries } = this.history.after(lastEventId)
-      if (missed > 0) this.audience.notify(subscriber, () => subscriber.gap({ missed, last_event_id: lastEventId }))
-      for (const entry of entries) this.audience.notify(subscriber, () => subscriber.send(entry.sample, entry.eventId))
-      return false
-    }
-    const newest = this.history.newest
     const streaming = this.state === 'active' || this.state === 'lingering'
-    if (!streaming || !newest || this.ctx.now() - newest.receivedAt >= subscriber.intervalSeconds * 1000) return false
-    this.audience.notify(subscriber, () => subscriber.send(newest.sample, newest.eventId))
-    return true
+    return catchUp(subscriber, this.history, streaming, this.ctx.now(), this.audience)
   }
 
   private reconcile (): void {
@@ -183,7 +177,7 @@ export class AgentStream {
       case 'lingering':
         if (this.demand > 0) {
           this.clearLingerTimer()
-          this.state = 'active'
+          this.enter('active')
           this.ctx.logger.info({ agentId: this.agentId }, `Client returned to agent ${this.agentId} within the stop delay, keeping metrics streaming`)
           this.retune()
         }
@@ -196,7 +190,7 @@ export class AgentStream {
     const intervalSeconds = this.audience.smallestInterval()
     const run: Run = { intervalSeconds, abort: new AbortController(), taskId: null, startedAt: null, closed: false, outcome: null }
     this.run = run
-    this.state = 'starting'
+    this.enter('starting')
     this.audience.tune(intervalSeconds)
     const trigger = this.restartReason ?? (this.audience.size > 0 ? 'First SSE client connected to' : 'Manual start of')
     this.restartReason = null
@@ -231,7 +225,7 @@ export class AgentStream {
       this.toIdle()
       return
     }
-    this.state = 'active'
+    this.enter('active')
     if (run.outcome === 'failed' || this.ctx.isClosing()) {
       this.stop()
       return
@@ -298,7 +292,7 @@ export class AgentStream {
   }
 
   private linger (): void {
-    this.state = 'lingering'
+    this.enter('lingering')
     this.ctx.logger.info({ agentId: this.agentId, stopDelayMs: this.ctx.stopDelayMs }, `Last SSE client disconnected from agent ${this.agentId}, stopping metrics streaming`)
     this.lingerTimer = this.ctx.timers.setTimeout(() => {
       this.lingerTimer = null
@@ -312,7 +306,7 @@ export class AgentStream {
     this.clearLingerTimer()
     const run = this.run as Run
     const taskId = run.taskId as string
-    this.state = 'stopping'
+    this.enter('stopping')
     run.closed = true
     run.abort.abort()
     const { adapter, adapterTimeoutMs, timers, logger } = this.ctx
@@ -332,7 +326,7 @@ export class AgentStream {
   private toIdle (): void {
     this.clearLingerTimer()
     this.run = null
-    this.state = 'idle'
+    this.enter('idle')
     this.reconcile()
   }
 
@@ -377,6 +371,11 @@ export class AgentStream {
     }
     // The transport failed but the agent may still be collecting: stop it (no leak).
     this.stop()
+  }
+
+  private enter (state: StreamState): void {
+    this.state = state
+    this.ctx.onStateChange?.(this)
   }
 
   private clearLingerTimer (): void {

@@ -12,7 +12,7 @@ export class Audience {
   holdIntervalSeconds: number | null = null
   private readonly subscribers = new Set<Subscriber>()
   // Subscribers per requested interval: every join re-checks the smallest, so it must not cost O(subscribers).
-  private readonly intervalCounts = new Map<number, number>()
+  private readonly counts = new Map<number, number>()
 
   constructor (private readonly agentId: string, private readonly logger: LifecycleLogger) {}
 
@@ -27,7 +27,7 @@ export class Audience {
 
   add (subscriber: Subscriber): void {
     this.subscribers.add(subscriber)
-    this.intervalCounts.set(subscriber.intervalSeconds, (this.intervalCounts.get(subscriber.intervalSeconds) ?? 0) + 1)
+    this.counts.set(subscriber.intervalSeconds, (this.counts.get(subscriber.intervalSeconds) ?? 0) + 1)
     this.logCount()
   }
 
@@ -42,16 +42,21 @@ export class Audience {
   /** The smallest interval asked for by a subscriber or the hold (Infinity with no demand). */
   smallestInterval (): number {
     let min = this.holdIntervalSeconds ?? Infinity
-    for (const interval of this.intervalCounts.keys()) if (interval < min) min = interval
+    for (const interval of this.counts.keys()) if (interval < min) min = interval
     return min
   }
 
   /** Every subscriber's interval and the hold's, ascending. */
   intervals (): number[] {
     const intervals: number[] = []
-    for (const [interval, count] of this.intervalCounts) for (let i = 0; i < count; i++) intervals.push(interval)
+    for (const [interval, count] of this.counts) for (let i = 0; i < count; i++) intervals.push(interval)
     if (this.holdIntervalSeconds !== null) intervals.push(this.holdIntervalSeconds)
     return intervals.sort((a, b) => a - b)
+  }
+
+  /** [interval, subscribers asking for it] pairs. */
+  intervalCounts (): Array<[number, number]> {
+    return [...this.counts]
   }
 
   /** The stream now runs at `intervalSeconds`: each subscriber recomputes its down-sampling. */
@@ -76,7 +81,7 @@ export class Audience {
     if (this.subscribers.size === 0) return
     const ended = [...this.subscribers]
     this.subscribers.clear()
-    this.intervalCounts.clear()
+    this.counts.clear()
     this.logCount()
     for (const subscriber of ended) this.notify(subscriber, () => notify(subscriber))
   }
@@ -91,9 +96,9 @@ export class Audience {
   }
 
   private forgetInterval (interval: number): void {
-    const count = this.intervalCounts.get(interval)! - 1
-    if (count === 0) this.intervalCounts.delete(interval)
-    else this.intervalCounts.set(interval, count)
+    const count = this.counts.get(interval)! - 1
+    if (count === 0) this.counts.delete(interval)
+    else this.counts.set(interval, count)
   }
 
   private logCount (): void {

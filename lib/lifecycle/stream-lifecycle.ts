@@ -1,8 +1,8 @@
 import { findAdapterProblem, type AgentAdapter } from '../adapter.js'
 import { FST_ERR_AGENT_SSE_CLOSED, FST_ERR_AGENT_SSE_INVALID_OPTION } from '../errors.js'
 import { boundAdapterCall, invokeAdapter } from './adapter-call.js'
-import { AgentStream, type AgentStreamContext } from './agent-stream.js'
-import { ReplayHistory } from './replay-history.js'
+import type { CoordinatedStreams } from './coordinator.js'
+import { localCoordinator } from './local-streams.js'
 import { Subscriber } from './subscriber.js'
 import type {
   HoldOptions,
@@ -31,20 +31,21 @@ const unrefTimers: LifecycleTimers = {
 /**
  * Per-agent reference counting of metrics subscribers over an {@link AgentAdapter}:
  * the first subscriber starts the agent's stream, the last one leaving stops it
- * after `stopDelayMs`. Pure TypeScript: no Fastify, no HTTP.
+ * after `stopDelayMs`. Pure TypeScript: no Fastify, no HTTP. Where the counts
+ * live is the {@link Coordinator}'s: this process by default, a cluster with
+ * `fastify-agent-sse/redis`.
  */
 export class StreamLifecycle {
   readonly stopDelayMs: number
   readonly adapterTimeoutMs: number
   readonly replayBufferSize: number
+  /** A coordinator other than the in-process default was given (it may become unavailable). */
+  readonly distributed: boolean
   private readonly adapter: AgentAdapter
-  private readonly streams = new Map<string, AgentStream>()
-  // Kept apart from `streams` (which forget idle agents) so that ids keep increasing
-  // across stop/start and replay survives a restart of the agent's stream.
-  private readonly histories = new Map<string, ReplayHistory>()
-  private readonly context: AgentStreamContext
+  private readonly streams: CoordinatedStreams
+  private readonly logger: LifecycleLogger
+  private readonly timers: LifecycleTimers
   private closing: Promise<void> | null = null
-  private afterShutdown: () => void = () => {}
 
   constructor (options: StreamLifecycleOptions) {
     const adapterProblem = findAdapterProblem(options?.adapter)
@@ -53,36 +54,47 @@ export class StreamLifecycle {
     this.stopDelayMs = nonNegativeInteger('stopDelayMs', options.stopDelayMs, 2000)
     this.adapterTimeoutMs = nonNegativeInteger('adapterTimeoutMs', options.adapterTimeoutMs, 10000, 1)
     this.replayBufferSize = nonNegativeInteger('replayBufferSize', options.replayBufferSize, 16, 1)
-    this.context = {
+    this.distributed = options.coordinator !== undefined
+    const coordinator = options.coordinator ?? localCoordinator()
+    if (typeof coordinator?.attach !== 'function') {
+      throw new FST_ERR_AGENT_SSE_INVALID_OPTION('coordinator', 'must come from a coordinator factory such as redisCoordinator()')
+    }
+    this.logger = options.logger ?? silentLogger
+    this.timers = options.timers ?? unrefTimers
+    this.streams = coordinator.attach({
       adapter: this.adapter,
       stopDelayMs: this.stopDelayMs,
       adapterTimeoutMs: this.adapterTimeoutMs,
-      logger: options.logger ?? silentLogger,
-      timers: options.timers ?? unrefTimers,
-      now: options.now ?? Date.now,
-      isClosing: () => this.closing !== null,
-      onIdle: (stream) => {
-        if (this.streams.get(stream.agentId) === stream) this.streams.delete(stream.agentId)
-        // An agent that never produced a sample leaves nothing behind (ids that never existed cannot pile up).
-        if (this.histories.get(stream.agentId)?.lastEventId === 0) this.histories.delete(stream.agentId)
-      }
-    }
+      replayBufferSize: this.replayBufferSize,
+      logger: this.logger,
+      timers: this.timers,
+      now: options.now ?? Date.now
+    })
+  }
+
+  /** Resolves once the coordinator can serve (at once in a single process). */
+  ready (): Promise<void> {
+    return this.streams.ready()
+  }
+
+  /** Throws `FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE` (503) while the coordinator cannot serve. */
+  assertAvailable (): void {
+    this.streams.assertAvailable()
   }
 
   /** Adds a subscriber; the first one for an agent starts its stream. Throws once the lifecycle is closed. */
   subscribe (agentId: string, options: SubscribeOptions): Subscription {
     if (this.closing) throw new FST_ERR_AGENT_SSE_CLOSED()
     assertInterval(options?.intervalSeconds)
-    const subscriber = new Subscriber(options)
-    const stream = this.streamOf(agentId)
-    stream.subscribe(subscriber)
+    this.streams.assertAvailable()
+    const unsubscribe = this.streams.subscribe(agentId, new Subscriber(options))
     let subscribed = true
     return {
       agentId,
       unsubscribe () {
         if (!subscribed) return
         subscribed = false
-        stream.unsubscribe(subscriber)
+        unsubscribe()
       }
     }
   }
@@ -91,14 +103,14 @@ export class StreamLifecycle {
   async hold (agentId: string, options: HoldOptions): Promise<StreamStatus> {
     if (this.closing) throw new FST_ERR_AGENT_SSE_CLOSED()
     assertInterval(options?.intervalSeconds)
-    await this.streamOf(agentId).hold(options.intervalSeconds)
-    return this.status(agentId)
+    this.streams.assertAvailable()
+    return this.streams.hold(agentId, options.intervalSeconds)
   }
 
   /** Releases the manual hold; subscribers keep streaming. */
   async release (agentId: string): Promise<StreamStatus> {
-    this.streams.get(agentId)?.release()
-    return this.status(agentId)
+    this.streams.assertAvailable()
+    return this.streams.release(agentId)
   }
 
   /**
@@ -106,26 +118,13 @@ export class StreamLifecycle {
    * and resolves with the agent's status once the adapter stop settled; false for an unknown task.
    */
   async cancelTask (taskId: string): Promise<StreamStatus | false> {
-    for (const stream of this.streams.values()) {
-      if (stream.taskId !== taskId) continue
-      const stopped = stream.cancel()
-      if (stopped === null) return false
-      await stopped
-      return this.status(stream.agentId)
-    }
-    return false
+    this.streams.assertAvailable()
+    return this.streams.cancelTask(taskId)
   }
 
   /** The agent whose live or stopping task has this id, or null. */
   agentOfTask (taskId: string): string | null {
-    for (const stream of this.streams.values()) if (stream.taskId === taskId) return stream.agentId
-    return null
-  }
-
-  /** True if the task is this lifecycle's, or might be (a start for the agent is still in flight). */
-  private mayOwn (agentId: string, taskId: string): boolean {
-    const stream = this.streams.get(agentId)
-    return stream !== undefined && (stream.state === 'starting' || stream.taskId === taskId)
+    return this.streams.agentOfTask(taskId)
   }
 
   /**
@@ -135,7 +134,7 @@ export class StreamLifecycle {
   async stopOrphans (): Promise<Array<{ agentId: string, taskId: string }>> {
     const adapter = this.adapter
     if (!adapter.listStreamingTasks) return []
-    const { logger } = this.context
+    const logger = this.logger
     let tasks: Array<{ agentId: string, taskId: string }>
     try {
       tasks = await this.callAdapter('listStreamingTasks', '*', () => adapter.listStreamingTasks!())
@@ -144,7 +143,7 @@ export class StreamLifecycle {
       return []
     }
     const reported = Array.isArray(tasks) ? tasks.filter((task) => typeof task?.agentId === 'string' && typeof task.taskId === 'string') : []
-    const orphans = reported.filter((task) => !this.mayOwn(task.agentId, task.taskId))
+    const orphans = reported.filter((task) => !this.streams.mayOwn(task.agentId, task.taskId))
     await Promise.all(orphans.map(async ({ agentId, taskId }) => {
       logger.warn({ agentId, taskId }, `Stopping orphaned metrics streaming task ${taskId} of agent ${agentId} (not started by this process)`)
       try {
@@ -157,33 +156,17 @@ export class StreamLifecycle {
   }
 
   status (agentId: string): StreamStatus {
-    const stream = this.streams.get(agentId)
-    if (stream) return stream.status()
-    return {
-      agent_id: agentId,
-      streaming_active: false,
-      state: 'idle',
-      sse_clients: 0,
-      manual_hold: false,
-      task_id: null,
-      interval_seconds: null,
-      started_at: null,
-      requested_intervals: []
-    }
+    return this.streams.status(agentId)
   }
 
   /** Statuses of every agent that is not idle. */
   list (): StreamStatus[] {
-    const statuses: StreamStatus[] = []
-    for (const stream of this.streams.values()) {
-      if (stream.state !== 'idle') statuses.push(stream.status())
-    }
-    return statuses
+    return this.streams.list()
   }
 
   /** The id of the last sample delivered for the agent (0 if none). */
   lastEventId (agentId: string): number {
-    return this.histories.get(agentId)?.lastEventId ?? 0
+    return this.streams.lastEventId(agentId)
   }
 
   /** The adapter's current metrics, bounded by `adapterTimeoutMs` (502/504 errors). */
@@ -211,27 +194,14 @@ export class StreamLifecycle {
   close (): Promise<void> {
     if (this.closing) return this.closing
     // Set before any subscriber hears `server-shutdown`, so that one subscribing again from its callback is refused.
-    this.closing = new Promise<void>((resolve) => { this.afterShutdown = resolve })
-    Promise.all([...this.streams.values()].map((stream) => stream.shutdown())).then(() => this.afterShutdown())
+    let done: () => void = () => {}
+    this.closing = new Promise<void>((resolve) => { done = resolve })
+    this.streams.close().then(() => done())
     return this.closing
   }
 
-  private streamOf (agentId: string): AgentStream {
-    let stream = this.streams.get(agentId)
-    if (!stream) {
-      let history = this.histories.get(agentId)
-      if (!history) {
-        history = new ReplayHistory(this.replayBufferSize)
-        this.histories.set(agentId, history)
-      }
-      stream = new AgentStream(agentId, this.context, history)
-      this.streams.set(agentId, stream)
-    }
-    return stream
-  }
-
   private callAdapter<T> (operation: string, agentId: string, call: () => Promise<T> | T): Promise<T> {
-    return boundAdapterCall(invokeAdapter(call), operation, agentId, this.adapterTimeoutMs, this.context.timers)
+    return boundAdapterCall(invokeAdapter(call), operation, agentId, this.adapterTimeoutMs, this.timers)
   }
 }
 

@@ -1,3 +1,4 @@
+import type { Coordinator } from './coordinator.js'
 import type { AgentAdapter, MetricsSample } from '../adapter.js'
 
 /**
@@ -27,6 +28,23 @@ export interface StreamStatus {
   started_at: string | null
   /** Every subscriber's interval and the hold's, ascending. */
   requested_intervals: number[]
+  /** Cluster mode only: the instance that streams the agent (null when idle). */
+  owner?: string | null
+}
+
+/** The status of an agent nobody streams. */
+export function idleStatus (agentId: string): StreamStatus {
+  return {
+    agent_id: agentId,
+    streaming_active: false,
+    state: 'idle',
+    sse_clients: 0,
+    manual_hold: false,
+    task_id: null,
+    interval_seconds: null,
+    started_at: null,
+    requested_intervals: []
+  }
 }
 
 /** Sent instead of a replay when a reconnecting client's `lastEventId` is older than the replay buffer. */
@@ -92,4 +110,9 @@ export interface StreamLifecycleOptions {
   timers?: LifecycleTimers
   /** Wall clock for `started_at`. @default Date.now */
   now?: () => number
+  /**
+   * Where the reference counts live. The default is this process; `redisCoordinator()`
+   * from `fastify-agent-sse/redis` shares them across instances.
+   */
+  coordinator?: Coordinator
 }

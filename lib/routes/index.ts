@@ -30,6 +30,19 @@ export async function agentSseRoutes (app: FastifyInstance, { diagnostics, ...co
     if (body === '') done(null, null)
     else jsonParser(request, body as string, done)
   })
+  if (context.lifecycle.distributed) {
+    // Cluster mode: while Redis is out of reach nothing here can answer truthfully.
+    const retryAfterSeconds = String(Math.max(1, Math.ceil(context.options.retryMs / 1000)))
+    app.addHook('onRequest', (_request, reply, done) => {
+      try {
+        context.lifecycle.assertAvailable()
+        done()
+      } catch (err) {
+        reply.header('retry-after', retryAfterSeconds)
+        done(err as Error)
+      }
+    })
+  }
   const hub = registerStreamRoute(app, context)
   registerControlRoutes(app, context)
   diagnostics.connections = () => {

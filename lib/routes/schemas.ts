@@ -36,7 +36,9 @@ export const StreamStatusSchema = Type.Object({
   task_id: Type.Union([Type.String(), Type.Null()]),
   interval_seconds: Type.Union([Type.Integer(), Type.Null()]),
   started_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-  requested_intervals: Type.Array(Type.Integer())
+  requested_intervals: Type.Array(Type.Integer()),
+  // Cluster mode only: the instance that streams the agent, null when idle.
+  owner: Type.Optional(Type.Union([Type.String(), Type.Null()]))
 }, { $id: 'AgentSseStreamStatus' })
 
 export const StreamListSchema = Type.Object({

@@ -1,7 +1,7 @@
-import { STATUS_CODES } from 'node:http'
 import type { MetricsSample } from '../adapter.js'
-import type { AgentSseErrorBody } from '../errors.js'
+import { errorBody } from '../errors.js'
 import type { GapInfo } from '../lifecycle/types.js'
+import { sampleJson } from '../sample-json.js'
 import { encodeEvent, type SseFrame } from '../sse/frame.js'
 
 /**
@@ -22,7 +22,7 @@ export class SseFrames {
     if (sample === this.lastSample && eventId === this.lastEventId) return this.lastFrame!
     const kept = this.olderFrames.get(sample)
     // The id is checked too: an adapter may push the same object twice.
-    const frame = kept?.eventId === eventId ? kept.frame : encodeEvent('metrics', JSON.stringify(sample), eventId)
+    const frame = kept?.eventId === eventId ? kept.frame : encodeEvent('metrics', sampleJson(sample), eventId)
     this.olderFrames.set(sample, { eventId, frame })
     this.lastSample = sample
     this.lastEventId = eventId
@@ -40,15 +40,5 @@ export class SseFrames {
 
   errorFrame (err: Error & { statusCode?: number, code?: string }): SseFrame {
     return encodeEvent('error', JSON.stringify(errorBody(err)))
-  }
-}
-
-export function errorBody (err: Error & { statusCode?: number, code?: string }): AgentSseErrorBody {
-  const statusCode = typeof err.statusCode === 'number' ? err.statusCode : 500
-  return {
-    statusCode,
-    code: err.code ?? 'FST_ERR_AGENT_SSE_INTERNAL',
-    error: STATUS_CODES[statusCode] ?? 'Error',
-    message: err.message
   }
 }

@@ -1,0 +1,47 @@
+import type { AgentAdapter } from '../adapter.js'
+import type { Subscriber } from './subscriber.js'
+import type { LifecycleLogger, LifecycleTimers, StreamStatus } from './types.js'
+
+/**
+ * The seam between {@link StreamLifecycle} and where the reference counts live.
+ * The default keeps them in this process; `fastify-agent-sse/redis` shares them
+ * across a cluster. A coordinator is a factory: the lifecycle attaches it once.
+ */
+export interface Coordinator {
+  attach (context: CoordinatorContext): CoordinatedStreams
+}
+
+/** What a coordinator gets from the lifecycle it serves (options already validated). */
+export interface CoordinatorContext {
+  readonly adapter: AgentAdapter
+  readonly stopDelayMs: number
+  readonly adapterTimeoutMs: number
+  readonly replayBufferSize: number
+  readonly logger: LifecycleLogger
+  readonly timers: LifecycleTimers
+  now (): number
+}
+
+/**
+ * The per-agent streams as one coordinator runs them. The lifecycle validates
+ * arguments and refuses calls once closed; everything else is the coordinator's.
+ */
+export interface CoordinatedStreams {
+  /** Resolves once the coordinator can serve (its connections are up). */
+  ready (): Promise<void>
+  /** Throws (503) while the coordinator cannot serve, so callers fail fast instead of hanging. */
+  assertAvailable (): void
+  /** Adds a subscriber; returns its idempotent unsubscribe. */
+  subscribe (agentId: string, subscriber: Subscriber): () => void
+  hold (agentId: string, intervalSeconds: number): Promise<StreamStatus>
+  release (agentId: string): Promise<StreamStatus>
+  cancelTask (taskId: string): Promise<StreamStatus | false>
+  status (agentId: string): StreamStatus
+  list (): StreamStatus[]
+  lastEventId (agentId: string): number
+  agentOfTask (taskId: string): string | null
+  /** True if the task is (or might be, a start being in flight) one this coordinator's streams own. */
+  mayOwn (agentId: string, taskId: string): boolean
+  /** Ends every subscriber with `server-shutdown` and stops what this process streams. Idempotent. */
+  close (): Promise<void>
+}

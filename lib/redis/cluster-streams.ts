@@ -1,0 +1,721 @@
+import { randomUUID } from 'node:crypto'
+import type { Redis } from 'ioredis'
+import type { MetricsSample } from '../adapter.js'
+import {
+  errorBody,
+  FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT,
+  FST_ERR_AGENT_SSE_CLOSED,
+  FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE,
+  FST_ERR_AGENT_SSE_HOLD_ENDED,
+  FST_ERR_AGENT_SSE_STREAM_ENDED,
+  type AgentSseErrorBody
+} from '../errors.js'
+import { boundAdapterCall, invokeAdapter } from '../lifecycle/adapter-call.js'
+import type { AgentStreamContext } from '../lifecycle/agent-stream.js'
+import { Audience } from '../lifecycle/audience.js'
+import type { CoordinatedStreams, CoordinatorContext } from '../lifecycle/coordinator.js'
+import { catchUp, ReplayHistory } from '../lifecycle/replay-history.js'
+import type { Subscriber } from '../lifecycle/subscriber.js'
+import { idleStatus, type StreamStatus } from '../lifecycle/types.js'
+import { rememberJson } from '../sample-json.js'
+import { ClusterView } from './cluster-view.js'
+import { decodeInbox, decodeMessage, encodeMessage, samplePayload, type ClusterMessage, type InboxMessage } from './messages.js'
+import { OwnedStream, type ClusterDemand } from './owned-stream.js'
+import { RedisStore, type InstanceSnapshot, type OwnedStreamInfo } from './store.js'
+
+export interface ClusterSettings {
+  redis: Redis
+  keyPrefix: string
+  leaseMs: number
+  instanceId: string
+}
+
+/** This instance's SSE clients of one agent. */
+interface LocalAgent {
+  audience: Audience
+  /** The stream interval the audience's down-sampling is tuned to. */
+  tunedTo: number | null
+}
+
+interface HoldWaiter {
+  resolve (): void
+  reject (err: Error): void
+  timer: unknown
+}
+
+/**
+ * One instance of a cluster that shares reference counts through Redis.
+ *
+ * Every instance publishes its own demand (SSE clients per agent and interval, manual holds)
+ * under an instance lease, renewed every leaseMs/3, and reads everyone else's. The instance
+ * holding an agent's lease (its owner) runs the single-process state machine for it, with
+ * the cluster's demand, and publishes each sample once; every instance fans it out to its
+ * own clients. See README "Running more than one instance".
+ */
+export class ClusterStreams implements CoordinatedStreams {
+  private readonly store: RedisStore
+  private readonly view: ClusterView
+  private readonly renewMs: number
+  private readonly locals = new Map<string, LocalAgent>()
+  private readonly histories = new Map<string, ReplayHistory>()
+  /** Manual holds set through this instance. */
+  private readonly holds = new Map<string, number>()
+  private readonly owned = new Map<string, OwnedStream>()
+  private readonly holdWaiters = new Map<string, Set<HoldWaiter>>()
+  private readonly pendingCancels = new Map<string, { resolve (found: boolean): void, reject (err: Error): void, timer: unknown }>()
+  private readonly streamContext: AgentStreamContext
+  private subscriberConnection: Redis | null = null
+  private available = false
+  private unavailableReason = 'not connected yet'
+  private closing: Promise<void> | null = null
+  /** When the last successful sync was sent: every lease this instance holds is valid until leaseMs after it. */
+  private renewedAt = 0
+  private tickTimer: unknown = null
+  private deadlineTimer: unknown = null
+  private syncing: Promise<void> | null = null
+  private syncAgain = false
+  private syncScheduled = false
+  private lastSnapshot = ''
+  private readonly detach: Array<() => void> = []
+
+  constructor (private readonly context: CoordinatorContext, private readonly settings: ClusterSettings) {
+    this.store = new RedisStore(settings.redis, settings.keyPrefix, settings.instanceId, settings.leaseMs)
+    this.view = new ClusterView(settings.instanceId)
+    this.renewMs = Math.max(1, Math.floor(settings.leaseMs / 3))
+    this.streamContext = {
+      ...context,
+      isClosing: () => this.closing !== null,
+      onIdle: (stream) => this.ownedIdle(stream.agentId),
+      onStateChange: (stream) => this.ownedChanged(stream.agentId)
+    }
+  }
+
+  get instanceId (): string {
+    return this.settings.instanceId
+  }
+
+  async ready (): Promise<void> {
+    const { redis } = this.settings
+    if (redis.status === 'wait') await redis.connect()
+    await untilReady(redis)
+    const subscriber = redis.duplicate()
+    this.subscriberConnection = subscriber
+    if (subscriber.status === 'wait') await subscriber.connect()
+    // Without a listener ioredis reports every failed reconnect as an unhandled error.
+    subscriber.on('error', () => {})
+    subscriber.on('message', (channel: string, text: string) => this.onMessage(channel, text))
+    await untilReady(subscriber)
+    await subscriber.subscribe(this.store.broadcastChannel, this.store.inboxChannel(this.instanceId))
+    for (const connection of [redis, subscriber]) {
+      const down = (): void => this.connectionDown(connection === redis ? 'the Redis connection closed' : 'the Redis subscriber connection closed')
+      const up = (): void => this.scheduleSync()
+      connection.on('close', down)
+      connection.on('ready', up)
+      this.detach.push(() => { connection.off('close', down); connection.off('ready', up) })
+    }
+    await this.syncOnce()
+    if (!this.available) throw new FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE(this.unavailableReason)
+    this.context.logger.info({ instanceId: this.instanceId, leaseMs: this.settings.leaseMs }, `Cluster instance ${this.instanceId} joined (lease ${this.settings.leaseMs} ms)`)
+    this.scheduleTick()
+  }
+
+  assertAvailable (): void {
+    if (!this.available && this.closing === null) throw new FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE(this.unavailableReason)
+  }
+
+  subscribe (agentId: string, subscriber: Subscriber): () => void {
+    const local = this.localOf(agentId)
+    const info = this.streamInfo(agentId)
+    const streaming = info?.state === 'active' || info?.state === 'lingering'
+    const sentLatest = catchUp(subscriber, this.historyOf(agentId), streaming, this.context.now(), local.audience)
+    if (local.tunedTo !== null) subscriber.tune(local.tunedTo)
+    else if (info?.interval_seconds) subscriber.tune(info.interval_seconds)
+    if (sentLatest) subscriber.countAsFirst()
+    local.audience.add(subscriber)
+    this.demandChanged(agentId)
+    return () => {
+      if (!local.audience.remove(subscriber)) return
+      if (local.audience.size === 0 && this.locals.get(agentId) === local) this.locals.delete(agentId)
+      this.demandChanged(agentId)
+    }
+  }
+
+  async hold (agentId: string, intervalSeconds: number): Promise<StreamStatus> {
+    this.holds.set(agentId, intervalSeconds)
+    this.demandChanged(agentId)
+    if (this.status(agentId).state !== 'active') await this.untilActive(agentId)
+    return this.status(agentId)
+  }
+
+  async release (agentId: string): Promise<StreamStatus> {
+    if (this.holds.delete(agentId)) this.rejectHoldWaiters(agentId, new FST_ERR_AGENT_SSE_HOLD_ENDED(agentId))
+    this.demandChanged(agentId)
+    if (this.view.peerDemand(agentId).hold !== null) {
+      // Holds set through other instances live under their leases: ask them to drop theirs.
+      await this.store.broadcast(encodeMessage({ kind: 'release', agentId }))
+      await this.waitForView(() => this.view.peerDemand(agentId).hold === null, this.renewMs * 2)
+    } else {
+      await this.syncNow()
+    }
+    return this.status(agentId)
+  }
+
+  async cancelTask (taskId: string): Promise<StreamStatus | false> {
+    for (const own of this.owned.values()) {
+      if (own.stream.taskId !== taskId) continue
+      const stopped = own.stream.cancel()
+      if (stopped === null) return false
+      await stopped
+      await this.syncNow()
+      return this.status(own.agentId)
+    }
+    const agentId = this.view.agentOfTask(taskId)
+    const owner = agentId === null ? null : this.view.owner(agentId)
+    if (agentId === null || owner === null || owner === this.instanceId) return false
+    if (!(await this.askToCancel(owner, taskId))) return false
+    await this.syncNow()
+    return this.status(agentId)
+  }
+
+  status (agentId: string): StreamStatus {
+    const own = this.owned.get(agentId)
+    const owner = own ? this.instanceId : this.view.owner(agentId)
+    const info = this.streamInfo(agentId)
+    const peers = this.view.peerDemand(agentId)
+    const local = this.locals.get(agentId)
+    const hold = this.holds.get(agentId)
+    const intervals = [...peers.intervals, ...(local?.audience.intervals() ?? [])]
+    if (hold !== undefined) intervals.push(hold)
+    const base = idleStatus(agentId)
+    const streaming = owner !== null && info?.state !== 'idle'
+    return {
+      ...base,
+      streaming_active: streaming,
+      state: streaming ? info?.state ?? 'starting' : 'idle',
+      sse_clients: peers.clients + (local?.audience.size ?? 0),
+      manual_hold: hold !== undefined || peers.hold !== null,
+      task_id: streaming ? info?.task_id ?? null : null,
+      interval_seconds: streaming ? info?.interval_seconds ?? null : null,
+      started_at: streaming ? info?.started_at ?? null : null,
+      requested_intervals: intervals.sort((a, b) => a - b),
+      owner: streaming ? owner : null
+    }
+  }
+
+  list (): StreamStatus[] {
+    const agents = new Set([...this.owned.keys(), ...this.view.ownedByPeers()])
+    const statuses: StreamStatus[] = []
+    for (const agentId of agents) {
+      const status = this.status(agentId)
+      if (status.streaming_active) statuses.push(status)
+    }
+    return statuses
+  }
+
+  lastEventId (agentId: string): number {
+    return this.histories.get(agentId)?.lastEventId ?? 0
+  }
+
+  agentOfTask (taskId: string): string | null {
+    for (const own of this.owned.values()) if (own.stream.taskId === taskId) return own.agentId
+    return this.view.agentOfTask(taskId)
+  }
+
+  mayOwn (agentId: string, taskId: string): boolean {
+    const own = this.owned.get(agentId)
+    if (own) return own.stream.state === 'starting' || own.stream.taskId === taskId
+    // Another instance streams the agent: its task is not an orphan, whatever this process was told.
+    return this.view.owner(agentId) !== null
+  }
+
+  close (): Promise<void> {
+    if (this.closing) return this.closing
+    this.closing = this.shutdown()
+    return this.closing
+  }
+
+  // --- demand -------------------------------------------------------------------------
+
+  private localOf (agentId: string): LocalAgent {
+    let local = this.locals.get(agentId)
+    if (!local) {
+      local = { audience: new Audience(agentId, this.context.logger), tunedTo: null }
+      this.locals.set(agentId, local)
+    }
+    return local
+  }
+
+  private historyOf (agentId: string): ReplayHistory {
+    let history = this.histories.get(agentId)
+    if (!history) {
+      history = new ReplayHistory(this.context.replayBufferSize)
+      this.histories.set(agentId, history)
+    }
+    return history
+  }
+
+  private clusterDemand (agentId: string): ClusterDemand {
+    const peers = this.view.peerDemand(agentId)
+    const local = this.locals.get(agentId)
+    const localInterval = local && local.audience.size > 0 ? local.audience.smallestInterval() : null
+    return {
+      clientInterval: smallest(peers.smallestClientInterval, localInterval),
+      hold: smallest(peers.hold, this.holds.get(agentId) ?? null)
+    }
+  }
+
+  private demandChanged (agentId: string): void {
+    const own = this.owned.get(agentId)
+    if (own && this.available) own.follow(this.clusterDemand(agentId))
+    this.checkHoldWaiters(agentId)
+    this.scheduleSync()
+  }
+
+  private streamInfo (agentId: string): OwnedStreamInfo | null {
+    const own = this.owned.get(agentId)
+    return own ? own.info() : this.view.info(agentId)
+  }
+
+  // --- sync with Redis ----------------------------------------------------------------
+
+  private scheduleTick (): void {
+    this.tickTimer = this.context.timers.setTimeout(() => {
+      this.tickTimer = null
+      if (this.closing) return
+      this.scheduleSync()
+      this.scheduleTick()
+    }, this.renewMs)
+  }
+
+  /** Coalesces every change within a tick (and while a sync is in flight) into one sync. */
+  private scheduleSync (): void {
+    if (this.closing || this.syncScheduled) return
+    this.syncScheduled = true
+    setImmediate(() => {
+      this.syncScheduled = false
+      this.syncNow().catch(() => {})
+    })
+  }
+
+  /** Resolves after a sync that started after this call. */
+  private async syncNow (): Promise<void> {
+    if (this.syncing) {
+      this.syncAgain = true
+      await this.syncing
+      if (this.syncing) await this.syncing
+      return
+    }
+    this.syncing = this.syncOnce().finally(() => {
+      this.syncing = null
+      if (this.syncAgain) {
+        this.syncAgain = false
+        this.scheduleSync()
+      }
+    })
+    await this.syncing
+  }
+
+  private async syncOnce (): Promise<void> {
+    const { redis } = this.settings
+    if (redis.status !== 'ready' || this.subscriberConnection?.status !== 'ready') {
+      this.connectionDown('Redis is not reachable')
+      return
+    }
+    const sentAt = this.context.now()
+    // A renewal sent leaseMs after the last one must not revive leases that may have passed to others meanwhile.
+    this.checkDeadline(sentAt)
+    const snapshot = this.snapshot()
+    const text = JSON.stringify(snapshot)
+    const ownedAgents = [...this.owned.values()].filter((own) => !own.abandoned).map((own) => own.agentId)
+    let result
+    try {
+      result = await withTimeout(this.store.sync(snapshot, ownedAgents), this.settings.leaseMs, this.context.timers)
+    } catch (err) {
+      this.connectionDown(`Redis did not answer: ${(err as Error).message}`)
+      return
+    }
+    this.renewedAt = sentAt
+    this.armDeadline()
+    for (const [agentId, outcome] of result.renewed) {
+      if (outcome === 0) this.leaseLost(agentId, 'another instance holds its lease')
+    }
+    this.view.update(result.cluster)
+    if (!this.available) this.connectionUp()
+    if (text !== this.lastSnapshot) {
+      this.lastSnapshot = text
+      this.store.broadcast(encodeMessage({ kind: 'changed', instanceId: this.instanceId })).catch(() => {})
+    }
+    await this.acquireOrphans()
+    for (const [agentId, own] of this.owned) own.follow(this.clusterDemand(agentId))
+    for (const agentId of this.holdWaiters.keys()) this.checkHoldWaiters(agentId)
+  }
+
+  private snapshot (): InstanceSnapshot {
+    const agents: InstanceSnapshot['agents'] = {}
+    for (const [agentId, local] of this.locals) {
+      if (local.audience.size > 0) agents[agentId] = { c: local.audience.size, i: local.audience.intervalCounts(), h: null }
+    }
+    for (const [agentId, interval] of this.holds) {
+      agents[agentId] = { ...(agents[agentId] ?? { c: 0, i: [] }), h: interval }
+    }
+    const owned: InstanceSnapshot['owned'] = {}
+    for (const [agentId, own] of this.owned) if (!own.abandoned) owned[agentId] = own.info()
+    return { agents, owned }
+  }
+
+  /** Takes the lease of every agent this instance has demand for and nobody owns. */
+  private async acquireOrphans (): Promise<void> {
+    const wanted = new Set([...this.locals.keys(), ...this.holds.keys()])
+    for (const agentId of wanted) {
+      if (this.closing || !this.available || this.owned.has(agentId) || this.view.owner(agentId) !== null) continue
+      if ((this.locals.get(agentId)?.audience.size ?? 0) === 0 && !this.holds.has(agentId)) continue
+      if (await this.store.acquire(agentId)) await this.becomeOwner(agentId)
+    }
+  }
+
+  private async becomeOwner (agentId: string): Promise<void> {
+    const { logger } = this.context
+    const own = new OwnedStream(agentId, this.streamContext, {
+      sample: (sample, intervalSeconds) => this.publishSample(agentId, sample, intervalSeconds),
+      end: (reason) => this.publishEnd(agentId, reason),
+      fail: (err) => this.publishFailure(agentId, err)
+    })
+    this.owned.set(agentId, own)
+    logger.info({ agentId, instanceId: this.instanceId }, `Instance ${this.instanceId} now owns the metrics stream of agent ${agentId}`)
+    const previous = await this.store.previousTask(agentId).catch(() => null)
+    if (previous && previous.owner !== this.instanceId) {
+      logger.warn({ agentId, previousOwner: previous.owner, taskId: previous.taskId }, `Took over agent ${agentId} from instance ${previous.owner}; samples pause until the new task starts. Stopping its task ${previous.taskId} (best effort)`)
+      this.stopPreviousTask(agentId, previous.taskId)
+    }
+    if (this.owned.get(agentId) === own) own.follow(this.clusterDemand(agentId))
+  }
+
+  private stopPreviousTask (agentId: string, taskId: string): void {
+    const { adapter, adapterTimeoutMs, timers, logger } = this.context
+    boundAdapterCall(invokeAdapter(() => adapter.stopMetricsStreaming(agentId, taskId)), 'stopMetricsStreaming', agentId, adapterTimeoutMs, timers).then(
+      () => logger.info({ agentId, taskId }, `Stopped the previous owner's task ${taskId} of agent ${agentId}`),
+      (err: Error) => logger.error({ agentId, taskId, err }, `Failed to stop the previous owner's task ${taskId} of agent ${agentId}: ${err.message}`)
+    )
+  }
+
+  private ownedChanged (agentId: string): void {
+    const own = this.owned.get(agentId)
+    if (!own) return
+    const { state } = own.stream
+    const taskId = own.stream.taskId
+    if (state === 'active' && taskId !== null && !own.abandoned) this.store.recordTask(agentId, taskId).catch(() => {})
+    this.checkHoldWaiters(agentId)
+    this.scheduleSync()
+  }
+
+  private ownedIdle (agentId: string): void {
+    const own = this.owned.get(agentId)
+    if (!own || own.stream.state !== 'idle') return
+    this.owned.delete(agentId)
+    this.context.logger.info({ agentId, instanceId: this.instanceId }, `Instance ${this.instanceId} released agent ${agentId}`)
+    this.store.release(agentId).catch(() => {})
+    this.checkHoldWaiters(agentId)
+    this.scheduleSync()
+  }
+
+  private leaseLost (agentId: string, why: string): void {
+    const own = this.owned.get(agentId)
+    if (!own || own.abandoned) return
+    this.context.logger.warn({ agentId, instanceId: this.instanceId, taskId: own.stream.taskId }, `Instance ${this.instanceId} lost the lease of agent ${agentId} (${why}), stopping its metrics stream`)
+    own.abandon()
+  }
+
+  private abandonAll (why: string): void {
+    for (const agentId of [...this.owned.keys()]) this.leaseLost(agentId, why)
+  }
+
+  /** Past leaseMs since the last renewal, another instance may own what this one streams: stop. */
+  private checkDeadline (now: number): void {
+    if (this.owned.size > 0 && this.renewedAt > 0 && now - this.renewedAt >= this.settings.leaseMs) {
+      this.abandonAll(`could not renew its leases for ${now - this.renewedAt} ms`)
+    }
+  }
+
+  private armDeadline (): void {
+    if (this.deadlineTimer !== null) this.context.timers.clearTimeout(this.deadlineTimer)
+    this.deadlineTimer = this.context.timers.setTimeout(() => {
+      this.deadlineTimer = null
+      this.checkDeadline(this.context.now())
+    }, this.settings.leaseMs)
+  }
+
+  // --- publishing (owner) -------------------------------------------------------------
+
+  private publishSample (agentId: string, sample: MetricsSample, intervalSeconds: number): void {
+    if (!this.available) return
+    const floor = this.historyOf(agentId).lastEventId
+    this.store.publishSample(agentId, floor, samplePayload(agentId, intervalSeconds, sample)).then(
+      (eventId) => { if (eventId === 0) this.leaseLost(agentId, 'another instance holds its lease') },
+      (err: Error) => this.context.logger.warn({ agentId, err }, `Could not publish a sample of agent ${agentId}: ${err.message}`)
+    )
+  }
+
+  private publishEnd (agentId: string, reason: string): void {
+    // Applied here at once, so that this instance's clients cannot restart the stream before the echo arrives.
+    this.endLocally(agentId, reason)
+    this.publishAsOwner(agentId, encodeMessage({ kind: 'end', agentId, reason }))
+  }
+
+  private publishFailure (agentId: string, err: Error): void {
+    const body = errorBody(err)
+    this.failLocally(agentId, body)
+    this.publishAsOwner(agentId, encodeMessage({ kind: 'fail', agentId, error: body }))
+  }
+
+  private publishAsOwner (agentId: string, message: string): void {
+    this.store.publishAsOwner(agentId, message).catch((err: Error) => {
+      this.context.logger.warn({ agentId, err }, `Could not tell the cluster about agent ${agentId}: ${err.message}`)
+    })
+  }
+
+  // --- receiving ------------------------------------------------------------------------
+
+  private onMessage (channel: string, text: string): void {
+    if (channel === this.store.broadcastChannel) {
+      const message = decodeMessage(text)
+      if (message) this.onBroadcast(message)
+    } else {
+      const message = decodeInbox(text)
+      if (message) this.onInbox(message)
+    }
+  }
+
+  private onBroadcast (message: ClusterMessage): void {
+    switch (message.kind) {
+      case 'sample': return this.receiveSample(message.agentId, message.eventId, message.intervalSeconds, message.json)
+      case 'end': return this.endLocally(message.agentId, message.reason)
+      case 'fail': return this.failLocally(message.agentId, message.error)
+      case 'changed':
+        if (message.instanceId !== this.instanceId) this.scheduleSync()
+        return
+      case 'release':
+        if (this.holds.delete(message.agentId)) {
+          this.rejectHoldWaiters(message.agentId, new FST_ERR_AGENT_SSE_HOLD_ENDED(message.agentId))
+          this.demandChanged(message.agentId)
+        }
+    }
+  }
+
+  private receiveSample (agentId: string, eventId: number, intervalSeconds: number, json: string): void {
+    let sample: MetricsSample
+    try {
+      sample = JSON.parse(json)
+    } catch {
+      return
+    }
+    rememberJson(sample, json)
+    if (this.historyOf(agentId).receive(eventId, sample, this.context.now()) === null) return
+    const local = this.locals.get(agentId)
+    if (!local) return
+    if (local.tunedTo !== intervalSeconds) {
+      local.tunedTo = intervalSeconds
+      local.audience.tune(intervalSeconds)
+    }
+    local.audience.offer(sample, eventId)
+  }
+
+  private endLocally (agentId: string, reason: string): void {
+    const ended = reason === 'cancelled' ? new FST_ERR_AGENT_SSE_HOLD_ENDED(agentId) : new FST_ERR_AGENT_SSE_STREAM_ENDED(agentId, reason)
+    this.dropLocally(agentId, ended, (subscriber) => subscriber.end(reason))
+  }
+
+  private failLocally (agentId: string, body: AgentSseErrorBody): void {
+    const err = clusterError(body)
+    this.dropLocally(agentId, err, (subscriber) => subscriber.fail(err))
+  }
+
+  /** The stream ended for the whole cluster: this instance's clients and hold go with it. */
+  private dropLocally (agentId: string, holdError: Error, notify: (subscriber: Subscriber) => void): void {
+    const local = this.locals.get(agentId)
+    this.locals.delete(agentId)
+    this.holds.delete(agentId)
+    this.rejectHoldWaiters(agentId, holdError)
+    local?.audience.endAll(notify)
+    this.scheduleSync()
+  }
+
+  private onInbox (message: InboxMessage): void {
+    if (message.op === 'cancelled') {
+      const pending = this.pendingCancels.get(message.requestId)
+      if (!pending) return
+      this.pendingCancels.delete(message.requestId)
+      this.context.timers.clearTimeout(pending.timer)
+      pending.resolve(message.found)
+      return
+    }
+    const own = [...this.owned.values()].find((candidate) => candidate.stream.taskId === message.taskId)
+    const stopped = own?.stream.cancel() ?? null
+    const answer = (found: boolean): void => {
+      this.store.send(message.from, { op: 'cancelled', requestId: message.requestId, found }).catch(() => {})
+    }
+    if (stopped === null) answer(false)
+    else stopped.then(() => answer(true))
+  }
+
+  private askToCancel (owner: string, taskId: string): Promise<boolean> {
+    const requestId = randomUUID()
+    const waitMs = this.context.adapterTimeoutMs + this.settings.leaseMs
+    return new Promise<boolean>((resolve, reject) => {
+      const timer = this.context.timers.setTimeout(() => {
+        this.pendingCancels.delete(requestId)
+        reject(new FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE(`instance ${owner} did not answer the cancel of task ${taskId} within ${waitMs} ms`))
+      }, waitMs)
+      this.pendingCancels.set(requestId, { resolve, reject, timer })
+      this.store.send(owner, { op: 'cancel', requestId, from: this.instanceId, taskId }).catch((err: Error) => {
+        this.context.timers.clearTimeout(timer)
+        this.pendingCancels.delete(requestId)
+        reject(new FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE(err.message))
+      })
+    })
+  }
+
+  // --- manual holds -------------------------------------------------------------------
+
+  private untilActive (agentId: string): Promise<void> {
+    const waitMs = this.context.adapterTimeoutMs + this.settings.leaseMs
+    return new Promise<void>((resolve, reject) => {
+      const waiter: HoldWaiter = {
+        resolve,
+        reject,
+        timer: this.context.timers.setTimeout(() => {
+          this.holdWaiters.get(agentId)?.delete(waiter)
+          // Nobody got the stream going in time: the hold is dropped, as after a failed start.
+          if (this.holds.delete(agentId)) this.demandChanged(agentId)
+          reject(new FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT('startMetricsStreaming', agentId, waitMs))
+        }, waitMs)
+      }
+      let waiters = this.holdWaiters.get(agentId)
+      if (!waiters) {
+        waiters = new Set()
+        this.holdWaiters.set(agentId, waiters)
+      }
+      waiters.add(waiter)
+    })
+  }
+
+  private checkHoldWaiters (agentId: string): void {
+    const waiters = this.holdWaiters.get(agentId)
+    if (!waiters) return
+    if (!this.holds.has(agentId)) {
+      this.rejectHoldWaiters(agentId, new FST_ERR_AGENT_SSE_HOLD_ENDED(agentId))
+      return
+    }
+    if (this.status(agentId).state !== 'active') return
+    this.holdWaiters.delete(agentId)
+    for (const waiter of waiters) {
+      this.context.timers.clearTimeout(waiter.timer)
+      waiter.resolve()
+    }
+  }
+
+  private rejectHoldWaiters (agentId: string, err: Error): void {
+    const waiters = this.holdWaiters.get(agentId)
+    if (!waiters) return
+    this.holdWaiters.delete(agentId)
+    for (const waiter of waiters) {
+      this.context.timers.clearTimeout(waiter.timer)
+      waiter.reject(err)
+    }
+  }
+
+  /** Syncs until `done` holds or `timeoutMs` passed (peers answer a broadcast on their own time). */
+  private async waitForView (done: () => boolean, timeoutMs: number): Promise<void> {
+    const deadline = this.context.now() + timeoutMs
+    await this.syncNow()
+    while (!done() && this.context.now() < deadline && this.available) {
+      await new Promise((resolve) => this.context.timers.setTimeout(() => resolve(undefined), Math.min(20, this.renewMs)))
+      await this.syncNow()
+    }
+  }
+
+  // --- availability -------------------------------------------------------------------
+
+  private connectionDown (reason: string): void {
+    if (this.closing) return
+    this.unavailableReason = reason
+    if (!this.available) return
+    this.available = false
+    this.lastSnapshot = ''
+    const err = new FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE(reason)
+    this.context.logger.error({ instanceId: this.instanceId, err }, `Cluster coordinator unavailable on instance ${this.instanceId}: ${reason}; closing its SSE clients`)
+    // Clients come back through `retry:` and get 503 until Redis does; streams this instance owns
+    // keep going until their leases run out (the deadline), then stop.
+    for (const [agentId, local] of this.locals) {
+      this.locals.delete(agentId)
+      local.audience.endAll((subscriber) => subscriber.fail(err))
+    }
+    for (const agentId of [...this.holdWaiters.keys()]) this.rejectHoldWaiters(agentId, err)
+    for (const [requestId, pending] of this.pendingCancels) {
+      this.pendingCancels.delete(requestId)
+      this.context.timers.clearTimeout(pending.timer)
+      pending.reject(err)
+    }
+  }
+
+  private connectionUp (): void {
+    this.available = true
+    this.context.logger.info({ instanceId: this.instanceId }, `Cluster coordinator available on instance ${this.instanceId}`)
+  }
+
+  // --- close ----------------------------------------------------------------------------
+
+  private async shutdown (): Promise<void> {
+    const { timers, logger } = this.context
+    if (this.tickTimer !== null) timers.clearTimeout(this.tickTimer)
+    if (this.deadlineTimer !== null) timers.clearTimeout(this.deadlineTimer)
+    const closed = new FST_ERR_AGENT_SSE_CLOSED()
+    for (const agentId of [...this.holdWaiters.keys()]) this.rejectHoldWaiters(agentId, closed)
+    this.holds.clear()
+    for (const [agentId, local] of this.locals) {
+      this.locals.delete(agentId)
+      local.audience.endAll((subscriber) => subscriber.end('server-shutdown'))
+    }
+    // The streams stop here but the cluster's clients stay: the next owner takes over.
+    const owned = [...this.owned.values()]
+    await Promise.all(owned.map((own) => own.abandon()))
+    const reachable = this.settings.redis.status === 'ready'
+    if (reachable) {
+      await withTimeout(Promise.all([
+        ...owned.map((own) => this.store.release(own.agentId)),
+        this.store.leave()
+      ]).then(() => this.store.broadcast(encodeMessage({ kind: 'changed', instanceId: this.instanceId }))), this.renewMs, timers).catch((err: Error) => {
+        logger.warn({ err }, `Could not leave the cluster cleanly: ${err.message}`)
+      })
+    }
+    for (const undo of this.detach) undo()
+    const subscriber = this.subscriberConnection
+    if (subscriber) await withTimeout(subscriber.quit(), this.renewMs, timers).catch(() => subscriber.disconnect())
+    logger.info({ instanceId: this.instanceId }, `Cluster instance ${this.instanceId} left`)
+  }
+}
+
+function untilReady (connection: Redis): Promise<void> {
+  if (connection.status === 'ready') return Promise.resolve()
+  return new Promise<void>((resolve) => connection.once('ready', () => resolve()))
+}
+
+function smallest (a: number | null, b: number | null): number | null {
+  if (a === null) return b
+  if (b === null) return a
+  return Math.min(a, b)
+}
+
+function withTimeout<T> (promise: Promise<T>, ms: number, timers: CoordinatorContext['timers']): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = timers.setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
+    promise.then(
+      (value) => { timers.clearTimeout(timer); resolve(value) },
+      (err: unknown) => { timers.clearTimeout(timer); reject(err) }
+    )
+  })
+}
+
+/** An error another instance reported, with the same status and code as where it happened. */
+function clusterError (body: AgentSseErrorBody): Error {
+  return Object.assign(new Error(body.message), { statusCode: body.statusCode, code: body.code })
+}

@@ -1,0 +1,114 @@
+import type { MetricsSample } from '../adapter.js'
+import { AgentStream, type AgentStreamContext } from '../lifecycle/agent-stream.js'
+import { Audience } from '../lifecycle/audience.js'
+import { ReplayHistory, type HistoryEntry } from '../lifecycle/replay-history.js'
+import { Subscriber } from '../lifecycle/subscriber.js'
+import type { LifecycleLogger } from '../lifecycle/types.js'
+import type { OwnedStreamInfo } from './store.js'
+
+/** Where an owned stream's output goes: the cluster. */
+export interface OwnerOutlet {
+  sample (sample: MetricsSample, intervalSeconds: number): void
+  end (reason: string): void
+  fail (err: Error): void
+}
+
+/** The cluster's demand for an agent, as the owner's state machine needs it. */
+export interface ClusterDemand {
+  /** The smallest interval any SSE client in the cluster asks for, or null with no clients. */
+  clientInterval: number | null
+  /** The smallest manual hold interval in the cluster, or null with no hold. */
+  hold: number | null
+}
+
+/**
+ * The rest of the cluster, as one subscriber of the owner's state machine: it stands for
+ * every client and hold in the cluster, at their smallest interval, so the single-process
+ * state machine runs unchanged on the owner. Through it the cluster hears how the stream
+ * ended; samples take another way (see {@link PublishingHistory}).
+ */
+class ClusterSubscriber extends Subscriber {
+  detached = false
+
+  constructor (intervalSeconds: number, lastEventId: number, outlet: OwnerOutlet) {
+    super({
+      intervalSeconds,
+      // Nothing to catch up on: the cluster's clients have their own replay.
+      lastEventId,
+      onSample () {},
+      onEnd: (reason) => { if (!this.detached) outlet.end(reason) },
+      onError: (err) => { if (!this.detached) outlet.fail(err) }
+    })
+  }
+}
+
+/**
+ * The owner's state machine records every sample it accepts here (also while it lingers,
+ * as a single process does for the latest-sample-on-join rule): the tap through which
+ * samples reach the cluster, serialised once.
+ */
+class PublishingHistory extends ReplayHistory {
+  constructor (private readonly publish: (sample: MetricsSample) => void) {
+    super(1)
+  }
+
+  override append (sample: MetricsSample, receivedAt: number): HistoryEntry {
+    const entry = super.append(sample, receivedAt)
+    this.publish(sample)
+    return entry
+  }
+}
+
+/** An agent stream this instance runs because it holds the agent's lease. */
+export class OwnedStream {
+  readonly stream: AgentStream
+  /** The lease is lost or the instance closes: the stream is being stopped and tells the cluster nothing more. */
+  abandoned = false
+  private readonly history: PublishingHistory
+  private clusterSubscriber: ClusterSubscriber | null = null
+
+  constructor (readonly agentId: string, context: AgentStreamContext, private readonly outlet: OwnerOutlet) {
+    const streamContext: AgentStreamContext = { ...context, isClosing: () => this.abandoned || context.isClosing() }
+    this.history = new PublishingHistory((sample) => {
+      if (!this.abandoned) outlet.sample(sample, this.stream.intervalSeconds!)
+    })
+    // Counts of this stand-in audience would read as "1 SSE client": only its warnings and errors are logged.
+    this.stream = new AgentStream(agentId, streamContext, this.history, new Audience(agentId, quiet(context.logger)))
+  }
+
+  /** Moves the state machine toward the cluster's demand. */
+  follow (demand: ClusterDemand): void {
+    if (this.abandoned) return
+    const wanted = demand.clientInterval === null ? demand.hold : demand.hold === null ? demand.clientInterval : Math.min(demand.clientInterval, demand.hold)
+    const current = this.clusterSubscriber
+    if (wanted === (current?.intervalSeconds ?? null)) return
+    // The new stand-in joins before the old one leaves, so the demand never touches zero on the way.
+    this.clusterSubscriber = wanted === null ? null : new ClusterSubscriber(wanted, this.history.lastEventId, this.outlet)
+    if (this.clusterSubscriber) this.stream.subscribe(this.clusterSubscriber)
+    if (current) {
+      current.detached = true
+      this.stream.unsubscribe(current)
+    }
+  }
+
+  /** What the owner publishes about the stream. */
+  info (): OwnedStreamInfo {
+    const { state, task_id: taskId, interval_seconds: intervalSeconds, started_at: startedAt } = this.stream.status()
+    return { state, task_id: taskId, interval_seconds: intervalSeconds, started_at: startedAt }
+  }
+
+  /**
+   * Gives the stream up without a word to the cluster (its clients stay with whoever owns
+   * the agent next) and stops the agent's task. Resolves once the state machine is idle.
+   */
+  abandon (): Promise<void> {
+    this.abandoned = true
+    if (this.clusterSubscriber) this.clusterSubscriber.detached = true
+    this.clusterSubscriber = null
+    return this.stream.shutdown()
+  }
+}
+
+function quiet (logger: LifecycleLogger): LifecycleLogger {
+  return { info () {}, warn: (obj, msg) => logger.warn(obj, msg), error: (obj, msg) => logger.error(obj, msg) }
+}

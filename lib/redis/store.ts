@@ -1,0 +1,207 @@
+import { createHash } from 'node:crypto'
+import type { Redis } from 'ioredis'
+import type { StreamState } from '../lifecycle/types.js'
+
+/** One instance's demand for an agent, as it publishes it under its lease. */
+export interface InstanceDemand {
+  /** SSE clients on the instance. */
+  c: number
+  /** [interval, clients asking for it] pairs. */
+  i: Array<[number, number]>
+  /** The instance's manual hold interval, or null. */
+  h: number | null
+}
+
+/** What an owner publishes about a stream it runs. */
+export interface OwnedStreamInfo {
+  state: StreamState
+  task_id: string | null
+  interval_seconds: number | null
+  started_at: string | null
+}
+
+/** Everything an instance publishes, one key per instance, expiring with its lease. */
+export interface InstanceSnapshot {
+  agents: Record<string, InstanceDemand>
+  owned: Record<string, OwnedStreamInfo>
+}
+
+/** What one read of the cluster returns: live instances' snapshots and the agents' owners. */
+export interface ClusterRead {
+  snapshots: Map<string, InstanceSnapshot>
+  owners: Map<string, string>
+}
+
+// Keeps (1) or re-takes (2, after Redis lost its data) the lease if it is ours or free; 0 if another instance has it.
+const RENEW = `local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if not owner then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end
+return 0`
+
+// Deletes the lease (and the record of the task that ran under it) only if it is ours.
+const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1], KEYS[2]) return 1 end
+return 0`
+
+// Fenced: only the lease holder publishes. Ids come from INCR, never below what the owner has
+// already seen (`floor`), so they keep increasing even if Redis lost the counter.
+const PUBLISH_SAMPLE = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local id = redis.call('INCR', KEYS[2])
+local floor = tonumber(ARGV[2])
+if id <= floor then id = floor + 1 redis.call('SET', KEYS[2], id) end
+redis.call('PUBLISH', ARGV[3], 's\\n' .. id .. '\\n' .. ARGV[4])
+return id`
+
+const PUBLISH_FENCED = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1`
+
+const sha1 = (script: string): string => createHash('sha1').update(script).digest('hex')
+const scripts = { RENEW, RELEASE, PUBLISH_SAMPLE, PUBLISH_FENCED }
+const shas = Object.fromEntries(Object.entries(scripts).map(([name, script]) => [name, sha1(script)])) as Record<keyof typeof scripts, string>
+
+/** Every Redis command the coordinator sends, with its key layout. */
+export class RedisStore {
+  readonly broadcastChannel: string
+  private readonly instancesKey: string
+
+  constructor (private readonly redis: Redis, private readonly prefix: string, readonly instanceId: string, private readonly leaseMs: number) {
+    this.broadcastChannel = `${prefix}events`
+    this.instancesKey = `${prefix}instances`
+  }
+
+  inboxChannel (instanceId: string): string {
+    return `${this.prefix}inbox:${instanceId}`
+  }
+
+  /** Publishes this instance's snapshot under its lease, renews the agent leases it holds, and reads the cluster. */
+  async sync (snapshot: InstanceSnapshot, ownedAgents: string[]): Promise<{ renewed: Map<string, number>, cluster: ClusterRead }> {
+    const pipeline = this.redis.pipeline()
+      .set(this.instanceKey(this.instanceId), JSON.stringify(snapshot), 'PX', this.leaseMs)
+      .sadd(this.instancesKey, this.instanceId)
+    for (const agentId of ownedAgents) pipeline.eval(RENEW, 1, this.ownerKey(agentId), this.instanceId, this.leaseMs)
+    pipeline.smembers(this.instancesKey)
+    const results = await pipeline.exec()
+    if (results === null) throw new Error('pipeline aborted')
+    for (const [err] of results) if (err) throw err
+    const renewed = new Map<string, number>()
+    ownedAgents.forEach((agentId, index) => renewed.set(agentId, Number(results[index + 2]![1])))
+    const members = results[results.length - 1]![1] as string[]
+    return { renewed, cluster: await this.read(members) }
+  }
+
+  private async read (members: string[]): Promise<ClusterRead> {
+    const snapshots = new Map<string, InstanceSnapshot>()
+    const texts = members.length === 0 ? [] : await this.redis.mget(members.map((id) => this.instanceKey(id)))
+    const gone: string[] = []
+    members.forEach((id, index) => {
+      const snapshot = parseSnapshot(texts[index])
+      if (snapshot === null) gone.push(id)
+      else snapshots.set(id, snapshot)
+    })
+    // Instances whose lease expired (killed, frozen, cut off) leave the set.
+    if (gone.length > 0) await this.redis.srem(this.instancesKey, ...gone)
+    const agents = new Set<string>()
+    for (const snapshot of snapshots.values()) {
+      for (const agentId of Object.keys(snapshot.agents)) agents.add(agentId)
+      for (const agentId of Object.keys(snapshot.owned)) agents.add(agentId)
+    }
+    const owners = new Map<string, string>()
+    if (agents.size > 0) {
+      const ids = [...agents]
+      const values = await this.redis.mget(ids.map((agentId) => this.ownerKey(agentId)))
+      ids.forEach((agentId, index) => { if (typeof values[index] === 'string') owners.set(agentId, values[index]!) })
+    }
+    return { snapshots, owners }
+  }
+
+  /** Takes the agent's lease if nobody holds it. */
+  async acquire (agentId: string): Promise<boolean> {
+    return (await this.redis.set(this.ownerKey(agentId), this.instanceId, 'PX', this.leaseMs, 'NX')) === 'OK'
+  }
+
+  /** The task a previous owner recorded for the agent and did not clear (it died or lost its lease). */
+  async previousTask (agentId: string): Promise<{ owner: string, taskId: string } | null> {
+    const text = await this.redis.get(this.taskKey(agentId))
+    if (text === null) return null
+    try {
+      const task = JSON.parse(text)
+      return typeof task?.owner === 'string' && typeof task.taskId === 'string' ? task : null
+    } catch {
+      return null
+    }
+  }
+
+  /** Remembers the live task so that a successor can stop it if this instance dies. */
+  async recordTask (agentId: string, taskId: string): Promise<void> {
+    await this.redis.set(this.taskKey(agentId), JSON.stringify({ owner: this.instanceId, taskId }))
+  }
+
+  async forgetTask (agentId: string, taskId: string): Promise<void> {
+    const previous = await this.previousTask(agentId)
+    if (previous?.taskId === taskId) await this.redis.del(this.taskKey(agentId))
+  }
+
+  async release (agentId: string): Promise<void> {
+    await this.run('RELEASE', [this.ownerKey(agentId), this.taskKey(agentId)], [this.instanceId])
+  }
+
+  /** The assigned event id, or 0 if this instance no longer holds the agent's lease. */
+  async publishSample (agentId: string, floor: number, payload: string): Promise<number> {
+    return Number(await this.run('PUBLISH_SAMPLE', [this.ownerKey(agentId), this.eventIdKey(agentId)], [this.instanceId, floor, this.broadcastChannel, payload]))
+  }
+
+  /** Publishes on the broadcast channel only while holding the agent's lease. */
+  async publishAsOwner (agentId: string, message: string): Promise<boolean> {
+    return Number(await this.run('PUBLISH_FENCED', [this.ownerKey(agentId)], [this.instanceId, this.broadcastChannel, message])) === 1
+  }
+
+  async broadcast (message: string): Promise<void> {
+    await this.redis.publish(this.broadcastChannel, message)
+  }
+
+  async send (instanceId: string, message: object): Promise<void> {
+    await this.redis.publish(this.inboxChannel(instanceId), JSON.stringify(message))
+  }
+
+  /** Leaves the cluster at once (graceful close) instead of waiting for the lease to expire. */
+  async leave (): Promise<void> {
+    await this.redis.multi().del(this.instanceKey(this.instanceId)).srem(this.instancesKey, this.instanceId).exec()
+  }
+
+  // EVALSHA first: the script body crosses the wire only when Redis does not have it (new or restarted).
+  private async run (name: keyof typeof scripts, keys: string[], args: Array<string | number>): Promise<unknown> {
+    try {
+      return await this.redis.evalsha(shas[name], keys.length, ...keys, ...args)
+    } catch (err) {
+      if (!String((err as Error).message).includes('NOSCRIPT')) throw err
+      return this.redis.eval(scripts[name], keys.length, ...keys, ...args)
+    }
+  }
+
+  private instanceKey (instanceId: string): string {
+    return `${this.prefix}instance:${instanceId}`
+  }
+
+  private ownerKey (agentId: string): string {
+    return `${this.prefix}owner:${agentId}`
+  }
+
+  private taskKey (agentId: string): string {
+    return `${this.prefix}task:${agentId}`
+  }
+
+  private eventIdKey (agentId: string): string {
+    return `${this.prefix}event-id:${agentId}`
+  }
+}
+
+function parseSnapshot (text: string | null | undefined): InstanceSnapshot | null {
+  if (typeof text !== 'string') return null
+  try {
+    const snapshot = JSON.parse(text)
+    if (typeof snapshot?.agents !== 'object' || typeof snapshot.owned !== 'object') return null
+    return snapshot
+  } catch {
+    return null
+  }
+}

@@ -113,6 +113,7 @@ export class ClusterStreams implements CoordinatedStreams {
       connection.on('ready', up)
       this.detach.push(() => { connection.off('close', down); connection.off('ready', up) })
     }
+    await this.store.loadScripts()
     await this.syncOnce()
     if (!this.available) throw new FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE(this.unavailableReason)
     this.context.logger.info({ instanceId: this.instanceId, leaseMs: this.settings.leaseMs }, `Cluster instance ${this.instanceId} joined (lease ${this.settings.leaseMs} ms)`)
@@ -179,14 +180,16 @@ export class ClusterStreams implements CoordinatedStreams {
 
   status (agentId: string): StreamStatus {
     const own = this.owned.get(agentId)
-    const owner = own ? this.instanceId : this.view.owner(agentId)
-    const info = this.streamInfo(agentId)
+    // This instance's own word beats the last read: a lease it just released may still be in the view.
+    const viewOwner = this.view.owner(agentId)
+    const owner = own ? this.instanceId : viewOwner === this.instanceId ? null : viewOwner
     const peers = this.view.peerDemand(agentId)
     const local = this.locals.get(agentId)
     const hold = this.holds.get(agentId)
     const intervals = [...peers.intervals, ...(local?.audience.intervals() ?? [])]
     if (hold !== undefined) intervals.push(hold)
     const base = idleStatus(agentId)
+    const info = owner === null ? null : this.streamInfo(agentId)
     const streaming = owner !== null && info?.state !== 'idle'
     return {
       ...base,
@@ -383,7 +386,9 @@ export class ClusterStreams implements CoordinatedStreams {
     this.owned.set(agentId, own)
     logger.info({ agentId, instanceId: this.instanceId }, `Instance ${this.instanceId} now owns the metrics stream of agent ${agentId}`)
     const previous = await this.store.previousTask(agentId).catch(() => null)
-    if (previous && previous.owner !== this.instanceId) {
+    // Whoever recorded it (a previous process may have had this instance's id), no live stream of
+    // this instance runs that task: this stream is new.
+    if (previous) {
       logger.warn({ agentId, previousOwner: previous.owner, taskId: previous.taskId }, `Took over agent ${agentId} from instance ${previous.owner}; samples pause until the new task starts. Stopping its task ${previous.taskId} (best effort)`)
       this.stopPreviousTask(agentId, previous.taskId)
     }
@@ -659,6 +664,8 @@ export class ClusterStreams implements CoordinatedStreams {
 
   private connectionUp (): void {
     this.available = true
+    // Redis may have restarted without its scripts; EVALSHA would fall back anyway, this saves the round trips.
+    this.store.loadScripts().catch(() => {})
     this.context.logger.info({ instanceId: this.instanceId }, `Cluster coordinator available on instance ${this.instanceId}`)
   }
 

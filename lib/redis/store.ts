@@ -55,9 +55,7 @@ const PUBLISH_FENCED = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 e
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1`
 
-const sha1 = (script: string): string => createHash('sha1').update(script).digest('hex')
-const scripts = { RENEW, RELEASE, PUBLISH_SAMPLE, PUBLISH_FENCED }
-const shas = Object.fromEntries(Object.entries(scripts).map(([name, script]) => [name, sha1(script)])) as Record<keyof typeof scripts, string>
+const publishSampleSha = createHash('sha1').update(PUBLISH_SAMPLE).digest('hex')
 
 /** Every Redis command the coordinator sends, with its key layout. */
 export class RedisStore {
@@ -142,17 +140,23 @@ export class RedisStore {
   }
 
   async release (agentId: string): Promise<void> {
-    await this.run('RELEASE', [this.ownerKey(agentId), this.taskKey(agentId)], [this.instanceId])
+    await this.redis.eval(RELEASE, 2, this.ownerKey(agentId), this.taskKey(agentId), this.instanceId)
+  }
+
+  /** Loads the per-sample script, so that samples need not send its body (EVALSHA). Again after Redis restarts. */
+  async loadScripts (): Promise<void> {
+    await this.redis.script('LOAD', PUBLISH_SAMPLE)
   }
 
   /** The assigned event id, or 0 if this instance no longer holds the agent's lease. */
   async publishSample (agentId: string, floor: number, payload: string): Promise<number> {
-    return Number(await this.run('PUBLISH_SAMPLE', [this.ownerKey(agentId), this.eventIdKey(agentId)], [this.instanceId, floor, this.broadcastChannel, payload]))
+    return Number(await this.publishScript([this.ownerKey(agentId), this.eventIdKey(agentId)], [this.instanceId, floor, this.broadcastChannel, payload]))
   }
 
   /** Publishes on the broadcast channel only while holding the agent's lease. */
   async publishAsOwner (agentId: string, message: string): Promise<boolean> {
-    return Number(await this.run('PUBLISH_FENCED', [this.ownerKey(agentId)], [this.instanceId, this.broadcastChannel, message])) === 1
+    // EVAL, not EVALSHA: a NOSCRIPT retry could land after a later release of the lease and be refused.
+    return Number(await this.redis.eval(PUBLISH_FENCED, 1, this.ownerKey(agentId), this.instanceId, this.broadcastChannel, message)) === 1
   }
 
   async broadcast (message: string): Promise<void> {
@@ -168,13 +172,13 @@ export class RedisStore {
     await this.redis.multi().del(this.instanceKey(this.instanceId)).srem(this.instancesKey, this.instanceId).exec()
   }
 
-  // EVALSHA first: the script body crosses the wire only when Redis does not have it (new or restarted).
-  private async run (name: keyof typeof scripts, keys: string[], args: Array<string | number>): Promise<unknown> {
+  // The hot path: EVALSHA, with the body sent only when Redis does not have it (new or restarted).
+  private async publishScript (keys: string[], args: Array<string | number>): Promise<unknown> {
     try {
-      return await this.redis.evalsha(shas[name], keys.length, ...keys, ...args)
+      return await this.redis.evalsha(publishSampleSha, keys.length, ...keys, ...args)
     } catch (err) {
       if (!String((err as Error).message).includes('NOSCRIPT')) throw err
-      return this.redis.eval(scripts[name], keys.length, ...keys, ...args)
+      return this.redis.eval(PUBLISH_SAMPLE, keys.length, ...keys, ...args)
     }
   }
 

@@ -41,14 +41,17 @@ export class TestAdapter implements AgentAdapter {
   autoAnswer: boolean
   knownAgents: Set<string> | null
   private taskCounter = 0
+  private readonly taskPrefix: string
 
-  constructor (options: { autoAnswer?: boolean, knownAgents?: string[] } = {}) {
+  /** `taskPrefix` keeps task ids of several adapters (cluster instances) apart. */
+  constructor (options: { autoAnswer?: boolean, knownAgents?: string[], taskPrefix?: string } = {}) {
     this.autoAnswer = options.autoAnswer ?? true
     this.knownAgents = options.knownAgents ? new Set(options.knownAgents) : null
+    this.taskPrefix = options.taskPrefix ?? ''
   }
 
   startMetricsStreaming (agentId: string, { intervalSeconds, signal }: StartStreamingOptions, sink: MetricsSink): Promise<{ taskId: string }> {
-    const taskId = `task-${++this.taskCounter}`
+    const taskId = `${this.taskPrefix}task-${++this.taskCounter}`
     const answer = deferred<{ taskId: string }>()
     const call: StartCall = { agentId, intervalSeconds, signal, sink, taskId, answer }
     this.startCalls.push(call)

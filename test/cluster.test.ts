@@ -1,0 +1,350 @@
+// Cluster mode with several instances in this process (each its own Fastify app, ioredis
+// connections and adapter) on a real redis-server. Process deaths (SIGKILL, SIGSTOP) are in
+// cluster-processes.test.ts; these cover the semantics and, being in-process, lib/redis coverage.
+import { Redis } from 'ioredis'
+import t, { type Test } from 'tap'
+import { redisCoordinator } from '../lib/redis/index.js'
+import agentSse from '../lib/index.js'
+import Fastify from 'fastify'
+import { liveTasks, startClusterApp, starts, stops, type ClusterApp } from './helpers/cluster-app.js'
+import { redisSkip, startRedis, type RedisServer } from './helpers/redis-server.js'
+import { waitFor, type SseStream } from './helpers/server.js'
+import { TestAdapter } from './helpers/test-adapter.js'
+
+const skip = redisSkip()
+const leaseMs = 600
+const renewMs = leaseMs / 3
+let prefixes = 0
+
+async function cluster (t: Test, n: number, redis: RedisServer, options: { stopDelayMs?: number, leaseMs?: number } = {}): Promise<ClusterApp[]> {
+  const keyPrefix = `c${++prefixes}:`
+  const ids = ['a', 'b', 'c'].slice(0, n)
+  return Promise.all(ids.map((instanceId) => startClusterApp(t, { redisUrl: redis.url, instanceId, keyPrefix, leaseMs: options.leaseMs ?? leaseMs, stopDelayMs: options.stopDelayMs })))
+}
+
+/** The instance that owns the agent, from the status every instance reports. */
+async function ownerOf (apps: ClusterApp[], agentId: string): Promise<ClusterApp> {
+  let owner: ClusterApp | undefined
+  await waitFor(async () => {
+    const status = await apps[0]!.status(agentId)
+    owner = apps.find((app) => app.id === status.owner && status.state === 'active')
+    return owner !== undefined
+  }, `an active owner of ${agentId}`)
+  return owner!
+}
+
+/** Instances agree within a renewal period: polls the instance's status until it has these fields. */
+async function statusBecomes (t: Test, app: ClusterApp, agentId: string, fields: Record<string, unknown>) {
+  let status: Record<string, unknown> = {}
+  const same = () => Object.entries(fields).every(([key, value]) => JSON.stringify(status[key]) === JSON.stringify(value))
+  await waitFor(async () => { status = await app.status(agentId); return same() }, `status of ${agentId} on ${app.id} to have ${JSON.stringify(fields)}`).catch(() => {})
+  t.match(status, fields, `status on ${app.id}: ${JSON.stringify(fields)}`)
+}
+
+const metrics = (stream: SseStream) => stream.next((event) => event.event === 'metrics', `metrics on ${stream.url}`)
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+
+t.test('cluster mode over Redis (in-process instances)', { skip }, async (t) => {
+  const redis = await startRedis(t)
+
+  t.test('clients on two instances share one agent stream; the stop comes after the last client anywhere leaves', async (t) => {
+    const apps = await cluster(t, 2, redis)
+    const [a, b] = apps as [ClusterApp, ClusterApp]
+    const onA = await a.sse('/agents/x/metrics/stream')
+    const onB = await b.sse('/agents/x/metrics/stream')
+    const owner = await ownerOf(apps, 'x')
+    t.equal(starts(apps, 'x'), 1, 'one start in the cluster')
+    // Both instances count both clients, within a renewal period.
+    await waitFor(async () => (await a.status('x')).sse_clients === 2 && (await b.status('x')).sse_clients === 2, 'both instances to count 2 clients')
+    const [statusA, statusB] = [await a.status('x'), await b.status('x')]
+    t.same(statusA, statusB, 'status is the same on every instance')
+    t.match(statusA, { streaming_active: true, state: 'active', owner: owner.id, task_id: `${owner.id}:task-1`, requested_intervals: [1, 1] })
+    t.same((await b.json('/streams')).body.streams.map((s: { agent_id: string }) => s.agent_id), ['x'], 'GET /streams on a non-owner lists the agent')
+
+    owner.adapter.push('x', { cpu: 1 })
+    owner.adapter.push('x', { cpu: 2 })
+    const seen = await Promise.all([onA, onB].map(async (stream) => [await metrics(stream), await metrics(stream)]))
+    for (const [first, second] of seen) {
+      t.same([JSON.parse(first!.data), JSON.parse(second!.data)], [{ cpu: 1 }, { cpu: 2 }])
+      t.ok(Number(second!.id) === Number(first!.id) + 1, 'consecutive ids')
+    }
+    t.same(seen[0]!.map((event) => event.id), seen[1]!.map((event) => event.id), 'the same ids on both instances')
+
+    onA.close()
+    await sleep(200 + renewMs * 3)
+    t.equal(stops(apps, 'x'), 0, 'no stop while a client remains on the other instance')
+    onB.close()
+    await waitFor(() => stops(apps, 'x') === 1, 'the stop')
+    await waitFor(async () => (await a.status('x')).state === 'idle' && (await b.status('x')).state === 'idle', 'idle everywhere')
+    t.match(await b.status('x'), { streaming_active: false, owner: null, sse_clients: 0, task_id: null })
+    await sleep(renewMs * 2)
+    t.equal(starts(apps, 'x'), 1)
+    t.equal(stops(apps, 'x'), 1)
+    t.same(liveTasks(apps), [])
+  })
+
+  t.test('the debounce is cluster-wide: a client on another instance within stopDelayMs keeps the stream', async (t) => {
+    const apps = await cluster(t, 2, redis, { stopDelayMs: 800 })
+    const [a, b] = apps as [ClusterApp, ClusterApp]
+    const first = await a.sse('/agents/d/metrics/stream')
+    await ownerOf(apps, 'd')
+    first.close()
+    await waitFor(async () => (await b.status('d')).state === 'lingering', 'lingering seen from b')
+    const second = await b.sse('/agents/d/metrics/stream')
+    await waitFor(async () => (await a.status('d')).state === 'active', 'active again')
+    await sleep(1000)
+    t.equal(starts(apps, 'd'), 1, 'no second start')
+    t.equal(stops(apps, 'd'), 0, 'no stop')
+    second.close()
+    await waitFor(() => stops(apps, 'd') === 1, 'the stop after the window', 5000)
+    t.same(liveTasks(apps), [])
+  })
+
+  t.test('per-client intervals across instances: the stream runs at the smallest, each instance down-samples', async (t) => {
+    const apps = await cluster(t, 2, redis)
+    const [a, b] = apps as [ClusterApp, ClusterApp]
+    const fast = await a.sse('/agents/i/metrics/stream?interval_seconds=1')
+    const slow = await b.sse('/agents/i/metrics/stream?interval_seconds=3')
+    const owner = await ownerOf(apps, 'i')
+    await statusBecomes(t, a, 'i', { interval_seconds: 1, requested_intervals: [1, 3] })
+    await statusBecomes(t, b, 'i', { interval_seconds: 1, requested_intervals: [1, 3] })
+    for (let n = 1; n <= 6; n++) owner.adapter.push('i', { n })
+    await waitFor(() => fast.events.filter((e) => e.event === 'metrics').length === 6, 'six samples on the fast client')
+    await waitFor(() => slow.events.filter((e) => e.event === 'metrics').length === 2, 'two on the slow one')
+    t.same(slow.events.filter((e) => e.event === 'metrics').map((e) => JSON.parse(e.data).n), [1, 4], 'every 3rd sample')
+    fast.close()
+    // Without changeInterval the owner re-tunes by a restart at the slower interval.
+    await waitFor(() => apps.some((app) => app.adapter.startCalls.some((call) => call.intervalSeconds === 3)), 'a start at 3 s')
+    await waitFor(async () => (await b.status('i')).interval_seconds === 3, 'status shows 3 s')
+    slow.close()
+    await waitFor(() => liveTasks(apps).length === 0, 'no live task')
+  })
+
+  t.test('a manual hold is one flag for the cluster: set on one instance, released on another', async (t) => {
+    const apps = await cluster(t, 2, redis)
+    const [a, b] = apps as [ClusterApp, ClusterApp]
+    const started = await a.json('/agents/h/metrics/streaming/start', 'POST', { interval_seconds: 2 })
+    t.equal(started.statusCode, 200)
+    t.match(started.body, { streaming_active: true, state: 'active', manual_hold: true, owner: 'a', interval_seconds: 2 })
+    await statusBecomes(t, b, 'h', { manual_hold: true, state: 'active', task_id: 'a:task-1', requested_intervals: [2] })
+    // A start on the other instance is the same hold: nothing restarts.
+    t.match((await b.json('/agents/h/metrics/streaming/start', 'POST', { interval_seconds: 2 })).body, { state: 'active', task_id: 'a:task-1' })
+    const released = await b.json('/agents/h/metrics/streaming/stop', 'POST')
+    t.equal(released.statusCode, 200)
+    t.equal(released.body.manual_hold, false, 'released everywhere by a stop on b')
+    await waitFor(() => stops(apps, 'h') === 1, 'the stop after stopDelayMs')
+    t.equal(starts(apps, 'h'), 1)
+    await statusBecomes(t, a, 'h', { manual_hold: false, streaming_active: false })
+  })
+
+  t.test('a hold lives under the lease of the instance that set it', async (t) => {
+    const apps = await cluster(t, 2, redis)
+    const [a, b] = apps as [ClusterApp, ClusterApp]
+    t.equal((await b.json('/agents/g/metrics/streaming/start', 'POST')).statusCode, 200)
+    await waitFor(async () => (await a.status('g')).manual_hold, 'a sees the hold')
+    // b is cut off from Redis for good: its instance lease runs out and its hold with it.
+    b.redis.disconnect(false)
+    const since = Date.now()
+    await waitFor(async () => !(await a.status('g')).manual_hold, 'the hold gone from a', 5000)
+    t.ok(Date.now() - since <= leaseMs + renewMs * 2 + 500, `hold gone after ${Date.now() - since} ms`)
+    await waitFor(() => liveTasks(apps, 'g').length === 0, 'the held stream stopped')
+  })
+
+  t.test('cancel from any instance: 200 once the owner stopped, clients everywhere get end: cancelled', async (t) => {
+    const apps = await cluster(t, 3, redis)
+    const [a, b, c] = apps as [ClusterApp, ClusterApp, ClusterApp]
+    const clients = [await a.sse('/agents/k/metrics/stream'), await b.sse('/agents/k/metrics/stream'), await c.sse('/agents/k/metrics/stream')]
+    t.equal((await b.json('/agents/k/metrics/streaming/start', 'POST')).statusCode, 200)
+    const owner = await ownerOf(apps, 'k')
+    const other = apps.find((app) => app !== owner)!
+    await waitFor(async () => (await other.status('k')).task_id !== null, 'the task id everywhere')
+    const taskId = (await other.status('k')).task_id
+    const cancelled = await other.json(`/tasks/${encodeURIComponent(taskId)}/cancel`, 'POST')
+    t.equal(cancelled.statusCode, 200)
+    t.equal(stops(apps, 'k'), 1, 'the owner had stopped the task when the cancel answered')
+    for (const client of clients) {
+      const end = await client.next((event) => event.event === 'end', `end on ${client.url} (owner ${owner.id}, cancelled on ${other.id}): ${JSON.stringify(client.events)} ${JSON.stringify(apps.map((app) => [app.id, app.logs.filter((line) => line.level >= 40 || /cancel|own|releas/i.test(line.msg)).map((line) => line.msg)]))}`)
+      t.same(JSON.parse(end.data), { reason: 'cancelled' })
+    }
+    await waitFor(async () => (await a.status('k')).manual_hold === false && (await c.status('k')).state === 'idle', 'hold cleared, idle')
+    await sleep(renewMs * 3)
+    t.equal(starts(apps, 'k'), 1, 'nothing restarted')
+    const unknown = await a.json('/tasks/nope/cancel', 'POST')
+    t.equal(unknown.statusCode, 404)
+    t.equal(unknown.body.code, 'FST_ERR_AGENT_SSE_UNKNOWN_TASK')
+  })
+
+  t.test('a graceful close of the owner hands the agent over; event ids keep increasing and replay works anywhere', async (t) => {
+    const apps = await cluster(t, 2, redis)
+    const [a, b] = apps as [ClusterApp, ClusterApp]
+    const onA = await a.sse('/agents/f/metrics/stream')
+    const owner = await ownerOf(apps, 'f')
+    t.equal(owner, a)
+    const onB = await b.sse('/agents/f/metrics/stream')
+    await waitFor(async () => (await a.status('f')).sse_clients === 2, 'two clients')
+    a.adapter.push('f', { n: 1 })
+    a.adapter.push('f', { n: 2 })
+    const before = [await metrics(onB), await metrics(onB)]
+    await metrics(onA)
+    const closedAt = Date.now()
+    await a.app.close()
+    t.equal(a.adapter.stopsFor('f'), 1, 'the closing owner stopped its task')
+    t.same(JSON.parse((await onA.next((event) => event.event === 'end')).data), { reason: 'server-shutdown' })
+    await waitFor(() => b.adapter.startsFor('f') === 1, 'b starts the stream')
+    t.ok(Date.now() - closedAt <= renewMs + 500, `b took over ${Date.now() - closedAt} ms after the close`)
+    await statusBecomes(t, b, 'f', { state: 'active', owner: 'b', task_id: 'b:task-1', sse_clients: 1 })
+    b.adapter.push('f', { n: 3 })
+    const after = await metrics(onB)
+    t.equal(Number(after.id), Number(before[1]!.id) + 1, 'ids continue across the change of owner')
+    // A load-balanced reconnect: Last-Event-ID from one instance means the same on another.
+    const resumed = await b.sse('/agents/f/metrics/stream', { 'last-event-id': before[0]!.id! })
+    t.same([JSON.parse((await metrics(resumed)).data), JSON.parse((await metrics(resumed)).data)], [{ n: 2 }, { n: 3 }], 'replayed after the given id')
+    onB.close()
+    resumed.close()
+    await waitFor(() => liveTasks(apps).length === 0, 'no live task')
+  })
+
+  t.test('an owner whose lease another instance took stops its stream and publishes nothing more', async (t) => {
+    const apps = await cluster(t, 2, redis)
+    const [a, b] = apps as [ClusterApp, ClusterApp]
+    const onA = await a.sse('/agents/s/metrics/stream')
+    const onB = await b.sse('/agents/s/metrics/stream')
+    const owner = await ownerOf(apps, 's')
+    const keyPrefix = (await findPrefix(redis, 's'))!
+    // What a partition looks like from Redis: the lease expired and someone else took it.
+    const intruder = new Redis(redis.url)
+    t.teardown(() => intruder.disconnect())
+    await intruder.set(`${keyPrefix}owner:s`, 'elsewhere', 'PX', 1500)
+    await waitFor(() => owner.adapter.stopsFor('s') === 1, 'the old owner stops its task')
+    const stoppedTask = owner.adapter.stopCalls[0]!.taskId
+    owner.adapter.startCalls[0]!.sink.push({ late: true })
+    await sleep(100)
+    t.notOk([...onA.events, ...onB.events].some((event) => event.event === 'metrics' && event.data.includes('late')), 'a stale owner cannot publish')
+    // Once the foreign lease expires an instance with clients takes the agent again.
+    await waitFor(async () => (await a.status('s')).state === 'active' && (await a.status('s')).task_id !== stoppedTask, 'a new task', 5000)
+    t.equal(liveTasks(apps, 's').length, 1, 'exactly one live stream')
+    onA.close()
+    onB.close()
+    await waitFor(() => liveTasks(apps).length === 0, 'no live task')
+  })
+
+  t.test('malformed messages on the cluster channel are ignored', async (t) => {
+    const apps = await cluster(t, 2, redis)
+    const [a] = apps as [ClusterApp, ClusterApp]
+    const onA = await a.sse('/agents/m/metrics/stream')
+    const owner = await ownerOf(apps, 'm')
+    const keyPrefix = (await findPrefix(redis, 'm'))!
+    const publisher = new Redis(redis.url)
+    t.teardown(() => publisher.disconnect())
+    for (const junk of ['', 'x', 's\nnope', 's\n1\n"m"\n0\n{}', 's\n5\n"m"\n1\n{bad', 'e\n"m"', 'f\n"m"\n{}', 'c\n1', 'r\n2', '{', 'e\n{\n1']) {
+      await publisher.publish(`${keyPrefix}events`, junk)
+      await publisher.publish(`${keyPrefix}inbox:a`, junk)
+    }
+    await publisher.publish(`${keyPrefix}inbox:a`, JSON.stringify({ op: 'cancelled', requestId: 'unknown', found: true }))
+    owner.adapter.push('m', { ok: 1 })
+    t.same(JSON.parse((await metrics(onA)).data), { ok: 1 }, 'still streaming')
+    onA.close()
+    await waitFor(() => liveTasks(apps).length === 0, 'no live task')
+  })
+})
+
+t.test('Redis going away and coming back', { skip }, async (t) => {
+  t.test('503 with Retry-After while Redis is down; clients get event: error; the owner stops within leaseMs; one stream after', async (t) => {
+    const redis = await startRedis(t)
+    const apps = await cluster(t, 2, redis)
+    const [a, b] = apps as [ClusterApp, ClusterApp]
+    const onA = await a.sse('/agents/r/metrics/stream')
+    const onB = await b.sse('/agents/r/metrics/stream')
+    const owner = await ownerOf(apps, 'r')
+    await redis.stop()
+    const downAt = Date.now()
+    for (const client of [onA, onB]) {
+      const error = JSON.parse((await client.next((event) => event.event === 'error', 'event: error')).data)
+      t.equal(error.code, 'FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE')
+      t.equal(error.statusCode, 503)
+      await waitFor(() => client.ended, 'the client closed')
+    }
+    for (const path of ['/agents/r/status', '/streams', '/agents/r/metrics/stream']) {
+      const response = await b.json(path)
+      t.equal(response.statusCode, 503, `${path} answers 503`)
+      t.equal(response.body.code, 'FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE')
+      t.ok(Number(response.headers['retry-after']) >= 1, 'with Retry-After')
+    }
+    await waitFor(() => owner.adapter.stopsFor('r') === 1, 'the owner stops its stream', 5000)
+    const keptFor = Date.now() - downAt
+    t.ok(keptFor <= leaseMs + 300, `the owner kept streaming ${keptFor} ms without Redis (lease ${leaseMs} ms)`)
+
+    await redis.start()
+    const upAt = Date.now()
+    await waitFor(async () => (await a.json('/agents/r/status')).statusCode === 200 && (await b.json('/agents/r/status')).statusCode === 200, 'both instances serve again', 5000)
+    t.ok(Date.now() - upAt <= renewMs + 1000, `serving ${Date.now() - upAt} ms after Redis returned`)
+    const again = [await a.sse('/agents/r/metrics/stream'), await b.sse('/agents/r/metrics/stream')]
+    const newOwner = await ownerOf(apps, 'r')
+    await sleep(renewMs * 3)
+    t.equal(liveTasks(apps, 'r').length, 1, 'exactly one stream')
+    newOwner.adapter.push('r', { back: true })
+    for (const client of again) t.same(JSON.parse((await metrics(client)).data), { back: true })
+    for (const client of again) client.close()
+    await waitFor(() => liveTasks(apps).length === 0, 'no live task')
+  })
+
+  t.test('a short outage (under leaseMs) keeps a held stream and its task; Redis data loss is repaired', async (t) => {
+    const redis = await startRedis(t)
+    const apps = await cluster(t, 2, redis, { leaseMs: 1500 })
+    const [a, b] = apps as [ClusterApp, ClusterApp]
+    t.equal((await a.json('/agents/q/metrics/streaming/start', 'POST')).statusCode, 200)
+    const taskId = (await a.status('q')).task_id
+    const before = await b.sse('/agents/q/metrics/stream')
+    a.adapter.push('q', { n: 1 })
+    const firstId = Number((await metrics(before)).id)
+    await redis.restart()
+    await waitFor(async () => (await b.json('/agents/q/status')).statusCode === 200 && (await a.json('/agents/q/status')).statusCode === 200, 'serving again', 5000)
+    await statusBecomes(t, b, 'q', { manual_hold: true, state: 'active', task_id: taskId, owner: 'a' })
+    t.equal(starts(apps, 'q'), 1, 'no restart')
+    t.equal(stops(apps, 'q'), 0)
+    const after = await b.sse('/agents/q/metrics/stream')
+    a.adapter.push('q', { n: 2 })
+    const second = await after.next((event) => event.event === 'metrics' && JSON.parse(event.data).n === 2, 'the sample after the restart')
+    t.ok(Number(second.id) > firstId, `event ids keep increasing although Redis lost its counter (${firstId} then ${second.id})`)
+    after.close()
+    t.equal((await b.json('/agents/q/metrics/streaming/stop', 'POST')).statusCode, 200)
+    await waitFor(() => liveTasks(apps).length === 0, 'no live task')
+  })
+})
+
+t.test('redisCoordinator options fail with a message naming the option', async (t) => {
+  const redis = new Redis({ lazyConnect: true })
+  t.teardown(() => redis.disconnect())
+  const cases: Array<[unknown, RegExp]> = [
+    [{}, /"coordinator\.redis" must be an ioredis client/],
+    [{ redis: {} }, /"coordinator\.redis"/],
+    [{ redis, leaseMs: 99 }, /"coordinator\.leaseMs" must be an integer >= 100 \(got 99\)/],
+    [{ redis, leaseMs: 1000.5 }, /"coordinator\.leaseMs"/],
+    [{ redis, keyPrefix: 7 }, /"coordinator\.keyPrefix" must be a string/],
+    [{ redis, instanceId: '' }, /"coordinator\.instanceId" must be a non-empty string/]
+  ]
+  for (const [options, message] of cases) {
+    t.throws(() => redisCoordinator(options as never), { code: 'FST_ERR_AGENT_SSE_INVALID_OPTION', message })
+  }
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await t.rejects(async () => { await app.register(agentSse, { adapter: new TestAdapter(), coordinator: {} as never }) }, { code: 'FST_ERR_AGENT_SSE_INVALID_OPTION', message: /"coordinator" must be a coordinator/ })
+  const coordinator = redisCoordinator({ redis })
+  const { StreamLifecycle } = await import('../lib/index.js')
+  t.throws(() => new StreamLifecycle({ adapter: new TestAdapter(), coordinator: { attach: 1 } as never }), { message: /"coordinator"/ })
+  const lifecycle = new StreamLifecycle({ adapter: new TestAdapter(), coordinator })
+  t.ok(lifecycle.distributed)
+  t.throws(() => new StreamLifecycle({ adapter: new TestAdapter(), coordinator }), { message: /already attached/ })
+})
+
+/** The key prefix the cluster of a test uses, found from the agent's lease key. */
+async function findPrefix (redis: RedisServer, agentId: string): Promise<string | null> {
+  const client = new Redis(redis.url)
+  try {
+    const keys = await client.keys(`*owner:${agentId}`)
+    return keys.length === 1 ? keys[0]!.slice(0, -`owner:${agentId}`.length) : null
+  } finally {
+    client.disconnect()
+  }
+}

@@ -44,7 +44,6 @@ async function statusBecomes (t: Test, app: ClusterApp, agentId: string, fields:
 const metrics = (stream: SseStream) => stream.next((event) => event.event === 'metrics', `metrics on ${stream.url}`)
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-
 t.test('cluster mode over Redis (in-process instances)', { skip }, async (t) => {
   const redis = await startRedis(t)
 

@@ -68,3 +68,15 @@ client.streamMetrics('agent1', 5, {
   onServerError (err) { expectType<AgentStreamClientError>(err); expectType<number>(err.statusCode); expectType<string>(err.code) }
 })
 expectError(client.startMetricsStreaming('agent1', { interval_seconds: '5' }))
+
+// Cluster mode: the Redis coordinator from its own entry point, typed against ioredis.
+{
+  const { Redis } = await import('ioredis')
+  const { redisCoordinator } = await import('../dist/esm/redis/index.js')
+  const coordinator = redisCoordinator({ redis: new Redis(), keyPrefix: 'agent-sse:', leaseMs: 10000, instanceId: 'a' })
+  expectAssignable<AgentSseOptions['coordinator']>(coordinator)
+  app.register(agentSse, { adapter, coordinator })
+  expectError(redisCoordinator({}))
+  expectError(redisCoordinator({ redis: new Redis(), leaseMs: '10s' }))
+  expectType<string | null | undefined>(({} as StreamStatus).owner)
+}

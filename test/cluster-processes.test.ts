@@ -5,6 +5,7 @@
 // SIGTERM shutdown. Time bounds are loose on purpose: the condition is the assertion, the
 // bound only catches a takeover that does not happen in any reasonable time. The measured
 // latencies are printed as `# timing:` comments.
+import { existsSync } from 'node:fs'
 import t, { type Test } from 'tap'
 import { startCluster, type Instance } from './helpers/cluster.js'
 import type { RecordedEvent, Recorder } from './helpers/recorder.js'
@@ -108,10 +109,29 @@ function dumpOnFailure (t: Test, recorder: Recorder, instances: Instance[], clie
   })
 }
 
+const dist = ['../dist/esm/index.js', '../dist/esm/redis/index.js'].map((path) => new URL(path, import.meta.url))
+
+/**
+ * startCluster, retried when an instance could not load the package: dist/ may be rebuilt
+ * while the tests run (an instance of a failed attempt is killed in teardown like any other).
+ */
+async function cluster (t: Test, n: number) {
+  for (let attempt = 1; ; attempt++) {
+    await waitFor(() => dist.every((file) => existsSync(file)), 'dist/ to be built (npm run build)', 60_000)
+    try {
+      return await startCluster(t, n, options)
+    } catch (err) {
+      if (attempt === 5 || !/ERR_MODULE_NOT_FOUND|Cannot find module|SyntaxError/.test(String(err))) throw err
+      t.comment(`an instance could not load dist/ (being rebuilt?), starting the cluster again: ${String(err).split('\n')[0]}`)
+      await sleep(1000)
+    }
+  }
+}
+
 const skip = redisSkip()
 
 t.test('three instances share one agent task; the stop comes only after the last client anywhere left', { skip }, async (t) => {
-  const { recorder, instances } = await startCluster(t, 3, options)
+  const { recorder, instances } = await cluster(t, 3)
   const [a, b, c] = instances as [Instance, Instance, Instance]
   const clients: SseStream[] = []
   dumpOnFailure(t, recorder, instances, () => clients)
@@ -176,7 +196,7 @@ t.test('three instances share one agent task; the stop comes only after the last
 })
 
 t.test('the stop debounce is cluster-wide: a client on b within stopDelayMs of the last one leaving a keeps the task', { skip }, async (t) => {
-  const { recorder, instances } = await startCluster(t, 2, options)
+  const { recorder, instances } = await cluster(t, 2)
   const [a, b] = instances as [Instance, Instance]
   const clients: SseStream[] = []
   dumpOnFailure(t, recorder, instances, () => clients)
@@ -210,7 +230,7 @@ t.test('the stop debounce is cluster-wide: a client on b within stopDelayMs of t
 })
 
 t.test('SIGKILL of the owner: the survivor takes over within the lease, stops the dead task, event ids go on', { skip }, async (t) => {
-  const { recorder, instances } = await startCluster(t, 2, options)
+  const { recorder, instances } = await cluster(t, 2)
   const [a, b] = instances as [Instance, Instance]
   const clients = [await a.sse(streamPath('y')), await b.sse(streamPath('y'))]
   dumpOnFailure(t, recorder, instances, () => clients)
@@ -255,7 +275,7 @@ t.test('SIGKILL of the owner: the survivor takes over within the lease, stops th
 })
 
 t.test('SIGSTOP of the owner: another instance takes over; after SIGCONT the old owner stops its own task', { skip }, async (t) => {
-  const { recorder, instances } = await startCluster(t, 2, options)
+  const { recorder, instances } = await cluster(t, 2)
   const [a, b] = instances as [Instance, Instance]
   const clients = [await a.sse(streamPath('z')), await b.sse(streamPath('z'))]
   dumpOnFailure(t, recorder, instances, () => clients)
@@ -306,7 +326,7 @@ t.test('SIGSTOP of the owner: another instance takes over; after SIGCONT the old
 })
 
 t.test('graceful stop (SIGTERM) of the owner: its task stops, the other instance takes over at once', { skip }, async (t) => {
-  const { recorder, instances } = await startCluster(t, 2, options)
+  const { recorder, instances } = await cluster(t, 2)
   const [a, b] = instances as [Instance, Instance]
   const clients = [await a.sse(streamPath('g')), await b.sse(streamPath('g'))]
   dumpOnFailure(t, recorder, instances, () => clients)
@@ -343,7 +363,7 @@ t.test('graceful stop (SIGTERM) of the owner: its task stops, the other instance
 })
 
 t.test('manual hold and cancel across instances', { skip }, async (t) => {
-  const { recorder, instances } = await startCluster(t, 3, options)
+  const { recorder, instances } = await cluster(t, 3)
   const [a, b, c] = instances as [Instance, Instance, Instance]
   const clients: SseStream[] = []
   dumpOnFailure(t, recorder, instances, () => clients)
@@ -354,7 +374,13 @@ t.test('manual hold and cancel across instances', { skip }, async (t) => {
     t.match(started.body, { agent_id: 'h', streaming_active: true, state: 'active', manual_hold: true, sse_clients: 0, owner: 'a', task_id: String })
     t.equal(recorder.starts('h').length, 1)
     t.equal(recorder.starts('h')[0]!.taskId, started.body.task_id)
-    await waitFor(async () => (await status(b, 'h')).manual_hold, 'b to see the hold', renewMs * 2 + slackMs)
+    const answeredAt = Date.now()
+    // b reads a's snapshot: the hold, then (once a publishes it) the active task.
+    await waitFor(async () => {
+      const seen = await status(b, 'h')
+      return seen.manual_hold && seen.task_id === started.body.task_id
+    }, 'b to see the hold and the task', renewMs * 2 + slackMs)
+    t.comment(`timing: b showed the hold and task ${Date.now() - answeredAt} ms after a answered the POST start`)
     t.match(await status(b, 'h'), { manual_hold: true, state: 'active', task_id: started.body.task_id, owner: 'a', sse_clients: 0 })
 
     const releasedAt = Date.now()

@@ -162,7 +162,7 @@ export class ClusterStreams implements CoordinatedStreams {
   }
 
   async cancelTask (taskId: string): Promise<StreamStatus | false> {
-    for (const own of this.owned.values()) {
+    for (const own of this.liveOwned()) {
       if (own.stream.taskId !== taskId) continue
       const stopped = own.stream.cancel()
       if (stopped === null) return false
@@ -179,7 +179,7 @@ export class ClusterStreams implements CoordinatedStreams {
   }
 
   status (agentId: string): StreamStatus {
-    const own = this.owned.get(agentId)
+    const own = this.ownedLive(agentId)
     // This instance's own word beats the last read: a lease it just released may still be in the view.
     const viewOwner = this.view.owner(agentId)
     const owner = own ? this.instanceId : viewOwner === this.instanceId ? null : viewOwner
@@ -206,7 +206,7 @@ export class ClusterStreams implements CoordinatedStreams {
   }
 
   list (): StreamStatus[] {
-    const agents = new Set([...this.owned.keys(), ...this.view.ownedByPeers()])
+    const agents = new Set([...[...this.liveOwned()].map((own) => own.agentId), ...this.view.ownedByPeers()])
     const statuses: StreamStatus[] = []
     for (const agentId of agents) {
       const status = this.status(agentId)
@@ -220,7 +220,7 @@ export class ClusterStreams implements CoordinatedStreams {
   }
 
   agentOfTask (taskId: string): string | null {
-    for (const own of this.owned.values()) if (own.stream.taskId === taskId) return own.agentId
+    for (const own of this.liveOwned()) if (own.stream.taskId === taskId) return own.agentId
     return this.view.agentOfTask(taskId)
   }
 
@@ -238,6 +238,16 @@ export class ClusterStreams implements CoordinatedStreams {
   }
 
   // --- demand -------------------------------------------------------------------------
+
+  /** The stream this instance owns for the agent, unless it is giving it up (then a peer's word counts). */
+  private ownedLive (agentId: string): OwnedStream | undefined {
+    const own = this.owned.get(agentId)
+    return own?.abandoned ? undefined : own
+  }
+
+  private * liveOwned (): IterableIterator<OwnedStream> {
+    for (const own of this.owned.values()) if (!own.abandoned) yield own
+  }
 
   private localOf (agentId: string): LocalAgent {
     let local = this.locals.get(agentId)
@@ -268,14 +278,14 @@ export class ClusterStreams implements CoordinatedStreams {
   }
 
   private demandChanged (agentId: string): void {
-    const own = this.owned.get(agentId)
+    const own = this.ownedLive(agentId)
     if (own && this.available) own.follow(this.clusterDemand(agentId))
     this.checkHoldWaiters(agentId)
     this.scheduleSync()
   }
 
   private streamInfo (agentId: string): OwnedStreamInfo | null {
-    const own = this.owned.get(agentId)
+    const own = this.ownedLive(agentId)
     return own ? own.info() : this.view.info(agentId)
   }
 
@@ -553,7 +563,7 @@ export class ClusterStreams implements CoordinatedStreams {
       pending.resolve(message.found)
       return
     }
-    const own = [...this.owned.values()].find((candidate) => candidate.stream.taskId === message.taskId)
+    const own = [...this.liveOwned()].find((candidate) => candidate.stream.taskId === message.taskId)
     const stopped = own?.stream.cancel() ?? null
     const answer = (found: boolean): void => {
       this.store.send(message.from, { op: 'cancelled', requestId: message.requestId, found }).catch(() => {})

@@ -264,6 +264,7 @@ t.test('SIGKILL of the owner: the survivor takes over within the lease, stops th
   const switched = metrics.findIndex((m) => m.sample.taskId !== oldTask)
   t.ok(metrics.slice(switched).every((m) => m.sample.taskId === start!.taskId), 'nothing from the old task after the switch')
   t.same(eventsOf(watching, 'end').concat(eventsOf(watching, 'error')), [], 'no end or error on the surviving client')
+  t.comment(`surviving client: other events ${JSON.stringify(watching.events.filter((event) => event.event !== 'metrics'))}`)
   t.equal(watching.ended, false, 'the surviving client stays connected')
 
   await sleep(renewMs * 3)
@@ -318,6 +319,9 @@ t.test('SIGSTOP of the owner: another instance takes over; after SIGCONT the old
   await metricWhere(onFrozen, (m) => m.sample.taskId === start.taskId, 'the thawed instance\'s client to get the new task\'s samples', renewMs * 2 + slackMs)
   await moreMetrics(onFrozen, 3, 'more samples on the thawed instance\'s client')
   for (const [name, client] of [['frozen', onFrozen], ['other', onOther]] as const) {
+    t.same(eventsOf(client, 'end').concat(eventsOf(client, 'error')), [], `${name} instance's client: no end or error`)
+    t.equal(client.ended, false, `${name} instance's client stays connected`)
+    t.comment(`${name} instance's client: other events ${JSON.stringify(client.events.filter((event) => event.event !== 'metrics'))}`)
     const metrics = metricsOf(client)
     t.ok(strictlyIncreasing(metrics.map((m) => m.id)), `${name} instance's client: event ids strictly increase`)
     const switched = metrics.findIndex((m) => m.sample.taskId === start.taskId)

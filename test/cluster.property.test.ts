@@ -1,0 +1,377 @@
+// Random interleavings of cluster traffic: three in-process instances (a, b, c) on one real
+// redis-server, two agents, SSE clients opening and leaving anywhere (at various intervals),
+// manual holds set and released on any instance, cancels from any instance, samples pushed
+// by the owner, and time passing. HTTP requests run in the background, so holds race with
+// stops and cancels. After every step the safety invariants hold: at most one live task per
+// agent in the cluster, no 5xx, per client strictly increasing ids, at most one end and
+// nothing after it. Probes check liveness where it is cheap (a client that waited 1.5 s has
+// exactly one stream, and a sample from its owner reaches it). At the end of a run everyone
+// leaves, and the cluster goes quiet: no live task, every instance idle.
+//
+// Reproduce a failure with CLUSTER_PROPERTY_SEED=<seed> CLUSTER_PROPERTY_PATH=<path> (both
+// printed by fast-check); CLUSTER_PROPERTY_RUNS sets the number of runs, CLUSTER_PROPERTY_TRACE=1
+// prints what each run did.
+import fc from 'fast-check'
+import t, { type Test } from 'tap'
+import type { StartCall } from './helpers/test-adapter.js'
+import { liveTasks, startClusterApp, type ClusterApp } from './helpers/cluster-app.js'
+import { redisSkip, startRedis, type RedisServer } from './helpers/redis-server.js'
+import { waitFor, type SseStream } from './helpers/server.js'
+
+const skip = redisSkip()
+const RUNS = Number(process.env.CLUSTER_PROPERTY_RUNS ?? 15)
+const SEED = process.env.CLUSTER_PROPERTY_SEED === undefined ? undefined : Number(process.env.CLUSTER_PROPERTY_SEED)
+const PATH = process.env.CLUSTER_PROPERTY_PATH
+/** CLUSTER_PROPERTY_TRACE=1 prints every run's trace. */
+const TRACE = process.env.CLUSTER_PROPERTY_TRACE === '1'
+const LEASE_MS = 600
+/** A hold waits at most adapterTimeoutMs (2000, the helper's default) + leaseMs: every request answers well within this. */
+const REQUEST_BOUND_MS = 6000
+/** Everyone left: the cluster is quiet within this (stopDelayMs + a few renewals, generously). */
+const QUIET_BOUND_MS = 6000
+const RUN_BOUND_MS = 60_000
+const PROBES_PER_RUN = 2
+const agents = ['x', 'y'] as const
+const instanceIds = ['a', 'b', 'c'] as const
+
+type Command =
+  | { kind: 'open', on: number, agent: string, interval: number | null }
+  | { kind: 'close', pick: number }
+  | { kind: 'start', on: number, agent: string, interval: number | null }
+  | { kind: 'stop', on: number, agent: string }
+  | { kind: 'cancel', on: number, agent: string }
+  | { kind: 'push', agent: string }
+  | { kind: 'sleep', ms: number }
+  | { kind: 'probe', on: number, agent: string }
+
+const on = fc.integer({ min: 0, max: 2 })
+const agent = fc.constantFrom(...agents)
+const interval = fc.option(fc.integer({ min: 1, max: 3 }), { nil: null })
+const command: fc.Arbitrary<Command> = fc.oneof(
+  { weight: 5, arbitrary: fc.record({ kind: fc.constant('open' as const), on, agent, interval }) },
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant('close' as const), pick: fc.nat(7) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('start' as const), on, agent, interval }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('stop' as const), on, agent }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('cancel' as const), on, agent }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('push' as const), agent }) },
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant('sleep' as const), ms: fc.integer({ min: 0, max: 300 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('probe' as const), on, agent }) }
+)
+
+interface Client {
+  name: string
+  agent: string
+  stream: SseStream
+  closedByUs: boolean
+  /** Events of `stream.events` already checked (this file never uses `next()`, which removes events). */
+  seen: number
+  lastId: number
+  ends: number
+}
+
+interface PendingRequest {
+  what: string
+  done: boolean
+  promise: Promise<void>
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Rejects after `ms` unless `promise` settled first. */
+function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms) })
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer))
+}
+
+/**
+ * The teardown scope of one run: startClusterApp registers its closes with `t.teardown`; a run
+ * is no tap test, so they are collected here and run (last in, first out) when the run ends.
+ */
+function runScope () {
+  const teardowns: Array<() => unknown> = []
+  const scope = { teardown (fn: () => unknown) { teardowns.push(fn) } } as unknown as Test
+  return {
+    scope,
+    async close (): Promise<string[]> {
+      const problems: string[] = []
+      for (const fn of teardowns.reverse()) {
+        try {
+          await within(Promise.resolve(fn()), 10_000, 'a teardown')
+        } catch (err) {
+          problems.push((err as Error).message)
+        }
+      }
+      return problems
+    }
+  }
+}
+
+let runs = 0
+
+async function runSchedule (redis: RedisServer, commands: Command[], stopDelayMs: number): Promise<void> {
+  const run = ++runs
+  const keyPrefix = `cprop${run}-${process.pid}-${Date.now()}:`
+  const { scope, close } = runScope()
+  const trace: string[] = [`run ${run}: stopDelayMs ${stopDelayMs}, leaseMs ${LEASE_MS}, keyPrefix ${keyPrefix}`]
+  const violations: string[] = []
+  const clients: Client[] = []
+  const pending: PendingRequest[] = []
+  /** `${agent}:${id}` → data: the same event id means the same sample on every client. */
+  const samplesById = new Map<string, string>()
+  let apps: ClusterApp[] = []
+  let clientCount = 0
+  let probes = 0
+
+  const report = (message: string): Error => {
+    const logs = apps.flatMap((app) => app.logs.filter((line) => line.level >= 40).map((line) => `  [${app.id}] ${line.msg}`))
+    return new Error(`${message}\n--- trace (last 80) ---\n${trace.slice(-80).join('\n')}\n--- warnings and errors logged ---\n${logs.slice(-40).join('\n') || '  (none)'}`)
+  }
+
+  /** Checks the client's new events; records what is wrong in `violations`. */
+  const scan = (client: Client): void => {
+    const { events } = client.stream
+    for (; client.seen < events.length; client.seen++) {
+      const event = events[client.seen]!
+      if (client.ends > 0) violations.push(`${client.name}: ${event.event} ${event.data} after its end`)
+      if (event.event === 'metrics') {
+        const id = Number(event.id)
+        if (!Number.isInteger(id) || id <= client.lastId) violations.push(`${client.name}: event id ${event.id} after ${client.lastId}`)
+        client.lastId = id
+        const key = `${client.agent}:${event.id}`
+        const known = samplesById.get(key)
+        if (known === undefined) samplesById.set(key, event.data)
+        else if (known !== event.data) violations.push(`${client.name}: event ${event.id} is ${event.data}, another client got ${known} under that id`)
+      } else if (event.event === 'end') {
+        client.ends++
+        if (client.ends > 1) violations.push(`${client.name}: a second end (${event.data})`)
+        if (event.data !== JSON.stringify({ reason: 'cancelled' })) violations.push(`${client.name}: end ${event.data} (only cancels end streams here)`)
+        trace.push(`  ${client.name} got end ${event.data}`)
+      } else {
+        violations.push(`${client.name}: unexpected event ${event.event}: ${event.data}`)
+      }
+    }
+    if (client.stream.ended && !client.closedByUs && client.ends === 0) {
+      violations.push(`${client.name}: the server closed the stream without an end event`)
+      client.closedByUs = true // reported once
+    }
+  }
+
+  /** The safety invariants, at any moment. */
+  const check = (where: string): void => {
+    for (const id of agents) {
+      const live = liveTasks(apps, id)
+      if (live.length > 1) violations.push(`${live.length} live tasks of agent ${id}: ${live.join(', ')}`)
+    }
+    for (const app of apps) {
+      if (app.adapter.maxConcurrentPerAgent > 1) violations.push(`adapter of ${app.id} had ${app.adapter.maxConcurrentPerAgent} concurrent tasks of one agent`)
+    }
+    for (const client of clients) scan(client)
+    if (violations.length > 0) throw report(`${where}:\n  ${[...new Set(violations)].join('\n  ')}`)
+  }
+
+  /** A request in the background; its answer is checked when it arrives. */
+  const send = (what: string, allowed: number[], request: () => Promise<{ statusCode: number, body: { code?: string } | undefined }>): void => {
+    const entry: PendingRequest = { what, done: false, promise: Promise.resolve() }
+    entry.promise = request().then((response) => {
+      entry.done = true
+      trace.push(`  ${what} → ${response.statusCode}${response.statusCode === 200 ? '' : ` ${response.body?.code}`}`)
+      if (!allowed.includes(response.statusCode)) violations.push(`${what} answered ${response.statusCode}: ${JSON.stringify(response.body)}`)
+    }, (err: Error) => {
+      entry.done = true
+      violations.push(`${what} failed: ${err.message}`)
+    })
+    pending.push(entry)
+  }
+
+  const settlePending = async (): Promise<void> => {
+    await within(Promise.all(pending.map((entry) => entry.promise)), REQUEST_BOUND_MS, 'the pending requests').catch(() => {})
+    for (const entry of pending) if (!entry.done) violations.push(`${entry.what} did not answer within ${REQUEST_BOUND_MS} ms`)
+    pending.length = 0
+  }
+
+  /** The start call of the agent's live task, and the instance running it. */
+  const liveTaskOf = (id: string): { app: ClusterApp, call: StartCall } | null => {
+    for (const app of apps) {
+      for (const [taskId, agentId] of app.adapter.liveTasks) {
+        if (agentId !== id) continue
+        const call = app.adapter.startCalls.find((candidate) => candidate.taskId === taskId)
+        if (call) return { app, call }
+      }
+    }
+    return null
+  }
+
+  const open = async (app: ClusterApp, id: string, intervalSeconds: number | null): Promise<Client> => {
+    const name = `client#${++clientCount}(${app.id}/${id}${intervalSeconds === null ? '' : `@${intervalSeconds}s`})`
+    const stream = await app.sse(`/agents/${id}/metrics/stream${intervalSeconds === null ? '' : `?interval_seconds=${intervalSeconds}`}`)
+    const client: Client = { name, agent: id, stream, closedByUs: false, seen: 0, lastId: 0, ends: 0 }
+    clients.push(client)
+    if (stream.statusCode !== 200) violations.push(`${name} opened with ${stream.statusCode}: ${stream.raw}`)
+    return client
+  }
+
+  const step = async (index: number, cmd: Command): Promise<void> => {
+    switch (cmd.kind) {
+      case 'open': {
+        const client = await open(apps[cmd.on]!, cmd.agent, cmd.interval)
+        trace.push(`#${index} open ${client.name}`)
+        break
+      }
+      case 'close': {
+        const open = clients.filter((client) => !client.closedByUs && !client.stream.ended)
+        const client = open[cmd.pick % Math.max(1, open.length)]
+        trace.push(`#${index} close ${client?.name ?? '(no open client)'}`)
+        if (client) {
+          client.closedByUs = true
+          client.stream.close()
+        }
+        break
+      }
+      case 'start': {
+        const app = apps[cmd.on]!
+        const what = `start ${cmd.agent} on ${app.id}${cmd.interval === null ? '' : ` @${cmd.interval}s`} (#${index})`
+        trace.push(`#${index} ${what}`)
+        // 409: the hold ended (a concurrent stop or cancel) before its stream became active.
+        send(what, [200, 409], () => app.json(`/agents/${cmd.agent}/metrics/streaming/start`, 'POST', cmd.interval === null ? undefined : { interval_seconds: cmd.interval }))
+        break
+      }
+      case 'stop': {
+        const app = apps[cmd.on]!
+        const what = `stop ${cmd.agent} on ${app.id} (#${index})`
+        trace.push(`#${index} ${what}`)
+        send(what, [200], () => app.json(`/agents/${cmd.agent}/metrics/streaming/stop`, 'POST'))
+        break
+      }
+      case 'cancel': {
+        const app = apps[cmd.on]!
+        const status = await app.json(`/agents/${cmd.agent}/status`)
+        if (status.statusCode !== 200) violations.push(`status of ${cmd.agent} on ${app.id} answered ${status.statusCode}: ${JSON.stringify(status.body)}`)
+        const taskId: string | null = status.body?.task_id ?? null
+        trace.push(`#${index} cancel ${cmd.agent} on ${app.id}: task ${taskId ?? '(none)'}`)
+        // 404: the task ended meanwhile.
+        if (taskId !== null) send(`cancel ${taskId} on ${app.id} (#${index})`, [200, 404], () => app.json(`/tasks/${encodeURIComponent(taskId)}/cancel`, 'POST'))
+        break
+      }
+      case 'push': {
+        const live = liveTaskOf(cmd.agent)
+        trace.push(`#${index} push ${cmd.agent}: ${live ? `through ${live.call.taskId}` : '(no live task)'}`)
+        live?.call.sink.push({ agent: cmd.agent, n: index })
+        break
+      }
+      case 'sleep':
+        trace.push(`#${index} sleep ${cmd.ms} ms`)
+        await sleep(cmd.ms)
+        break
+      case 'probe': {
+        if (probes >= PROBES_PER_RUN) {
+          trace.push(`#${index} probe skipped (${PROBES_PER_RUN} per run)`)
+          break
+        }
+        probes++
+        // Nothing in flight (a cancel would end the probe's client), then a client that waits.
+        await settlePending()
+        check(`before the probe at step ${index}`)
+        const app = apps[cmd.on]!
+        const client = await open(app, cmd.agent, 1)
+        trace.push(`#${index} probe with ${client.name}`)
+        await sleep(1500)
+        check(`probe at step ${index}, 1.5 s after ${client.name} opened`)
+        const live = liveTasks(apps, cmd.agent)
+        if (live.length !== 1) throw report(`probe at step ${index}: ${live.length} live tasks of ${cmd.agent} 1.5 s after ${client.name} opened (expected exactly 1)`)
+        const owner = liveTaskOf(cmd.agent)!
+        const taskId = owner.call.taskId
+        let statuses: unknown[] = []
+        await waitFor(async () => {
+          statuses = await Promise.all(apps.map((candidate) => candidate.status(cmd.agent)))
+          return statuses.every((status) => {
+            const s = status as { state: string, task_id: string | null, owner: string | null, sse_clients: number }
+            return s.state === 'active' && s.task_id === taskId && s.owner === owner.app.id && s.sse_clients >= 1
+          })
+        }, 'statuses', 3000).catch(() => {
+          throw report(`probe at step ${index}: the instances do not agree on the active task ${taskId} of ${cmd.agent} (owner ${owner.app.id}): ${JSON.stringify(statuses)}`)
+        })
+        const sample = { probe: index }
+        owner.call.sink.push(sample)
+        await waitFor(() => client.stream.events.some((event) => event.event === 'metrics' && event.data === JSON.stringify(sample)), 'the probe sample', 3000).catch(() => {
+          throw report(`probe at step ${index}: the sample ${JSON.stringify(sample)} pushed through ${taskId} on ${owner.app.id} did not reach ${client.name} within 3 s; it got ${JSON.stringify(client.stream.events)}`)
+        })
+        trace.push(`  probe ok: ${taskId} on ${owner.app.id} reached ${client.name}`)
+        break
+      }
+    }
+  }
+
+  const body = async (): Promise<void> => {
+    apps = await Promise.all(instanceIds.map((instanceId) => startClusterApp(scope, { redisUrl: redis.url, instanceId, keyPrefix, leaseMs: LEASE_MS, stopDelayMs })))
+    for (const [index, cmd] of commands.entries()) {
+      await step(index, cmd)
+      check(`after step ${index} (${cmd.kind})`)
+    }
+
+    // Everyone leaves: clients close, requests answer, every hold is released (on every instance).
+    trace.push('end: closing every client, settling requests, stopping every hold')
+    for (const client of clients) {
+      if (!client.closedByUs) {
+        client.closedByUs = true
+        client.stream.close()
+      }
+    }
+    await settlePending()
+    check('after the requests settled')
+    for (const id of agents) {
+      for (const app of apps) send(`final stop ${id} on ${app.id}`, [200], () => app.json(`/agents/${id}/metrics/streaming/stop`, 'POST'))
+      await settlePending()
+    }
+    check('after the final stops')
+
+    type Status = { state: string, sse_clients: number, manual_hold: boolean, streaming_active: boolean, owner: string | null, task_id: string | null }
+    let statuses: Array<[string, string, Status]> = []
+    const quiet = async (): Promise<boolean> => {
+      check('while waiting for quiet')
+      if (liveTasks(apps).length > 0) return false
+      statuses = []
+      for (const app of apps) for (const id of agents) statuses.push([app.id, id, await app.status(id)])
+      return statuses.every(([, , s]) => s.state === 'idle' && s.sse_clients === 0 && !s.manual_hold && !s.streaming_active && s.owner === null && s.task_id === null)
+    }
+    const leftAt = Date.now()
+    await waitFor(quiet, 'quiet', QUIET_BOUND_MS).catch((err: Error) => {
+      if (violations.length > 0) throw err
+      throw report(`not quiet ${QUIET_BOUND_MS} ms after everyone left: live tasks [${liveTasks(apps).join(', ')}], statuses ${JSON.stringify(statuses.filter(([, , s]) => s.state !== 'idle' || s.sse_clients !== 0 || s.manual_hold))}`)
+    })
+    trace.push(`quiet after ${Date.now() - leftAt} ms`)
+    // And it stays quiet: nothing restarts once demand is gone.
+    const startCalls = apps.reduce((sum, app) => sum + app.adapter.startCalls.length, 0)
+    await sleep(LEASE_MS / 2)
+    check('after quiet')
+    const later = apps.reduce((sum, app) => sum + app.adapter.startCalls.length, 0)
+    if (later !== startCalls || liveTasks(apps).length > 0) throw report(`a start after the cluster went quiet: ${startCalls} then ${later} start calls, live [${liveTasks(apps).join(', ')}]`)
+  }
+
+  try {
+    await within(body(), RUN_BOUND_MS, `run ${run}`).catch((err: Error) => {
+      throw err.message.includes('--- trace') ? err : report(err.message)
+    })
+  } finally {
+    if (TRACE) console.error(trace.join('\n'))
+    for (const client of clients) client.stream.close()
+    const problems = await close()
+    if (problems.length > 0) console.error(`run ${run}: teardown problems: ${problems.join('; ')}`)
+  }
+}
+
+t.test('cluster mode under random schedules (three in-process instances, one redis-server)', { skip, timeout: 300_000 }, async (t) => {
+  const redis = await startRedis(t)
+  const started = Date.now()
+  await fc.assert(
+    fc.asyncProperty(fc.array(command, { minLength: 10, maxLength: 25 }), fc.integer({ min: 0, max: 300 }), (commands, stopDelayMs) => runSchedule(redis, commands, stopDelayMs)),
+    {
+      numRuns: RUNS,
+      ...(SEED === undefined ? {} : { seed: SEED }),
+      ...(PATH === undefined ? {} : { path: PATH }),
+      // Shrinking runs real schedules (seconds each): bounded, and the smallest failure found so far is reported.
+      interruptAfterTimeLimit: 200_000
+    }
+  )
+  t.pass(`${runs} schedules (${RUNS} runs asked) in ${Date.now() - started} ms`)
+})

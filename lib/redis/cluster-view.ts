@@ -21,8 +21,6 @@ export class ClusterView {
   private peers = new Map<string, PeerDemand>()
   private owners = new Map<string, string>()
   private infos = new Map<string, OwnedStreamInfo>()
-  /** Bumped on every read, so that waiters can tell a fresh read from the one they started with. */
-  generation = 0
 
   constructor (private readonly self: string) {}
 
@@ -40,15 +38,6 @@ export class ClusterView {
     this.peers = peers
     this.owners = owners
     this.infos = infos
-    this.generation++
-  }
-
-  /** Forgets the cluster (Redis is unreachable): nothing read from it is trusted any more. */
-  clear (): void {
-    this.peers = new Map()
-    this.owners = new Map()
-    this.infos = new Map()
-    this.generation++
   }
 
   peerDemand (agentId: string): PeerDemand {
@@ -69,11 +58,6 @@ export class ClusterView {
     const agents: string[] = []
     for (const [agentId, owner] of this.owners) if (owner !== this.self) agents.push(agentId)
     return agents
-  }
-
-  /** Agents with peer demand. */
-  demanded (): IterableIterator<string> {
-    return this.peers.keys()
   }
 
   /** The agent whose owner published this task id, or null. */

@@ -174,6 +174,38 @@ t.test('cluster mode over Redis (in-process instances)', { skip }, async (t) => 
     t.equal(unknown.body.code, 'FST_ERR_AGENT_SSE_UNKNOWN_TASK')
   })
 
+  t.test('a cancel is final even when the owner reads the cluster before its peers heard of it', async (t) => {
+    const apps = await cluster(t, 2, redis)
+    const [a, b] = apps as [ClusterApp, ClusterApp]
+    // The owner's client asks for 1 s, the peer's for 5 s: the owner's own end changes the smallest interval.
+    const onA = await a.sse('/agents/n/metrics/stream?interval_seconds=1')
+    const owner = await ownerOf(apps, 'n')
+    t.equal(owner, a)
+    const onB = await b.sse('/agents/n/metrics/stream?interval_seconds=5')
+    await statusBecomes(t, a, 'n', { sse_clients: 2, requested_intervals: [1, 5] })
+    const cancelled = await a.json(`/tasks/${encodeURIComponent((await a.status('n')).task_id)}/cancel`, 'POST')
+    t.equal(cancelled.statusCode, 200)
+    for (const client of [onA, onB]) t.same(JSON.parse((await client.next((event) => event.event === 'end')).data), { reason: 'cancelled' })
+    await sleep(400 + renewMs * 3)
+    t.equal(starts(apps, 'n'), 1, 'no restart after the cancel')
+    t.same(liveTasks(apps), [])
+  })
+
+  t.test('a stop right after a start, on another instance, finds the hold', async (t) => {
+    const apps = await cluster(t, 2, redis)
+    const [a, b] = apps as [ClusterApp, ClusterApp]
+    const client = await a.sse('/agents/v/metrics/stream')
+    await ownerOf(apps, 'v')
+    // The stream is already active, so the start answers at once; the stop goes to b straight after.
+    t.equal((await a.json('/agents/v/metrics/streaming/start', 'POST')).statusCode, 200)
+    const stopped = await b.json('/agents/v/metrics/streaming/stop', 'POST')
+    t.equal(stopped.body.manual_hold, false)
+    await statusBecomes(t, a, 'v', { manual_hold: false })
+    client.close()
+    await waitFor(() => stops(apps, 'v') === 1, 'the stream stops once its client left', 5000)
+    t.same(liveTasks(apps), [])
+  })
+
   t.test('a graceful close of the owner hands the agent over; event ids keep increasing and replay works anywhere', async (t) => {
     const apps = await cluster(t, 2, redis)
     const [a, b] = apps as [ClusterApp, ClusterApp]

@@ -73,7 +73,8 @@ export class ClusterStreams implements CoordinatedStreams {
   private tickTimer: unknown = null
   private deadlineTimer: unknown = null
   private syncing: Promise<void> | null = null
-  private syncAgain = false
+  /** Syncs started so far, so that a caller can wait for one that started after it asked. */
+  private syncsStarted = 0
   private syncScheduled = false
   private lastSnapshot = ''
   private readonly detach: Array<() => void> = []
@@ -128,7 +129,7 @@ export class ClusterStreams implements CoordinatedStreams {
     const local = this.localOf(agentId)
     const info = this.streamInfo(agentId)
     const streaming = info?.state === 'active' || info?.state === 'lingering'
-    const sentLatest = catchUp(subscriber, this.historyOf(agentId), streaming, this.context.now(), local.audience)
+    const sentLatest = catchUp(subscriber, this.histories.get(agentId) ?? noHistory, streaming, this.context.now(), local.audience)
     if (local.tunedTo !== null) subscriber.tune(local.tunedTo)
     else if (info?.interval_seconds) subscriber.tune(info.interval_seconds)
     if (sentLatest) subscriber.countAsFirst()
@@ -144,20 +145,34 @@ export class ClusterStreams implements CoordinatedStreams {
   async hold (agentId: string, intervalSeconds: number): Promise<StreamStatus> {
     this.holds.set(agentId, intervalSeconds)
     this.demandChanged(agentId)
-    if (this.status(agentId).state !== 'active') await this.untilActive(agentId)
+    // In Redis before the answer: a stop sent right after it, to any instance, must find it.
+    await this.syncNow()
+    if (this.status(agentId).state !== 'active') {
+      try {
+        await this.untilActive(agentId)
+      } catch (err) {
+        // A start that failed (or could not be coordinated) leaves no hold behind, as in a single process.
+        if (this.holds.get(agentId) === intervalSeconds && this.status(agentId).state !== 'active') {
+          this.holds.delete(agentId)
+          this.demandChanged(agentId)
+        }
+        throw err
+      }
+    }
     return this.status(agentId)
   }
 
   async release (agentId: string): Promise<StreamStatus> {
     if (this.holds.delete(agentId)) this.rejectHoldWaiters(agentId, new FST_ERR_AGENT_SSE_HOLD_ENDED(agentId))
     this.demandChanged(agentId)
-    if (this.view.peerDemand(agentId).hold !== null) {
-      // Holds set through other instances live under their leases: ask them to drop theirs.
+    // Holds set through other instances live under their leases: ask them all to drop theirs
+    // (also one this instance has not read yet).
+    try {
       await this.store.broadcast(encodeMessage({ kind: 'release', agentId }))
-      await this.waitForView(() => this.view.peerDemand(agentId).hold === null, this.renewMs * 2)
-    } else {
-      await this.syncNow()
+    } catch (err) {
+      throw new FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE((err as Error).message)
     }
+    await this.waitForView(() => this.view.peerDemand(agentId).hold === null, this.renewMs * 2)
     return this.status(agentId)
   }
 
@@ -278,6 +293,8 @@ export class ClusterStreams implements CoordinatedStreams {
   }
 
   private demandChanged (agentId: string): void {
+    // After a pause (GC, SIGSTOP) queued events run before timers: no adapter call on an expired lease.
+    this.checkDeadline(this.context.now())
     const own = this.ownedLive(agentId)
     if (own && this.available) own.follow(this.clusterDemand(agentId))
     this.checkHoldWaiters(agentId)
@@ -310,21 +327,16 @@ export class ClusterStreams implements CoordinatedStreams {
     })
   }
 
-  /** Resolves after a sync that started after this call. */
+  /** Resolves after a sync that started after this call (its read reflects every change made before it). */
   private async syncNow (): Promise<void> {
-    if (this.syncing) {
-      this.syncAgain = true
+    const startedBefore = this.syncsStarted
+    while (this.syncing) {
       await this.syncing
-      if (this.syncing) await this.syncing
-      return
+      if (this.syncsStarted > startedBefore && this.syncing === null) return
     }
-    this.syncing = this.syncOnce().finally(() => {
-      this.syncing = null
-      if (this.syncAgain) {
-        this.syncAgain = false
-        this.scheduleSync()
-      }
-    })
+    if (this.syncsStarted > startedBefore) return
+    this.syncsStarted++
+    this.syncing = this.syncOnce().finally(() => { this.syncing = null })
     await this.syncing
   }
 
@@ -366,10 +378,10 @@ export class ClusterStreams implements CoordinatedStreams {
   private snapshot (): InstanceSnapshot {
     const agents: InstanceSnapshot['agents'] = {}
     for (const [agentId, local] of this.locals) {
-      if (local.audience.size > 0) agents[agentId] = { c: local.audience.size, i: local.audience.intervalCounts(), h: null }
+      if (local.audience.size > 0) agents[agentId] = { c: local.audience.size, i: local.audience.intervalCounts(), h: null, e: this.lastEventId(agentId) }
     }
     for (const [agentId, interval] of this.holds) {
-      agents[agentId] = { ...(agents[agentId] ?? { c: 0, i: [] }), h: interval }
+      agents[agentId] = { ...(agents[agentId] ?? { c: 0, i: [], e: this.lastEventId(agentId) }), h: interval }
     }
     const owned: InstanceSnapshot['owned'] = {}
     for (const [agentId, own] of this.owned) if (!own.abandoned) owned[agentId] = own.info()
@@ -382,7 +394,13 @@ export class ClusterStreams implements CoordinatedStreams {
     for (const agentId of wanted) {
       if (this.closing || !this.available || this.owned.has(agentId) || this.view.owner(agentId) !== null) continue
       if ((this.locals.get(agentId)?.audience.size ?? 0) === 0 && !this.holds.has(agentId)) continue
-      if (await this.store.acquire(agentId)) await this.becomeOwner(agentId)
+      let acquired = false
+      try {
+        acquired = await this.store.acquire(agentId)
+      } catch (err) {
+        this.context.logger.warn({ agentId, err }, `Could not take the lease of agent ${agentId}: ${(err as Error).message}`)
+      }
+      if (acquired) await this.becomeOwner(agentId)
     }
   }
 
@@ -416,6 +434,7 @@ export class ClusterStreams implements CoordinatedStreams {
   private ownedChanged (agentId: string): void {
     const own = this.owned.get(agentId)
     if (!own) return
+    this.checkDeadline(this.context.now())
     const { state } = own.stream
     const taskId = own.stream.taskId
     if (state === 'active' && taskId !== null && !own.abandoned) this.store.recordTask(agentId, taskId).catch(() => {})
@@ -451,41 +470,50 @@ export class ClusterStreams implements CoordinatedStreams {
     }
   }
 
+  // Timed from when the last renewal was sent: the leases in Redis run at least until then + leaseMs.
+  // Re-armed if it fires a hair early (timers and the wall clock round differently).
   private armDeadline (): void {
     if (this.deadlineTimer !== null) this.context.timers.clearTimeout(this.deadlineTimer)
+    const remaining = this.renewedAt + this.settings.leaseMs - this.context.now()
     this.deadlineTimer = this.context.timers.setTimeout(() => {
       this.deadlineTimer = null
-      this.checkDeadline(this.context.now())
-    }, this.settings.leaseMs)
+      if (this.renewedAt + this.settings.leaseMs > this.context.now()) this.armDeadline()
+      else this.checkDeadline(this.context.now())
+    }, Math.max(1, remaining))
   }
 
   // --- publishing (owner) -------------------------------------------------------------
 
   private publishSample (agentId: string, sample: MetricsSample, intervalSeconds: number): void {
     if (!this.available) return
-    const floor = this.historyOf(agentId).lastEventId
+    // Never below an id any instance has handed out, even if Redis lost the counter and this owner is new.
+    const floor = Math.max(this.histories.get(agentId)?.lastEventId ?? 0, this.view.peerDemand(agentId).lastEventId)
     this.store.publishSample(agentId, floor, samplePayload(agentId, intervalSeconds, sample)).then(
       (eventId) => { if (eventId === 0) this.leaseLost(agentId, 'another instance holds its lease') },
       (err: Error) => this.context.logger.warn({ agentId, err }, `Could not publish a sample of agent ${agentId}: ${err.message}`)
     )
   }
 
+  // The end is applied here once Redis took it (this instance's clients must not restart the stream
+  // before the echo arrives), and not at all if the lease is gone: then the stream is another owner's.
   private publishEnd (agentId: string, reason: string): void {
-    // Applied here at once, so that this instance's clients cannot restart the stream before the echo arrives.
-    this.endLocally(agentId, reason)
-    this.publishAsOwner(agentId, encodeMessage({ kind: 'end', agentId, reason }))
+    this.publishAsOwner(agentId, encodeMessage({ kind: 'end', agentId, reason }), () => this.endLocally(agentId, reason))
   }
 
   private publishFailure (agentId: string, err: Error): void {
     const body = errorBody(err)
-    this.failLocally(agentId, body)
-    this.publishAsOwner(agentId, encodeMessage({ kind: 'fail', agentId, error: body }))
+    this.publishAsOwner(agentId, encodeMessage({ kind: 'fail', agentId, error: body }), () => this.failLocally(agentId, body))
   }
 
-  private publishAsOwner (agentId: string, message: string): void {
-    this.store.publishAsOwner(agentId, message).catch((err: Error) => {
-      this.context.logger.warn({ agentId, err }, `Could not tell the cluster about agent ${agentId}: ${err.message}`)
-    })
+  private publishAsOwner (agentId: string, message: string, applyHere: () => void): void {
+    if (!this.available) return
+    this.store.publishAsOwner(agentId, message).then(
+      (published) => {
+        if (published) applyHere()
+        else this.leaseLost(agentId, 'another instance holds its lease')
+      },
+      (err: Error) => this.context.logger.warn({ agentId, err }, `Could not tell the cluster about agent ${agentId}: ${err.message}`)
+    )
   }
 
   // --- receiving ------------------------------------------------------------------------
@@ -687,6 +715,11 @@ export class ClusterStreams implements CoordinatedStreams {
     if (this.deadlineTimer !== null) timers.clearTimeout(this.deadlineTimer)
     const closed = new FST_ERR_AGENT_SSE_CLOSED()
     for (const agentId of [...this.holdWaiters.keys()]) this.rejectHoldWaiters(agentId, closed)
+    for (const [requestId, pending] of this.pendingCancels) {
+      this.pendingCancels.delete(requestId)
+      timers.clearTimeout(pending.timer)
+      pending.reject(closed)
+    }
     this.holds.clear()
     for (const [agentId, local] of this.locals) {
       this.locals.delete(agentId)
@@ -710,6 +743,9 @@ export class ClusterStreams implements CoordinatedStreams {
     logger.info({ instanceId: this.instanceId }, `Cluster instance ${this.instanceId} left`)
   }
 }
+
+// What a subscriber to an agent that never streamed catches up on: nothing (and nothing is kept for it).
+const noHistory = new ReplayHistory(1)
 
 function untilReady (connection: Redis): Promise<void> {
   if (connection.status === 'ready') return Promise.resolve()

@@ -9,9 +9,11 @@ export interface PeerDemand {
   smallestClientInterval: number | null
   /** The smallest peer hold interval, or null when no peer holds the agent. */
   hold: number | null
+  /** The newest event id a peer has seen for the agent. */
+  lastEventId: number
 }
 
-const noDemand: PeerDemand = { clients: 0, intervals: [], smallestClientInterval: null, hold: null }
+const noDemand: PeerDemand = { clients: 0, intervals: [], smallestClientInterval: null, hold: null, lastEventId: 0 }
 
 /**
  * The last read of the cluster, as seen by one instance: its peers' demand per agent and
@@ -70,10 +72,11 @@ export class ClusterView {
 function add (peers: Map<string, PeerDemand>, agentId: string, demand: InstanceDemand): void {
   let sum = peers.get(agentId)
   if (!sum) {
-    sum = { clients: 0, intervals: [], smallestClientInterval: null, hold: null }
+    sum = { clients: 0, intervals: [], smallestClientInterval: null, hold: null, lastEventId: 0 }
     peers.set(agentId, sum)
   }
   sum.clients += demand.c
+  if (Number.isSafeInteger(demand.e) && demand.e > sum.lastEventId) sum.lastEventId = demand.e
   for (const [interval, count] of demand.i) {
     for (let i = 0; i < count; i++) sum.intervals.push(interval)
     if (count > 0 && (sum.smallestClientInterval === null || interval < sum.smallestClientInterval)) sum.smallestClientInterval = interval

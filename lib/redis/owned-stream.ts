@@ -64,10 +64,22 @@ export class OwnedStream {
   readonly stream: AgentStream
   /** The lease is lost or the instance closes: the stream is being stopped and tells the cluster nothing more. */
   abandoned = false
+  /**
+   * The stream ended for the cluster (cancelled, failed, ended by the agent): it only stops now.
+   * A late read of the cluster's demand must not restart it; whoever still wants the agent takes it anew.
+   */
+  private finished = false
   private readonly history: PublishingHistory
   private clusterSubscriber: ClusterSubscriber | null = null
 
-  constructor (readonly agentId: string, context: AgentStreamContext, private readonly outlet: OwnerOutlet) {
+  private readonly outlet: OwnerOutlet
+
+  constructor (readonly agentId: string, context: AgentStreamContext, outlet: OwnerOutlet) {
+    this.outlet = {
+      sample: outlet.sample,
+      end: (reason) => { this.finish(); outlet.end(reason) },
+      fail: (err) => { this.finish(); outlet.fail(err) }
+    }
     const streamContext: AgentStreamContext = { ...context, isClosing: () => this.abandoned || context.isClosing() }
     this.history = new PublishingHistory((sample) => {
       if (!this.abandoned) outlet.sample(sample, this.stream.intervalSeconds!)
@@ -78,7 +90,7 @@ export class OwnedStream {
 
   /** Moves the state machine toward the cluster's demand. */
   follow (demand: ClusterDemand): void {
-    if (this.abandoned) return
+    if (this.abandoned || this.finished) return
     const wanted = demand.clientInterval === null ? demand.hold : demand.hold === null ? demand.clientInterval : Math.min(demand.clientInterval, demand.hold)
     const current = this.clusterSubscriber
     if (wanted === (current?.intervalSeconds ?? null)) return
@@ -89,6 +101,11 @@ export class OwnedStream {
       current.detached = true
       this.stream.unsubscribe(current)
     }
+  }
+
+  private finish (): void {
+    this.finished = true
+    this.clusterSubscriber = null
   }
 
   /** What the owner publishes about the stream. */

@@ -10,6 +10,8 @@ export interface InstanceDemand {
   i: Array<[number, number]>
   /** The instance's manual hold interval, or null. */
   h: number | null
+  /** The newest event id the instance has seen for the agent (a floor for ids after Redis lost its counter). */
+  e: number
 }
 
 /** What an owner publishes about a stream it runs. */
@@ -50,6 +52,11 @@ local floor = tonumber(ARGV[2])
 if id <= floor then id = floor + 1 redis.call('SET', KEYS[2], id) end
 redis.call('PUBLISH', ARGV[3], 's\\n' .. id .. '\\n' .. ARGV[4])
 return id`
+
+// Only the lease holder records its task: a stale owner must not overwrite what a successor will stop.
+const RECORD_TASK = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+return 1`
 
 const PUBLISH_FENCED = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PUBLISH', ARGV[2], ARGV[3])
@@ -131,12 +138,7 @@ export class RedisStore {
 
   /** Remembers the live task so that a successor can stop it if this instance dies. */
   async recordTask (agentId: string, taskId: string): Promise<void> {
-    await this.redis.set(this.taskKey(agentId), JSON.stringify({ owner: this.instanceId, taskId }))
-  }
-
-  async forgetTask (agentId: string, taskId: string): Promise<void> {
-    const previous = await this.previousTask(agentId)
-    if (previous?.taskId === taskId) await this.redis.del(this.taskKey(agentId))
+    await this.redis.eval(RECORD_TASK, 2, this.ownerKey(agentId), this.taskKey(agentId), this.instanceId, JSON.stringify({ owner: this.instanceId, taskId }))
   }
 
   async release (agentId: string): Promise<void> {

@@ -4,25 +4,18 @@
 //
 //   REDIS_URL=redis://127.0.0.1:6379 INSTANCE_ID=a PORT=3001 node examples/cluster/instance.js
 import { randomUUID } from 'node:crypto'
-import { createReadStream } from 'node:fs'
-import { createRequire } from 'node:module'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import fastifyStatic from '@fastify/static'
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import agentSse from 'fastify-agent-sse'
 import { redisCoordinator } from 'fastify-agent-sse/redis'
 import { createExampleAgents } from '../agents/index.js'
+import { serveDashboard } from '../dashboard.js'
 
-const here = dirname(fileURLToPath(import.meta.url))
-const require = createRequire(import.meta.url)
 const env = process.env
 const port = Number(env.PORT ?? 3001)
 const host = env.HOST ?? '127.0.0.1'
 const redisUrl = env.REDIS_URL ?? 'redis://127.0.0.1:6379'
-// Unique among running instances; a fresh one per process (as the plugin's default): a successor
-// stops a crashed owner's agent task only if its id differs.
+// Unique among running instances (the plugin's default is a random one too).
 const instanceId = env.INSTANCE_ID ?? randomUUID()
 const stopDelayMs = Number(env.STOP_DELAY_MS ?? 2000)
 // Shorter than the plugin's default (10000) so that a failover is quick to watch.
@@ -52,17 +45,7 @@ await app.register(agentSse, {
   coordinator: redisCoordinator({ redis, keyPrefix, leaseMs, instanceId })
 })
 
-// The dashboard, as examples/server.js serves it: static files, the package's browser client, uPlot.
-await app.register(fastifyStatic, { root: join(here, '..', 'dashboard') })
-const modules = {
-  '/client.js': fileURLToPath(import.meta.resolve('fastify-agent-sse/client')),
-  '/vendor/uPlot.esm.js': require.resolve('uplot/dist/uPlot.esm.js'),
-  '/vendor/uPlot.min.css': require.resolve('uplot/dist/uPlot.min.css')
-}
-for (const [path, file] of Object.entries(modules)) {
-  app.get(path, (_request, reply) => reply.type(path.endsWith('.css') ? 'text/css' : 'text/javascript').send(createReadStream(file)))
-}
-app.get('/example/agents', async () => ({ agents: agentIds, stop_delay_ms: stopDelayMs, instance_id: instanceId }))
+await serveDashboard(app, { agents: agentIds, stop_delay_ms: stopDelayMs, instance_id: instanceId })
 
 /**
  * Adds `collected_by` (this instance) and `task_id` to every sample, so that a dashboard on

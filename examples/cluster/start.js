@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
+import { readable } from '../readable-log.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const env = process.env
@@ -21,18 +22,6 @@ const members = [{ id: 'a', port: env.PORT_A ?? '3001' }, { id: 'b', port: env.P
 const instances = new Map() // id -> child process, while it runs
 let ownRedis = null // the redis-server started here, if any
 let stopping = false
-
-// The instances log JSON (pino); show its level and message, and anything else as it is.
-const levels = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' }
-function readable (line) {
-  if (!line.startsWith('{')) return line
-  try {
-    const { level, msg } = JSON.parse(line)
-    return msg === undefined ? line : `${levels[level] ?? level} ${msg}`
-  } catch {
-    return line
-  }
-}
 
 const running = (child) => child.exitCode === null && child.signalCode === null
 

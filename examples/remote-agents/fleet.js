@@ -6,23 +6,12 @@ import { spawn } from 'node:child_process'
 import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
+import { readable } from '../readable-log.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const agentIds = ['edge-1', 'edge-2', 'edge-3']
 const children = new Set()
 let stopping = false
-
-// The server logs JSON (pino); show its level and message, and anything else as it is.
-const levels = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' }
-function readable (line) {
-  if (!line.startsWith('{')) return line
-  try {
-    const { level, msg } = JSON.parse(line)
-    return msg === undefined ? line : `${levels[level] ?? level} ${msg}`
-  } catch {
-    return line
-  }
-}
 
 function run (name, args, onLine = () => {}) {
   const child = spawn(process.execPath, args, { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] })

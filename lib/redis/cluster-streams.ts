@@ -159,6 +159,8 @@ export class ClusterStreams implements CoordinatedStreams {
         throw err
       }
     }
+    // A stop (from any instance) that came in meanwhile ended this hold, as it would reject it in a single process.
+    if (!this.holds.has(agentId)) throw new FST_ERR_AGENT_SSE_HOLD_ENDED(agentId)
     return this.status(agentId)
   }
 

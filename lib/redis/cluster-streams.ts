@@ -21,6 +21,7 @@ import { rememberJson } from '../sample-json.js'
 import { ClusterView } from './cluster-view.js'
 import { decodeInbox, decodeMessage, encodeMessage, samplePayload, type ClusterMessage, type InboxMessage } from './messages.js'
 import { OwnedStream, type ClusterDemand } from './owned-stream.js'
+import { TimedWaits } from './timed-waits.js'
 import { RedisStore, type InstanceSnapshot, type OwnedStreamInfo } from './store.js'
 
 export interface ClusterSettings {
@@ -35,12 +36,6 @@ interface LocalAgent {
   audience: Audience
   /** The stream interval the audience's down-sampling is tuned to. */
   tunedTo: number | null
-}
-
-interface HoldWaiter {
-  resolve (): void
-  reject (err: Error): void
-  timer: unknown
 }
 
 /**
@@ -61,8 +56,10 @@ export class ClusterStreams implements CoordinatedStreams {
   /** Manual holds set through this instance. */
   private readonly holds = new Map<string, number>()
   private readonly owned = new Map<string, OwnedStream>()
-  private readonly holdWaiters = new Map<string, Set<HoldWaiter>>()
-  private readonly pendingCancels = new Map<string, { resolve (found: boolean): void, reject (err: Error): void, timer: unknown }>()
+  /** `hold()` callers waiting for the stream to be active, by agent. */
+  private readonly holdWaiters: TimedWaits
+  /** Cancels sent to an owner, by request id, waiting for its answer. */
+  private readonly pendingCancels: TimedWaits<boolean>
   private readonly streamContext: AgentStreamContext
   private subscriberConnection: Redis | null = null
   private available = false
@@ -83,6 +80,8 @@ export class ClusterStreams implements CoordinatedStreams {
     this.store = new RedisStore(settings.redis, settings.keyPrefix, settings.instanceId, settings.leaseMs)
     this.view = new ClusterView(settings.instanceId)
     this.renewMs = Math.max(1, Math.floor(settings.leaseMs / 3))
+    this.holdWaiters = new TimedWaits(context.timers)
+    this.pendingCancels = new TimedWaits<boolean>(context.timers)
     this.streamContext = {
       ...context,
       isClosing: () => this.closing !== null,
@@ -165,7 +164,7 @@ export class ClusterStreams implements CoordinatedStreams {
   }
 
   async release (agentId: string): Promise<StreamStatus> {
-    if (this.holds.delete(agentId)) this.rejectHoldWaiters(agentId, new FST_ERR_AGENT_SSE_HOLD_ENDED(agentId))
+    if (this.holds.delete(agentId)) this.holdWaiters.reject(agentId, new FST_ERR_AGENT_SSE_HOLD_ENDED(agentId))
     this.demandChanged(agentId)
     // Holds set through other instances live under their leases: ask them all to drop theirs
     // (also one this instance has not read yet).
@@ -540,7 +539,7 @@ export class ClusterStreams implements CoordinatedStreams {
         return
       case 'release':
         if (this.holds.delete(message.agentId)) {
-          this.rejectHoldWaiters(message.agentId, new FST_ERR_AGENT_SSE_HOLD_ENDED(message.agentId))
+          this.holdWaiters.reject(message.agentId, new FST_ERR_AGENT_SSE_HOLD_ENDED(message.agentId))
           this.demandChanged(message.agentId)
         }
     }
@@ -579,18 +578,14 @@ export class ClusterStreams implements CoordinatedStreams {
     const local = this.locals.get(agentId)
     this.locals.delete(agentId)
     this.holds.delete(agentId)
-    this.rejectHoldWaiters(agentId, holdError)
+    this.holdWaiters.reject(agentId, holdError)
     local?.audience.endAll(notify)
     this.scheduleSync()
   }
 
   private onInbox (message: InboxMessage): void {
     if (message.op === 'cancelled') {
-      const pending = this.pendingCancels.get(message.requestId)
-      if (!pending) return
-      this.pendingCancels.delete(message.requestId)
-      this.context.timers.clearTimeout(pending.timer)
-      pending.resolve(message.found)
+      this.pendingCancels.resolve(message.requestId, message.found)
       return
     }
     const own = [...this.liveOwned()].find((candidate) => candidate.stream.taskId === message.taskId)
@@ -605,67 +600,29 @@ export class ClusterStreams implements CoordinatedStreams {
   private askToCancel (owner: string, taskId: string): Promise<boolean> {
     const requestId = randomUUID()
     const waitMs = this.context.adapterTimeoutMs + this.settings.leaseMs
-    return new Promise<boolean>((resolve, reject) => {
-      const timer = this.context.timers.setTimeout(() => {
-        this.pendingCancels.delete(requestId)
-        reject(new FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE(`instance ${owner} did not answer the cancel of task ${taskId} within ${waitMs} ms`))
-      }, waitMs)
-      this.pendingCancels.set(requestId, { resolve, reject, timer })
-      this.store.send(owner, { op: 'cancel', requestId, from: this.instanceId, taskId }).catch((err: Error) => {
-        this.context.timers.clearTimeout(timer)
-        this.pendingCancels.delete(requestId)
-        reject(new FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE(err.message))
-      })
+    const answered = this.pendingCancels.wait(requestId, waitMs, () =>
+      new FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE(`instance ${owner} did not answer the cancel of task ${taskId} within ${waitMs} ms`))
+    this.store.send(owner, { op: 'cancel', requestId, from: this.instanceId, taskId }).catch((err: Error) => {
+      this.pendingCancels.reject(requestId, new FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE(err.message))
     })
+    return answered
   }
 
   // --- manual holds -------------------------------------------------------------------
 
   private untilActive (agentId: string): Promise<void> {
     const waitMs = this.context.adapterTimeoutMs + this.settings.leaseMs
-    return new Promise<void>((resolve, reject) => {
-      const waiter: HoldWaiter = {
-        resolve,
-        reject,
-        timer: this.context.timers.setTimeout(() => {
-          this.holdWaiters.get(agentId)?.delete(waiter)
-          // Nobody got the stream going in time: the hold is dropped, as after a failed start.
-          if (this.holds.delete(agentId)) this.demandChanged(agentId)
-          reject(new FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT('startMetricsStreaming', agentId, waitMs))
-        }, waitMs)
-      }
-      let waiters = this.holdWaiters.get(agentId)
-      if (!waiters) {
-        waiters = new Set()
-        this.holdWaiters.set(agentId, waiters)
-      }
-      waiters.add(waiter)
+    return this.holdWaiters.wait(agentId, waitMs, () => {
+      // Nobody got the stream going in time: the hold is dropped, as after a failed start.
+      if (this.holds.delete(agentId)) this.demandChanged(agentId)
+      return new FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT('startMetricsStreaming', agentId, waitMs)
     })
   }
 
   private checkHoldWaiters (agentId: string): void {
-    const waiters = this.holdWaiters.get(agentId)
-    if (!waiters) return
-    if (!this.holds.has(agentId)) {
-      this.rejectHoldWaiters(agentId, new FST_ERR_AGENT_SSE_HOLD_ENDED(agentId))
-      return
-    }
-    if (this.status(agentId).state !== 'active') return
-    this.holdWaiters.delete(agentId)
-    for (const waiter of waiters) {
-      this.context.timers.clearTimeout(waiter.timer)
-      waiter.resolve()
-    }
-  }
-
-  private rejectHoldWaiters (agentId: string, err: Error): void {
-    const waiters = this.holdWaiters.get(agentId)
-    if (!waiters) return
-    this.holdWaiters.delete(agentId)
-    for (const waiter of waiters) {
-      this.context.timers.clearTimeout(waiter.timer)
-      waiter.reject(err)
-    }
+    if (!this.holdWaiters.has(agentId)) return
+    if (!this.holds.has(agentId)) this.holdWaiters.reject(agentId, new FST_ERR_AGENT_SSE_HOLD_ENDED(agentId))
+    else if (this.status(agentId).state === 'active') this.holdWaiters.resolve(agentId, undefined)
   }
 
   /** Syncs until `done` holds or `timeoutMs` passed (peers answer a broadcast on their own time). */
@@ -694,12 +651,8 @@ export class ClusterStreams implements CoordinatedStreams {
       this.locals.delete(agentId)
       local.audience.endAll((subscriber) => subscriber.fail(err))
     }
-    for (const agentId of [...this.holdWaiters.keys()]) this.rejectHoldWaiters(agentId, err)
-    for (const [requestId, pending] of this.pendingCancels) {
-      this.pendingCancels.delete(requestId)
-      this.context.timers.clearTimeout(pending.timer)
-      pending.reject(err)
-    }
+    this.holdWaiters.rejectAll(err)
+    this.pendingCancels.rejectAll(err)
   }
 
   private connectionUp (): void {
@@ -716,12 +669,8 @@ export class ClusterStreams implements CoordinatedStreams {
     if (this.tickTimer !== null) timers.clearTimeout(this.tickTimer)
     if (this.deadlineTimer !== null) timers.clearTimeout(this.deadlineTimer)
     const closed = new FST_ERR_AGENT_SSE_CLOSED()
-    for (const agentId of [...this.holdWaiters.keys()]) this.rejectHoldWaiters(agentId, closed)
-    for (const [requestId, pending] of this.pendingCancels) {
-      this.pendingCancels.delete(requestId)
-      timers.clearTimeout(pending.timer)
-      pending.reject(closed)
-    }
+    this.holdWaiters.rejectAll(closed)
+    this.pendingCancels.rejectAll(closed)
     this.holds.clear()
     for (const [agentId, local] of this.locals) {
       this.locals.delete(agentId)

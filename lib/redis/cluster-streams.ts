@@ -12,13 +12,11 @@ import {
 } from '../errors.js'
 import { boundAdapterCall, invokeAdapter } from '../lifecycle/adapter-call.js'
 import type { AgentStreamContext } from '../lifecycle/agent-stream.js'
-import { Audience } from '../lifecycle/audience.js'
 import type { CoordinatedStreams, CoordinatorContext } from '../lifecycle/coordinator.js'
-import { catchUp, ReplayHistory } from '../lifecycle/replay-history.js'
 import type { Subscriber } from '../lifecycle/subscriber.js'
 import { idleStatus, type StreamStatus } from '../lifecycle/types.js'
-import { rememberJson } from '../sample-json.js'
 import { ClusterView } from './cluster-view.js'
+import { LocalClients } from './local-clients.js'
 import { decodeInbox, decodeMessage, encodeMessage, samplePayload, type ClusterMessage, type InboxMessage } from './messages.js'
 import { OwnedStream, type ClusterDemand } from './owned-stream.js'
 import { TimedWaits } from './timed-waits.js'
@@ -29,13 +27,6 @@ export interface ClusterSettings {
   keyPrefix: string
   leaseMs: number
   instanceId: string
-}
-
-/** This instance's SSE clients of one agent. */
-interface LocalAgent {
-  audience: Audience
-  /** The stream interval the audience's down-sampling is tuned to. */
-  tunedTo: number | null
 }
 
 /**
@@ -51,8 +42,7 @@ export class ClusterStreams implements CoordinatedStreams {
   private readonly store: RedisStore
   private readonly view: ClusterView
   private readonly renewMs: number
-  private readonly locals = new Map<string, LocalAgent>()
-  private readonly histories = new Map<string, ReplayHistory>()
+  private readonly locals: LocalClients
   /** Manual holds set through this instance. */
   private readonly holds = new Map<string, number>()
   private readonly owned = new Map<string, OwnedStream>()
@@ -80,6 +70,7 @@ export class ClusterStreams implements CoordinatedStreams {
     this.store = new RedisStore(settings.redis, settings.keyPrefix, settings.instanceId, settings.leaseMs)
     this.view = new ClusterView(settings.instanceId)
     this.renewMs = Math.max(1, Math.floor(settings.leaseMs / 3))
+    this.locals = new LocalClients(context.replayBufferSize, context.logger)
     this.holdWaiters = new TimedWaits(context.timers)
     this.pendingCancels = new TimedWaits<boolean>(context.timers)
     this.streamContext = {
@@ -125,19 +116,12 @@ export class ClusterStreams implements CoordinatedStreams {
   }
 
   subscribe (agentId: string, subscriber: Subscriber): () => void {
-    const local = this.localOf(agentId)
     const info = this.streamInfo(agentId)
     const streaming = info?.state === 'active' || info?.state === 'lingering'
-    const sentLatest = catchUp(subscriber, this.histories.get(agentId) ?? noHistory, streaming, this.context.now(), local.audience)
-    if (local.tunedTo !== null) subscriber.tune(local.tunedTo)
-    else if (info?.interval_seconds) subscriber.tune(info.interval_seconds)
-    if (sentLatest) subscriber.countAsFirst()
-    local.audience.add(subscriber)
+    const remove = this.locals.add(agentId, subscriber, streaming, info?.interval_seconds ?? null, this.context.now())
     this.demandChanged(agentId)
     return () => {
-      if (!local.audience.remove(subscriber)) return
-      if (local.audience.size === 0 && this.locals.get(agentId) === local) this.locals.delete(agentId)
-      this.demandChanged(agentId)
+      if (remove()) this.demandChanged(agentId)
     }
   }
 
@@ -200,9 +184,8 @@ export class ClusterStreams implements CoordinatedStreams {
     const viewOwner = this.view.owner(agentId)
     const owner = own ? this.instanceId : viewOwner === this.instanceId ? null : viewOwner
     const peers = this.view.peerDemand(agentId)
-    const local = this.locals.get(agentId)
     const hold = this.holds.get(agentId)
-    const intervals = [...peers.intervals, ...(local?.audience.intervals() ?? [])]
+    const intervals = [...peers.intervals, ...this.locals.intervals(agentId)]
     if (hold !== undefined) intervals.push(hold)
     const base = idleStatus(agentId)
     const info = owner === null ? null : this.streamInfo(agentId)
@@ -211,7 +194,7 @@ export class ClusterStreams implements CoordinatedStreams {
       ...base,
       streaming_active: streaming,
       state: streaming ? info?.state ?? 'starting' : 'idle',
-      sse_clients: peers.clients + (local?.audience.size ?? 0),
+      sse_clients: peers.clients + this.locals.count(agentId),
       manual_hold: hold !== undefined || peers.hold !== null,
       task_id: streaming ? info?.task_id ?? null : null,
       interval_seconds: streaming ? info?.interval_seconds ?? null : null,
@@ -232,7 +215,7 @@ export class ClusterStreams implements CoordinatedStreams {
   }
 
   lastEventId (agentId: string): number {
-    return this.histories.get(agentId)?.lastEventId ?? 0
+    return this.locals.lastEventId(agentId)
   }
 
   agentOfTask (taskId: string): string | null {
@@ -265,30 +248,10 @@ export class ClusterStreams implements CoordinatedStreams {
     for (const own of this.owned.values()) if (!own.abandoned) yield own
   }
 
-  private localOf (agentId: string): LocalAgent {
-    let local = this.locals.get(agentId)
-    if (!local) {
-      local = { audience: new Audience(agentId, this.context.logger), tunedTo: null }
-      this.locals.set(agentId, local)
-    }
-    return local
-  }
-
-  private historyOf (agentId: string): ReplayHistory {
-    let history = this.histories.get(agentId)
-    if (!history) {
-      history = new ReplayHistory(this.context.replayBufferSize)
-      this.histories.set(agentId, history)
-    }
-    return history
-  }
-
   private clusterDemand (agentId: string): ClusterDemand {
     const peers = this.view.peerDemand(agentId)
-    const local = this.locals.get(agentId)
-    const localInterval = local && local.audience.size > 0 ? local.audience.smallestInterval() : null
     return {
-      clientInterval: smallest(peers.smallestClientInterval, localInterval),
+      clientInterval: smallest(peers.smallestClientInterval, this.locals.smallestInterval(agentId)),
       hold: smallest(peers.hold, this.holds.get(agentId) ?? null)
     }
   }
@@ -378,12 +341,8 @@ export class ClusterStreams implements CoordinatedStreams {
 
   private snapshot (): InstanceSnapshot {
     const agents: InstanceSnapshot['agents'] = {}
-    for (const [agentId, local] of this.locals) {
-      if (local.audience.size > 0) agents[agentId] = { c: local.audience.size, i: local.audience.intervalCounts(), h: null, e: this.lastEventId(agentId) }
-    }
-    for (const [agentId, interval] of this.holds) {
-      agents[agentId] = { ...(agents[agentId] ?? { c: 0, i: [], e: this.lastEventId(agentId) }), h: interval }
-    }
+    for (const agentId of this.locals.watched()) agents[agentId] = this.locals.demand(agentId)
+    for (const [agentId, interval] of this.holds) agents[agentId] = { ...(agents[agentId] ?? this.locals.demand(agentId)), h: interval }
     const owned: InstanceSnapshot['owned'] = {}
     for (const [agentId, own] of this.owned) if (!own.abandoned) owned[agentId] = own.info()
     return { agents, owned }
@@ -391,10 +350,10 @@ export class ClusterStreams implements CoordinatedStreams {
 
   /** Takes the lease of every agent this instance has demand for and nobody owns. */
   private async acquireOrphans (): Promise<void> {
-    const wanted = new Set([...this.locals.keys(), ...this.holds.keys()])
+    const wanted = new Set([...this.locals.watched(), ...this.holds.keys()])
     for (const agentId of wanted) {
       if (this.closing || !this.available || this.owned.has(agentId) || this.view.owner(agentId) !== null) continue
-      if ((this.locals.get(agentId)?.audience.size ?? 0) === 0 && !this.holds.has(agentId)) continue
+      if (this.locals.count(agentId) === 0 && !this.holds.has(agentId)) continue
       let acquired = false
       try {
         acquired = await this.store.acquire(agentId)
@@ -488,7 +447,7 @@ export class ClusterStreams implements CoordinatedStreams {
   private publishSample (agentId: string, sample: MetricsSample, intervalSeconds: number): void {
     if (!this.available) return
     // Never below an id any instance has handed out, even if Redis lost the counter and this owner is new.
-    const floor = Math.max(this.histories.get(agentId)?.lastEventId ?? 0, this.view.peerDemand(agentId).lastEventId)
+    const floor = Math.max(this.locals.lastEventId(agentId), this.view.peerDemand(agentId).lastEventId)
     this.store.publishSample(agentId, floor, samplePayload(agentId, intervalSeconds, sample)).then(
       (eventId) => { if (eventId === 0) this.leaseLost(agentId, 'another instance holds its lease') },
       (err: Error) => this.context.logger.warn({ agentId, err }, `Could not publish a sample of agent ${agentId}: ${err.message}`)
@@ -531,7 +490,7 @@ export class ClusterStreams implements CoordinatedStreams {
 
   private onBroadcast (message: ClusterMessage): void {
     switch (message.kind) {
-      case 'sample': return this.receiveSample(message.agentId, message.eventId, message.intervalSeconds, message.json)
+      case 'sample': return this.locals.receive(message.agentId, message.eventId, message.intervalSeconds, message.json, this.context.now())
       case 'end': return this.endLocally(message.agentId, message.reason)
       case 'fail': return this.failLocally(message.agentId, message.error)
       case 'changed':
@@ -543,24 +502,6 @@ export class ClusterStreams implements CoordinatedStreams {
           this.demandChanged(message.agentId)
         }
     }
-  }
-
-  private receiveSample (agentId: string, eventId: number, intervalSeconds: number, json: string): void {
-    let sample: MetricsSample
-    try {
-      sample = JSON.parse(json)
-    } catch {
-      return
-    }
-    rememberJson(sample, json)
-    if (this.historyOf(agentId).receive(eventId, sample, this.context.now()) === null) return
-    const local = this.locals.get(agentId)
-    if (!local) return
-    if (local.tunedTo !== intervalSeconds) {
-      local.tunedTo = intervalSeconds
-      local.audience.tune(intervalSeconds)
-    }
-    local.audience.offer(sample, eventId)
   }
 
   private endLocally (agentId: string, reason: string): void {
@@ -575,11 +516,9 @@ export class ClusterStreams implements CoordinatedStreams {
 
   /** The stream ended for the whole cluster: this instance's clients and hold go with it. */
   private dropLocally (agentId: string, holdError: Error, notify: (subscriber: Subscriber) => void): void {
-    const local = this.locals.get(agentId)
-    this.locals.delete(agentId)
     this.holds.delete(agentId)
     this.holdWaiters.reject(agentId, holdError)
-    local?.audience.endAll(notify)
+    this.locals.endAll(agentId, notify)
     this.scheduleSync()
   }
 
@@ -647,10 +586,7 @@ export class ClusterStreams implements CoordinatedStreams {
     this.context.logger.error({ instanceId: this.instanceId, err }, `Cluster coordinator unavailable on instance ${this.instanceId}: ${reason}; closing its SSE clients`)
     // Clients come back through `retry:` and get 503 until Redis does; streams this instance owns
     // keep going until their leases run out (the deadline), then stop.
-    for (const [agentId, local] of this.locals) {
-      this.locals.delete(agentId)
-      local.audience.endAll((subscriber) => subscriber.fail(err))
-    }
+    this.locals.endEverything((subscriber) => subscriber.fail(err))
     this.holdWaiters.rejectAll(err)
     this.pendingCancels.rejectAll(err)
   }
@@ -672,10 +608,7 @@ export class ClusterStreams implements CoordinatedStreams {
     this.holdWaiters.rejectAll(closed)
     this.pendingCancels.rejectAll(closed)
     this.holds.clear()
-    for (const [agentId, local] of this.locals) {
-      this.locals.delete(agentId)
-      local.audience.endAll((subscriber) => subscriber.end('server-shutdown'))
-    }
+    this.locals.endEverything((subscriber) => subscriber.end('server-shutdown'))
     // The streams stop here but the cluster's clients stay: the next owner takes over.
     const owned = [...this.owned.values()]
     await Promise.all(owned.map((own) => own.abandon()))
@@ -694,9 +627,6 @@ export class ClusterStreams implements CoordinatedStreams {
     logger.info({ instanceId: this.instanceId }, `Cluster instance ${this.instanceId} left`)
   }
 }
-
-// What a subscriber to an agent that never streamed catches up on: nothing (and nothing is kept for it).
-const noHistory = new ReplayHistory(1)
 
 function untilReady (connection: Redis): Promise<void> {
   if (connection.status === 'ready') return Promise.resolve()

@@ -1,0 +1,117 @@
+import type { MetricsSample } from '../adapter.js'
+import { Audience } from '../lifecycle/audience.js'
+import { catchUp, ReplayHistory } from '../lifecycle/replay-history.js'
+import type { Subscriber } from '../lifecycle/subscriber.js'
+import type { LifecycleLogger } from '../lifecycle/types.js'
+import { rememberJson } from '../sample-json.js'
+import type { InstanceDemand } from './store.js'
+
+/** This instance's SSE clients of one agent. */
+interface LocalAgent {
+  audience: Audience
+  /** The stream interval the audience's down-sampling is tuned to. */
+  tunedTo: number | null
+}
+
+// What a subscriber to an agent that never streamed catches up on: nothing (and nothing is kept for it).
+const noHistory = new ReplayHistory(1)
+
+/**
+ * One cluster instance's own SSE clients, per agent, and the samples it received for them:
+ * the local half of the cluster (the demand it publishes, and the fan-out of the owner's samples).
+ */
+export class LocalClients {
+  private readonly agents = new Map<string, LocalAgent>()
+  // Kept for the life of the instance, so that ids and replay survive a change of owner.
+  private readonly histories = new Map<string, ReplayHistory>()
+
+  constructor (private readonly replayBufferSize: number, private readonly logger: LifecycleLogger) {}
+
+  /** Agents with at least one client here. */
+  watched (): string[] {
+    return [...this.agents.keys()]
+  }
+
+  count (agentId: string): number {
+    return this.agents.get(agentId)?.audience.size ?? 0
+  }
+
+  intervals (agentId: string): number[] {
+    return this.agents.get(agentId)?.audience.intervals() ?? []
+  }
+
+  /** The smallest interval a client here asks for, or null with none. */
+  smallestInterval (agentId: string): number | null {
+    const local = this.agents.get(agentId)
+    return local && local.audience.size > 0 ? local.audience.smallestInterval() : null
+  }
+
+  lastEventId (agentId: string): number {
+    return this.histories.get(agentId)?.lastEventId ?? 0
+  }
+
+  /** This instance's part of the cluster's demand, for its snapshot. */
+  demand (agentId: string): InstanceDemand {
+    const local = this.agents.get(agentId)
+    return { c: local?.audience.size ?? 0, i: local?.audience.intervalCounts() ?? [], h: null, e: this.lastEventId(agentId) }
+  }
+
+  /**
+   * Adds a client after its catch-up (replay, or the latest sample while `streaming`), tuned to the
+   * stream's interval when known. Returns its removal, which is true if it was still here.
+   */
+  add (agentId: string, subscriber: Subscriber, streaming: boolean, streamInterval: number | null, now: number): () => boolean {
+    let local = this.agents.get(agentId)
+    if (!local) {
+      local = { audience: new Audience(agentId, this.logger), tunedTo: null }
+      this.agents.set(agentId, local)
+    }
+    const sentLatest = catchUp(subscriber, this.histories.get(agentId) ?? noHistory, streaming, now, local.audience)
+    const tuneTo = local.tunedTo ?? streamInterval
+    if (tuneTo) subscriber.tune(tuneTo)
+    if (sentLatest) subscriber.countAsFirst()
+    local.audience.add(subscriber)
+    const joined = local
+    return () => {
+      if (!joined.audience.remove(subscriber)) return false
+      if (joined.audience.size === 0 && this.agents.get(agentId) === joined) this.agents.delete(agentId)
+      return true
+    }
+  }
+
+  /** A sample the owner published (its JSON text as the owner serialised it): kept, and fanned out here. */
+  receive (agentId: string, eventId: number, intervalSeconds: number, json: string, now: number): void {
+    let sample: MetricsSample
+    try {
+      sample = JSON.parse(json)
+    } catch {
+      return
+    }
+    rememberJson(sample, json)
+    let history = this.histories.get(agentId)
+    if (!history) {
+      history = new ReplayHistory(this.replayBufferSize)
+      this.histories.set(agentId, history)
+    }
+    if (history.receive(eventId, sample, now) === null) return
+    const local = this.agents.get(agentId)
+    if (!local) return
+    if (local.tunedTo !== intervalSeconds) {
+      local.tunedTo = intervalSeconds
+      local.audience.tune(intervalSeconds)
+    }
+    local.audience.offer(sample, eventId)
+  }
+
+  /** Removes the agent's clients, then tells each why. */
+  endAll (agentId: string, notify: (subscriber: Subscriber) => void): void {
+    const local = this.agents.get(agentId)
+    this.agents.delete(agentId)
+    local?.audience.endAll(notify)
+  }
+
+  /** Removes every client of every agent, then tells each why. */
+  endEverything (notify: (subscriber: Subscriber) => void): void {
+    for (const agentId of this.watched()) this.endAll(agentId, notify)
+  }
+}

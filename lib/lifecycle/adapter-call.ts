@@ -10,6 +10,17 @@ export function invokeAdapter<T> (call: () => Promise<T> | T): Promise<T> {
   }
 }
 
+/** Settles like `promise`, or rejects with `onTimeout()` if it has not settled within `timeoutMs`. */
+export function withTimeout<T> (promise: Promise<T>, timeoutMs: number, timers: LifecycleTimers, onTimeout: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = timers.setTimeout(() => reject(onTimeout()), timeoutMs)
+    promise.then(
+      (value) => { timers.clearTimeout(timer); resolve(value) },
+      (err: unknown) => { timers.clearTimeout(timer); reject(err) }
+    )
+  })
+}
+
 /**
  * Races an adapter promise against `timeoutMs` and maps the outcome to the
  * plugin's error codes (504 on timeout, 502 on failure). The raw promise is
@@ -22,18 +33,10 @@ export function boundAdapterCall<T> (
   timeoutMs: number,
   timers: LifecycleTimers
 ): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = timers.setTimeout(() => {
-      reject(new FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT(operation, agentId, timeoutMs))
-    }, timeoutMs)
-    raw.then(
-      (value) => { timers.clearTimeout(timer); resolve(value) },
-      (err: unknown) => {
-        timers.clearTimeout(timer)
-        reject(new FST_ERR_AGENT_SSE_ADAPTER_FAILED(operation, agentId, describeError(err), { cause: err }))
-      }
-    )
+  const failed = raw.catch((err: unknown) => {
+    throw new FST_ERR_AGENT_SSE_ADAPTER_FAILED(operation, agentId, describeError(err), { cause: err })
   })
+  return withTimeout(failed, timeoutMs, timers, () => new FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT(operation, agentId, timeoutMs))
 }
 
 export function describeError (err: unknown): string {

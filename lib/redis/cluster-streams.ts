@@ -10,7 +10,7 @@ import {
   FST_ERR_AGENT_SSE_STREAM_ENDED,
   type AgentSseErrorBody
 } from '../errors.js'
-import { boundAdapterCall, invokeAdapter } from '../lifecycle/adapter-call.js'
+import { boundAdapterCall, invokeAdapter, withTimeout } from '../lifecycle/adapter-call.js'
 import type { AgentStreamContext } from '../lifecycle/agent-stream.js'
 import type { CoordinatedStreams, CoordinatorContext } from '../lifecycle/coordinator.js'
 import type { Subscriber } from '../lifecycle/subscriber.js'
@@ -318,7 +318,7 @@ export class ClusterStreams implements CoordinatedStreams {
     const ownedAgents = [...this.owned.values()].filter((own) => !own.abandoned).map((own) => own.agentId)
     let result
     try {
-      result = await withTimeout(this.store.sync(snapshot, ownedAgents), this.settings.leaseMs, this.context.timers)
+      result = await withTimeout(this.store.sync(snapshot, ownedAgents), this.settings.leaseMs, this.context.timers, noAnswer(this.settings.leaseMs))
     } catch (err) {
       this.connectionDown(`Redis did not answer: ${(err as Error).message}`)
       return
@@ -617,13 +617,13 @@ export class ClusterStreams implements CoordinatedStreams {
       await withTimeout(Promise.all([
         ...owned.map((own) => this.store.release(own.agentId)),
         this.store.leave()
-      ]).then(() => this.store.broadcast(encodeMessage({ kind: 'changed', instanceId: this.instanceId }))), this.renewMs, timers).catch((err: Error) => {
+      ]).then(() => this.store.broadcast(encodeMessage({ kind: 'changed', instanceId: this.instanceId }))), this.renewMs, timers, noAnswer(this.renewMs)).catch((err: Error) => {
         logger.warn({ err }, `Could not leave the cluster cleanly: ${err.message}`)
       })
     }
     for (const undo of this.detach) undo()
     const subscriber = this.subscriberConnection
-    if (subscriber) await withTimeout(subscriber.quit(), this.renewMs, timers).catch(() => subscriber.disconnect())
+    if (subscriber) await withTimeout(subscriber.quit(), this.renewMs, timers, noAnswer(this.renewMs)).catch(() => subscriber.disconnect())
     logger.info({ instanceId: this.instanceId }, `Cluster instance ${this.instanceId} left`)
   }
 }
@@ -639,15 +639,7 @@ function smallest (a: number | null, b: number | null): number | null {
   return Math.min(a, b)
 }
 
-function withTimeout<T> (promise: Promise<T>, ms: number, timers: CoordinatorContext['timers']): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = timers.setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
-    promise.then(
-      (value) => { timers.clearTimeout(timer); resolve(value) },
-      (err: unknown) => { timers.clearTimeout(timer); reject(err) }
-    )
-  })
-}
+const noAnswer = (ms: number) => (): Error => new Error(`no answer within ${ms} ms`)
 
 /** An error another instance reported, with the same status and code as where it happened. */
 function clusterError (body: AgentSseErrorBody): Error {

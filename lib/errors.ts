@@ -71,6 +71,24 @@ export const FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE = createError<'FST_ERR_AG
   503
 )
 
+export const FST_ERR_AGENT_SSE_AUTHORIZATION_FAILED = createError<'FST_ERR_AGENT_SSE_AUTHORIZATION_FAILED', 503, [string, string]>(
+  'FST_ERR_AGENT_SSE_AUTHORIZATION_FAILED',
+  'fastify-agent-sse: could not check access to agent "%s": authorizeAgent %s',
+  503
+)
+
+export const FST_ERR_AGENT_SSE_TOO_MANY_HOLDS = createError<'FST_ERR_AGENT_SSE_TOO_MANY_HOLDS', 503, [number]>(
+  'FST_ERR_AGENT_SSE_TOO_MANY_HOLDS',
+  'fastify-agent-sse: too many manual holds (maxHolds limit of %d reached)',
+  503
+)
+
+export const FST_ERR_AGENT_SSE_INVALID_INTERVAL = createError<'FST_ERR_AGENT_SSE_INVALID_INTERVAL', 400, [number, number]>(
+  'FST_ERR_AGENT_SSE_INVALID_INTERVAL',
+  'fastify-agent-sse: interval_seconds must be an integer from %d to %d',
+  400
+)
+
 /** The error shape sent in an SSE `event: error` frame and in HTTP error bodies. */
 export interface AgentSseErrorBody {
   statusCode: number

@@ -39,6 +39,7 @@ async function agentSsePlugin (fastify: FastifyInstance, pluginOptions: AgentSse
     stopDelayMs: options.stopDelayMs,
     adapterTimeoutMs: options.adapterTimeoutMs,
     replayBufferSize: options.replayBufferSize,
+    maxHolds: options.maxHolds,
     logger: fastify.log,
     coordinator: options.coordinator
   })

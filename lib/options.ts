@@ -76,8 +76,15 @@ export interface AgentSseOptions {
    */
   maxClientsPerAgent?: number
   /**
+   * Manual holds (`POST …/streaming/start`) at once; beyond it the start route answers 503 with Retry-After. 0 = no limit.
+   * Each hold is a live adapter task that nobody may be watching.
+   * @default 1000
+   */
+  maxHolds?: number
+  /**
    * Called before any `/agents/:agentId/*` route (and a cancel, with the task's agent) does anything;
-   * false answers 403. Runs after your own onRequest/preHandler hooks.
+   * false answers 403. Runs after your own onRequest/preHandler hooks. Bounded by `adapterTimeoutMs`:
+   * a throw or a hang answers 503 `FST_ERR_AGENT_SSE_AUTHORIZATION_FAILED` (the thrown text is logged, never sent).
    */
   authorizeAgent?: (request: FastifyRequest, agentId: string) => boolean | Promise<boolean>
   /**
@@ -106,7 +113,8 @@ const scalarOptions = {
   maxBufferedBytes: integer(1024, 'an integer >= 1024'),
   stallTimeoutMs: integer(1, 'an integer >= 1'),
   maxClients: integer(0, 'an integer >= 0 (0 = no limit)'),
-  maxClientsPerAgent: integer(0, 'an integer >= 0 (0 = no limit)')
+  maxClientsPerAgent: integer(0, 'an integer >= 0 (0 = no limit)'),
+  maxHolds: integer(0, 'an integer >= 0 (0 = no limit)')
 } satisfies Record<Exclude<keyof AgentSseOptions, 'adapter' | FunctionOptions>, TSchema>
 
 const defaults: Omit<ResolvedOptions, 'adapter' | FunctionOptions> = {
@@ -122,7 +130,8 @@ const defaults: Omit<ResolvedOptions, 'adapter' | FunctionOptions> = {
   maxBufferedBytes: 65536,
   stallTimeoutMs: 30000,
   maxClients: 10000,
-  maxClientsPerAgent: 1000
+  maxClientsPerAgent: 1000,
+  maxHolds: 1000
 }
 
 /** Validates and defaults the plugin options; throws FST_ERR_AGENT_SSE_INVALID_OPTION naming the first bad option. */

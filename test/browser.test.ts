@@ -1,27 +1,16 @@
-import { existsSync, mkdirSync } from 'node:fs'
-import { chromium } from 'playwright-core'
+import { mkdirSync } from 'node:fs'
 import t from 'tap'
+import { chromiumAvailable, launchChromium } from './fixtures/chromium.js'
 import { startExampleServer } from './helpers/example-process.js'
 import { getJson, waitFor } from './helpers/server.js'
 
 // The dashboard in a real headless Chromium (Debian's package, installed by .ci/run).
-const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-const chromiumArgs = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run']
-
-if (!existsSync(executablePath)) {
-  if (process.env.CI) {
-    t.fail(`Chromium is missing at ${executablePath}: CI must install it (apt-get install chromium)`)
-  } else {
-    t.comment(`SKIP browser test: no Chromium at ${executablePath} (install Debian's chromium or set CHROMIUM_PATH)`)
-    t.pass('skipped: Chromium is not installed on this machine')
-  }
-} else {
+if (chromiumAvailable(t)) {
   t.test('the dashboard renders live metrics; a second tab shares the stream; closing both stops it after the debounce window', async (t) => {
     const { origin: base, output } = await startExampleServer(t, { STOP_DELAY_MS: '1000' })
     const status = async () => (await getJson(`${base}/api/agents/local/status`)).body
 
-    const browser = await chromium.launch({ executablePath, args: chromiumArgs })
-    t.teardown(() => browser.close())
+    const browser = await launchChromium(t)
     const pageErrors: string[] = []
     const openDashboard = async () => {
       const page = await browser.newPage({ viewport: { width: 1280, height: 900 } })

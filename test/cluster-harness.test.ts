@@ -7,6 +7,9 @@ import { waitFor } from './helpers/server.js'
 // The cluster tests' own harness: a throwaway Redis that can crash and come back on the
 // same port, and the recorder the instances report their adapter calls to.
 
+// A few seconds; the margin is for a machine at half this one's speed.
+t.setTimeout(60_000)
+
 t.test('a throwaway Redis stops and starts again on the same port', { skip: redisSkip() }, async (t) => {
   const redis = await startRedis(t)
   t.equal(redis.url, `redis://127.0.0.1:${redis.port}`)

@@ -7,18 +7,23 @@
 // latencies are printed as `# timing:` comments.
 import { existsSync } from 'node:fs'
 import t, { type Test } from 'tap'
-import { startCluster, type Instance } from './helpers/cluster.js'
+import { CLUSTER_TEST_LEASE_MS } from './helpers/cluster-app.js'
+import { startCluster, type ClusterOptions, type Instance } from './helpers/cluster.js'
 import type { RecordedEvent, Recorder } from './helpers/recorder.js'
 import { redisSkip } from './helpers/redis-server.js'
 import { waitFor, type SseStream } from './helpers/server.js'
 
-const leaseMs = 600
+// Long enough that a stalled process (an instance starting up on a busy machine, or this one)
+// hands nothing over: the failover tests hand over by SIGKILL, SIGSTOP and SIGTERM.
+const leaseMs = CLUSTER_TEST_LEASE_MS
 const renewMs = leaseMs / 3
 const stopDelayMs = 300
 const sampleMs = 50
 /** Added to every time bound: process scheduling, a busy CI machine. */
 const slackMs = 1500
 const options = { leaseMs, stopDelayMs, sampleMs }
+// About 70 s alone; the margin is for a machine at half this one's speed.
+t.setTimeout(240_000)
 
 /** What the fixture's fake agent pushes, as the SSE client sees it. */
 interface Sample { instance: string, agentId: string, taskId: string, seq: number, at: number }
@@ -115,11 +120,11 @@ const dist = ['../dist/esm/index.js', '../dist/esm/redis/index.js'].map((path) =
  * startCluster, retried when an instance could not load the package: dist/ may be rebuilt
  * while the tests run (an instance of a failed attempt is killed in teardown like any other).
  */
-async function cluster (t: Test, n: number) {
+async function cluster (t: Test, n: number, overrides: ClusterOptions = {}) {
   for (let attempt = 1; ; attempt++) {
     await waitFor(() => dist.every((file) => existsSync(file)), 'dist/ to be built (npm run build)', 60_000)
     try {
-      return await startCluster(t, n, options)
+      return await startCluster(t, n, { ...options, ...overrides })
     } catch (err) {
       if (attempt === 5 || !/ERR_MODULE_NOT_FOUND|Cannot find module|SyntaxError/.test(String(err))) throw err
       t.comment(`an instance could not load dist/ (being rebuilt?), starting the cluster again: ${String(err).split('\n')[0]}`)
@@ -196,7 +201,9 @@ t.test('three instances share one agent task; the stop comes only after the last
 })
 
 t.test('the stop debounce is cluster-wide: a client on b within stopDelayMs of the last one leaving a keeps the task', { skip }, async (t) => {
-  const { recorder, instances } = await cluster(t, 2)
+  // Long enough that the client on b comes within it even if this process stalls for a second.
+  const stopDelayMs = 2000
+  const { recorder, instances } = await cluster(t, 2, { stopDelayMs })
   const [a, b] = instances as [Instance, Instance]
   const clients: SseStream[] = []
   dumpOnFailure(t, recorder, instances, () => clients)
@@ -294,8 +301,8 @@ t.test('SIGSTOP of the owner: another instance takes over; after SIGCONT the old
   await metricWhere(onOther, (m) => m.sample.taskId === start.taskId, 'samples of the new task', slackMs)
   t.comment(`timing: first sample of the new task at ${other.id}'s client ${Date.now() - frozenAt} ms after SIGSTOP`)
 
-  // Frozen well past its lease.
-  await sleep(Math.max(0, frozenAt + leaseMs * 3 + 100 - Date.now()))
+  // Frozen well past its lease (a whole lease after it ran out).
+  await sleep(Math.max(0, frozenAt + leaseMs * 2 + 100 - Date.now()))
   const thawedAt = Date.now()
   frozen.kill('SIGCONT')
   const ownStop = (event: RecordedEvent) => event.type === 'stop' && event.taskId === oldTask && event.instance === frozen.id

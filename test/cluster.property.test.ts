@@ -8,30 +8,44 @@
 // exactly one stream, and a sample from its owner reaches it). At the end of a run everyone
 // leaves, and the cluster goes quiet: no live task, every instance idle.
 //
+// A run takes a few seconds of real time. By default as many runs as fit in 30 s, and never fewer
+// than 3; STRESS=1 (npm run test:stress) runs 60, CLUSTER_PROPERTY_RUNS=n exactly n (the file's
+// timeout follows CLUSTER_PROPERTY_TIME_LIMIT_MS, which bounds runs and shrinking).
 // Reproduce a failure with CLUSTER_PROPERTY_SEED=<seed> CLUSTER_PROPERTY_PATH=<path> (both
-// printed by fast-check); CLUSTER_PROPERTY_RUNS sets the number of runs (with
-// CLUSTER_PROPERTY_TIME_LIMIT_MS and tap's --timeout for long searches), CLUSTER_PROPERTY_TRACE=1
-// prints what each run did.
+// printed by fast-check); CLUSTER_PROPERTY_TRACE=1 prints what each run did.
 import fc from 'fast-check'
 import t, { type Test } from 'tap'
 import type { StartCall } from './helpers/test-adapter.js'
-import { liveTasks, startClusterApp, type ClusterApp } from './helpers/cluster-app.js'
+import { CLUSTER_TEST_LEASE_MS, liveTasks, startClusterApp, type ClusterApp } from './helpers/cluster-app.js'
 import { redisSkip, startRedis, type RedisServer } from './helpers/redis-server.js'
+import { assertWithinBudget, envNumber, stress, type RunBudget } from './helpers/run-budget.js'
 import { waitFor, type SseStream } from './helpers/server.js'
 
 const skip = redisSkip()
-const RUNS = Number(process.env.CLUSTER_PROPERTY_RUNS ?? 20)
-const SEED = process.env.CLUSTER_PROPERTY_SEED === undefined ? undefined : Number(process.env.CLUSTER_PROPERTY_SEED)
-const PATH = process.env.CLUSTER_PROPERTY_PATH
+const EXPLICIT_RUNS = envNumber('CLUSTER_PROPERTY_RUNS')
+const STRESS_RUNS = 60
 /** CLUSTER_PROPERTY_TRACE=1 prints every run's trace. */
 const TRACE = process.env.CLUSTER_PROPERTY_TRACE === '1'
-/** Runs and shrinking stop after this (more runs, e.g. for a longer search, need it raised along with tap's --timeout). */
-const TIME_LIMIT_MS = Number(process.env.CLUSTER_PROPERTY_TIME_LIMIT_MS ?? 140_000)
-const LEASE_MS = 600
+/** Runs and shrinking stop after this, so that a failure is reported within the file's timeout. */
+const TIME_LIMIT_MS = envNumber('CLUSTER_PROPERTY_TIME_LIMIT_MS') ?? (stress || EXPLICIT_RUNS !== undefined ? 20 * 60_000 : 100_000)
+const budget: RunBudget = {
+  ...(EXPLICIT_RUNS !== undefined || stress
+    ? { minRuns: EXPLICIT_RUNS ?? STRESS_RUNS, maxRuns: EXPLICIT_RUNS ?? STRESS_RUNS, budgetMs: Infinity }
+    : { minRuns: 3, maxRuns: 20, budgetMs: 30_000 }),
+  hardLimitMs: TIME_LIMIT_MS,
+  seed: envNumber('CLUSTER_PROPERTY_SEED'),
+  path: process.env.CLUSTER_PROPERTY_PATH || undefined
+}
+const replay = budget.seed !== undefined || budget.path !== undefined
+// Margin over the limit: the run in flight when it strikes, teardown, a machine at half this one's speed.
+t.setTimeout(TIME_LIMIT_MS + 60_000)
+// In-process instances all stall when this process does: the lease rides that out (see the helper).
+const LEASE_MS = CLUSTER_TEST_LEASE_MS
+const RENEW_MS = LEASE_MS / 3
 /** A hold waits at most adapterTimeoutMs (2000, the helper's default) + leaseMs: every request answers well within this. */
-const REQUEST_BOUND_MS = 6000
+const REQUEST_BOUND_MS = 2000 + LEASE_MS + 3000
 /** Everyone left: the cluster is quiet within this (stopDelayMs + a few renewals, generously). */
-const QUIET_BOUND_MS = 6000
+const QUIET_BOUND_MS = 300 + RENEW_MS * 3 + 3000
 const RUN_BOUND_MS = 60_000
 const PROBES_PER_RUN = 2
 const agents = ['x', 'y'] as const
@@ -315,7 +329,7 @@ async function runSchedule (redis: RedisServer, commands: Command[], stopDelayMs
             const s = status as { state: string, task_id: string | null, owner: string | null, sse_clients: number }
             return s.state === 'active' && s.task_id === taskId && s.owner === owner.app.id && s.sse_clients >= 1
           })
-        }, 'statuses', 3000).catch(() => {
+        }, 'statuses', RENEW_MS * 2 + 3000).catch(() => {
           throw report(`probe at step ${index}: the instances do not agree on the active task ${taskId} of ${cmd.agent} (owner ${owner.app.id}): ${JSON.stringify(statuses)}`)
         })
         const sample = { probe: index }
@@ -387,19 +401,14 @@ async function runSchedule (redis: RedisServer, commands: Command[], stopDelayMs
   }
 }
 
-t.test('cluster mode under random schedules (three in-process instances, one redis-server)', { skip }, async (t) => {
+const size = budget.minRuns === budget.maxRuns ? `${budget.maxRuns} runs` : `at least ${budget.minRuns} runs, up to ${budget.budgetMs / 1000} s`
+t.test(`cluster mode under random schedules (three in-process instances, one redis-server; ${size})`, { skip }, async (t) => {
   const redis = await startRedis(t)
-  const started = Date.now()
-  await fc.assert(
+  // Shrinking runs real schedules (seconds each): the hard limit stops it before the file's
+  // timeout, and the smallest failure found so far is reported.
+  const outcome = await assertWithinBudget(
     fc.asyncProperty(fc.array(command, { minLength: 10, maxLength: 25 }), fc.integer({ min: 0, max: 300 }), (commands, stopDelayMs) => runSchedule(redis, commands, stopDelayMs)),
-    {
-      numRuns: RUNS,
-      ...(SEED === undefined ? {} : { seed: SEED }),
-      ...(PATH === undefined ? {} : { path: PATH }),
-      // Shrinking runs real schedules (seconds each): it stops before tap's 180 s per file, and the
-      // smallest failure found so far is reported.
-      interruptAfterTimeLimit: TIME_LIMIT_MS
-    }
+    budget
   )
-  t.pass(`${runs} schedules (${RUNS} runs asked) in ${Date.now() - started} ms`)
+  t.ok(!outcome.interrupted && (replay || outcome.runs >= budget.minRuns), `${outcome.runs} schedules in ${outcome.elapsedMs} ms${outcome.interrupted ? ` (cut short by the ${TIME_LIMIT_MS} ms limit)` : ''}`)
 })

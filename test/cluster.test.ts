@@ -6,14 +6,22 @@ import t, { type Test } from 'tap'
 import { redisCoordinator } from '../lib/redis/index.js'
 import agentSse from '../lib/index.js'
 import Fastify from 'fastify'
-import { liveTasks, startClusterApp, starts, stops, type ClusterApp } from './helpers/cluster-app.js'
+import { CLUSTER_TEST_LEASE_MS, liveTasks, startClusterApp, starts, stops, type ClusterApp } from './helpers/cluster-app.js'
 import { redisSkip, startRedis, type RedisServer } from './helpers/redis-server.js'
 import { waitFor, type SseStream } from './helpers/server.js'
 import { TestAdapter } from './helpers/test-adapter.js'
 
 const skip = redisSkip()
-const leaseMs = 600
+// Long enough that a stall of this process (every instance lives in it) hands nothing over: the
+// tests that want a handover make one.
+const leaseMs = CLUSTER_TEST_LEASE_MS
 const renewMs = leaseMs / 3
+/** For conditions that come within a renewal or two: polled, so the bound only catches what never comes. */
+const waitMs = renewMs * 2 + 8000
+/** Added to the time bounds that are asserted: timers run late on a busy machine. */
+const slackMs = 1000
+// About 45 s alone; the margin is for a machine at half this one's speed.
+t.setTimeout(180_000)
 let prefixes = 0
 
 async function cluster (t: Test, n: number, redis: RedisServer, options: { stopDelayMs?: number, leaseMs?: number } = {}): Promise<ClusterApp[]> {
@@ -29,7 +37,7 @@ async function ownerOf (apps: ClusterApp[], agentId: string): Promise<ClusterApp
     const status = await apps[0]!.status(agentId)
     owner = apps.find((app) => app.id === status.owner && status.state === 'active')
     return owner !== undefined
-  }, `an active owner of ${agentId}`)
+  }, `an active owner of ${agentId}`, waitMs)
   return owner!
 }
 
@@ -37,7 +45,7 @@ async function ownerOf (apps: ClusterApp[], agentId: string): Promise<ClusterApp
 async function statusBecomes (t: Test, app: ClusterApp, agentId: string, fields: Record<string, unknown>) {
   let status: Record<string, unknown> = {}
   const same = () => Object.entries(fields).every(([key, value]) => JSON.stringify(status[key]) === JSON.stringify(value))
-  await waitFor(async () => { status = await app.status(agentId); return same() }, `status of ${agentId} on ${app.id} to have ${JSON.stringify(fields)}`).catch(() => {})
+  await waitFor(async () => { status = await app.status(agentId); return same() }, `status of ${agentId} on ${app.id} to have ${JSON.stringify(fields)}`, waitMs).catch(() => {})
   t.match(status, fields, `status on ${app.id}: ${JSON.stringify(fields)}`)
 }
 
@@ -55,7 +63,7 @@ t.test('cluster mode over Redis (in-process instances)', { skip }, async (t) => 
     const owner = await ownerOf(apps, 'x')
     t.equal(starts(apps, 'x'), 1, 'one start in the cluster')
     // Both instances count both clients, within a renewal period.
-    await waitFor(async () => (await a.status('x')).sse_clients === 2 && (await b.status('x')).sse_clients === 2, 'both instances to count 2 clients')
+    await waitFor(async () => (await a.status('x')).sse_clients === 2 && (await b.status('x')).sse_clients === 2, 'both instances to count 2 clients', waitMs)
     const [statusA, statusB] = [await a.status('x'), await b.status('x')]
     t.same(statusA, statusB, 'status is the same on every instance')
     t.match(statusA, { streaming_active: true, state: 'active', owner: owner.id, task_id: `${owner.id}:task-1`, requested_intervals: [1, 1] })
@@ -74,8 +82,8 @@ t.test('cluster mode over Redis (in-process instances)', { skip }, async (t) => 
     await sleep(200 + renewMs * 3)
     t.equal(stops(apps, 'x'), 0, 'no stop while a client remains on the other instance')
     onB.close()
-    await waitFor(() => stops(apps, 'x') === 1, 'the stop')
-    await waitFor(async () => (await a.status('x')).state === 'idle' && (await b.status('x')).state === 'idle', 'idle everywhere')
+    await waitFor(() => stops(apps, 'x') === 1, 'the stop', waitMs)
+    await waitFor(async () => (await a.status('x')).state === 'idle' && (await b.status('x')).state === 'idle', 'idle everywhere', waitMs)
     t.match(await b.status('x'), { streaming_active: false, owner: null, sse_clients: 0, task_id: null })
     await sleep(renewMs * 2)
     t.equal(starts(apps, 'x'), 1)
@@ -84,19 +92,21 @@ t.test('cluster mode over Redis (in-process instances)', { skip }, async (t) => 
   })
 
   t.test('the debounce is cluster-wide: a client on another instance within stopDelayMs keeps the stream', async (t) => {
-    const apps = await cluster(t, 2, redis, { stopDelayMs: 800 })
+    // Long enough that the second client arrives within it even if this process stalls for a second.
+    const stopDelayMs = 2000
+    const apps = await cluster(t, 2, redis, { stopDelayMs })
     const [a, b] = apps as [ClusterApp, ClusterApp]
     const first = await a.sse('/agents/d/metrics/stream')
     await ownerOf(apps, 'd')
     first.close()
-    await waitFor(async () => (await b.status('d')).state === 'lingering', 'lingering seen from b')
+    await waitFor(async () => (await b.status('d')).state === 'lingering', 'lingering seen from b', waitMs)
     const second = await b.sse('/agents/d/metrics/stream')
-    await waitFor(async () => (await a.status('d')).state === 'active', 'active again')
-    await sleep(1000)
+    await waitFor(async () => (await a.status('d')).state === 'active', 'active again', waitMs)
+    await sleep(stopDelayMs + 200)
     t.equal(starts(apps, 'd'), 1, 'no second start')
     t.equal(stops(apps, 'd'), 0, 'no stop')
     second.close()
-    await waitFor(() => stops(apps, 'd') === 1, 'the stop after the window', 5000)
+    await waitFor(() => stops(apps, 'd') === 1, 'the stop after the window', waitMs)
     t.same(liveTasks(apps), [])
   })
 
@@ -109,15 +119,15 @@ t.test('cluster mode over Redis (in-process instances)', { skip }, async (t) => 
     await statusBecomes(t, a, 'i', { interval_seconds: 1, requested_intervals: [1, 3] })
     await statusBecomes(t, b, 'i', { interval_seconds: 1, requested_intervals: [1, 3] })
     for (let n = 1; n <= 6; n++) owner.adapter.push('i', { n })
-    await waitFor(() => fast.events.filter((e) => e.event === 'metrics').length === 6, 'six samples on the fast client')
-    await waitFor(() => slow.events.filter((e) => e.event === 'metrics').length === 2, 'two on the slow one')
+    await waitFor(() => fast.events.filter((e) => e.event === 'metrics').length === 6, 'six samples on the fast client', waitMs)
+    await waitFor(() => slow.events.filter((e) => e.event === 'metrics').length === 2, 'two on the slow one', waitMs)
     t.same(slow.events.filter((e) => e.event === 'metrics').map((e) => JSON.parse(e.data).n), [1, 4], 'every 3rd sample')
     fast.close()
     // Without changeInterval the owner re-tunes by a restart at the slower interval.
-    await waitFor(() => apps.some((app) => app.adapter.startCalls.some((call) => call.intervalSeconds === 3)), 'a start at 3 s')
-    await waitFor(async () => (await b.status('i')).interval_seconds === 3, 'status shows 3 s')
+    await waitFor(() => apps.some((app) => app.adapter.startCalls.some((call) => call.intervalSeconds === 3)), 'a start at 3 s', waitMs)
+    await waitFor(async () => (await b.status('i')).interval_seconds === 3, 'status shows 3 s', waitMs)
     slow.close()
-    await waitFor(() => liveTasks(apps).length === 0, 'no live task')
+    await waitFor(() => liveTasks(apps).length === 0, 'no live task', waitMs)
   })
 
   t.test('a manual hold is one flag for the cluster: set on one instance, released on another', async (t) => {
@@ -132,7 +142,7 @@ t.test('cluster mode over Redis (in-process instances)', { skip }, async (t) => 
     const released = await b.json('/agents/h/metrics/streaming/stop', 'POST')
     t.equal(released.statusCode, 200)
     t.equal(released.body.manual_hold, false, 'released everywhere by a stop on b')
-    await waitFor(() => stops(apps, 'h') === 1, 'the stop after stopDelayMs')
+    await waitFor(() => stops(apps, 'h') === 1, 'the stop after stopDelayMs', waitMs)
     t.equal(starts(apps, 'h'), 1)
     await statusBecomes(t, a, 'h', { manual_hold: false, streaming_active: false })
   })
@@ -141,13 +151,13 @@ t.test('cluster mode over Redis (in-process instances)', { skip }, async (t) => 
     const apps = await cluster(t, 2, redis)
     const [a, b] = apps as [ClusterApp, ClusterApp]
     t.equal((await b.json('/agents/g/metrics/streaming/start', 'POST')).statusCode, 200)
-    await waitFor(async () => (await a.status('g')).manual_hold, 'a sees the hold')
+    await waitFor(async () => (await a.status('g')).manual_hold, 'a sees the hold', waitMs)
     // b is cut off from Redis for good: its instance lease runs out and its hold with it.
     b.redis.disconnect(false)
     const since = Date.now()
-    await waitFor(async () => !(await a.status('g')).manual_hold, 'the hold gone from a', 5000)
-    t.ok(Date.now() - since <= leaseMs + renewMs * 2 + 500, `hold gone after ${Date.now() - since} ms`)
-    await waitFor(() => liveTasks(apps, 'g').length === 0, 'the held stream stopped')
+    await waitFor(async () => !(await a.status('g')).manual_hold, 'the hold gone from a', leaseMs + waitMs)
+    t.ok(Date.now() - since <= leaseMs + renewMs * 2 + slackMs, `hold gone after ${Date.now() - since} ms`)
+    await waitFor(() => liveTasks(apps, 'g').length === 0, 'the held stream stopped', waitMs)
   })
 
   t.test('cancel from any instance: 200 once the owner stopped, clients everywhere get end: cancelled', async (t) => {
@@ -157,7 +167,7 @@ t.test('cluster mode over Redis (in-process instances)', { skip }, async (t) => 
     t.equal((await b.json('/agents/k/metrics/streaming/start', 'POST')).statusCode, 200)
     const owner = await ownerOf(apps, 'k')
     const other = apps.find((app) => app !== owner)!
-    await waitFor(async () => (await other.status('k')).task_id !== null, 'the task id everywhere')
+    await waitFor(async () => (await other.status('k')).task_id !== null, 'the task id everywhere', waitMs)
     const taskId = (await other.status('k')).task_id
     const cancelled = await other.json(`/tasks/${encodeURIComponent(taskId)}/cancel`, 'POST')
     t.equal(cancelled.statusCode, 200)
@@ -166,7 +176,7 @@ t.test('cluster mode over Redis (in-process instances)', { skip }, async (t) => 
       const end = await client.next((event) => event.event === 'end', `end on ${client.url} (owner ${owner.id}, cancelled on ${other.id}): ${JSON.stringify(client.events)} ${JSON.stringify(apps.map((app) => [app.id, app.logs.filter((line) => line.level >= 40 || /cancel|own|releas/i.test(line.msg)).map((line) => line.msg)]))}`)
       t.same(JSON.parse(end.data), { reason: 'cancelled' })
     }
-    await waitFor(async () => (await a.status('k')).manual_hold === false && (await c.status('k')).state === 'idle', 'hold cleared, idle')
+    await waitFor(async () => (await a.status('k')).manual_hold === false && (await c.status('k')).state === 'idle', 'hold cleared, idle', waitMs)
     await sleep(renewMs * 3)
     t.equal(starts(apps, 'k'), 1, 'nothing restarted')
     const unknown = await a.json('/tasks/nope/cancel', 'POST')
@@ -202,7 +212,7 @@ t.test('cluster mode over Redis (in-process instances)', { skip }, async (t) => 
     t.equal(stopped.body.manual_hold, false)
     await statusBecomes(t, a, 'v', { manual_hold: false })
     client.close()
-    await waitFor(() => stops(apps, 'v') === 1, 'the stream stops once its client left', 5000)
+    await waitFor(() => stops(apps, 'v') === 1, 'the stream stops once its client left', waitMs)
     t.same(liveTasks(apps), [])
   })
 
@@ -213,7 +223,7 @@ t.test('cluster mode over Redis (in-process instances)', { skip }, async (t) => 
     const owner = await ownerOf(apps, 'f')
     t.equal(owner, a)
     const onB = await b.sse('/agents/f/metrics/stream')
-    await waitFor(async () => (await a.status('f')).sse_clients === 2, 'two clients')
+    await waitFor(async () => (await a.status('f')).sse_clients === 2, 'two clients', waitMs)
     a.adapter.push('f', { n: 1 })
     a.adapter.push('f', { n: 2 })
     const before = [await metrics(onB), await metrics(onB)]
@@ -222,8 +232,8 @@ t.test('cluster mode over Redis (in-process instances)', { skip }, async (t) => 
     await a.app.close()
     t.equal(a.adapter.stopsFor('f'), 1, 'the closing owner stopped its task')
     t.same(JSON.parse((await onA.next((event) => event.event === 'end')).data), { reason: 'server-shutdown' })
-    await waitFor(() => b.adapter.startsFor('f') === 1, 'b starts the stream')
-    t.ok(Date.now() - closedAt <= renewMs + 500, `b took over ${Date.now() - closedAt} ms after the close`)
+    await waitFor(() => b.adapter.startsFor('f') === 1, 'b starts the stream', waitMs)
+    t.ok(Date.now() - closedAt <= renewMs + slackMs, `b took over ${Date.now() - closedAt} ms after the close`)
     await statusBecomes(t, b, 'f', { state: 'active', owner: 'b', task_id: 'b:task-1', sse_clients: 1 })
     b.adapter.push('f', { n: 3 })
     const after = await metrics(onB)
@@ -233,7 +243,7 @@ t.test('cluster mode over Redis (in-process instances)', { skip }, async (t) => 
     t.same([JSON.parse((await metrics(resumed)).data), JSON.parse((await metrics(resumed)).data)], [{ n: 2 }, { n: 3 }], 'replayed after the given id')
     onB.close()
     resumed.close()
-    await waitFor(() => liveTasks(apps).length === 0, 'no live task')
+    await waitFor(() => liveTasks(apps).length === 0, 'no live task', waitMs)
   })
 
   t.test('an owner whose lease another instance took stops its stream and publishes nothing more', async (t) => {
@@ -247,17 +257,17 @@ t.test('cluster mode over Redis (in-process instances)', { skip }, async (t) => 
     const intruder = new Redis(redis.url)
     t.teardown(() => intruder.disconnect())
     await intruder.set(`${keyPrefix}owner:s`, 'elsewhere', 'PX', 1500)
-    await waitFor(() => owner.adapter.stopsFor('s') === 1, 'the old owner stops its task')
+    await waitFor(() => owner.adapter.stopsFor('s') === 1, 'the old owner stops its task', waitMs)
     const stoppedTask = owner.adapter.stopCalls[0]!.taskId
     owner.adapter.startCalls[0]!.sink.push({ late: true })
     await sleep(100)
     t.notOk([...onA.events, ...onB.events].some((event) => event.event === 'metrics' && event.data.includes('late')), 'a stale owner cannot publish')
     // Once the foreign lease expires an instance with clients takes the agent again.
-    await waitFor(async () => (await a.status('s')).state === 'active' && (await a.status('s')).task_id !== stoppedTask, 'a new task', 5000)
+    await waitFor(async () => (await a.status('s')).state === 'active' && (await a.status('s')).task_id !== stoppedTask, 'a new task', waitMs)
     t.equal(liveTasks(apps, 's').length, 1, 'exactly one live stream')
     onA.close()
     onB.close()
-    await waitFor(() => liveTasks(apps).length === 0, 'no live task')
+    await waitFor(() => liveTasks(apps).length === 0, 'no live task', waitMs)
   })
 
   t.test('malformed messages on the cluster channel are ignored', async (t) => {
@@ -276,7 +286,7 @@ t.test('cluster mode over Redis (in-process instances)', { skip }, async (t) => 
     owner.adapter.push('m', { ok: 1 })
     t.same(JSON.parse((await metrics(onA)).data), { ok: 1 }, 'still streaming')
     onA.close()
-    await waitFor(() => liveTasks(apps).length === 0, 'no live task')
+    await waitFor(() => liveTasks(apps).length === 0, 'no live task', waitMs)
   })
 })
 
@@ -302,13 +312,13 @@ t.test('Redis going away and coming back', { skip }, async (t) => {
       t.equal(response.body.code, 'FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE')
       t.ok(Number(response.headers['retry-after']) >= 1, 'with Retry-After')
     }
-    await waitFor(() => owner.adapter.stopsFor('r') === 1, 'the owner stops its stream', 5000)
+    await waitFor(() => owner.adapter.stopsFor('r') === 1, 'the owner stops its stream', leaseMs + waitMs)
     const keptFor = Date.now() - downAt
-    t.ok(keptFor <= leaseMs + 300, `the owner kept streaming ${keptFor} ms without Redis (lease ${leaseMs} ms)`)
+    t.ok(keptFor <= leaseMs + slackMs, `the owner kept streaming ${keptFor} ms without Redis (lease ${leaseMs} ms)`)
 
     await redis.start()
     const upAt = Date.now()
-    await waitFor(async () => (await a.json('/agents/r/status')).statusCode === 200 && (await b.json('/agents/r/status')).statusCode === 200, 'both instances serve again', 5000)
+    await waitFor(async () => (await a.json('/agents/r/status')).statusCode === 200 && (await b.json('/agents/r/status')).statusCode === 200, 'both instances serve again', waitMs)
     t.ok(Date.now() - upAt <= renewMs + 1000, `serving ${Date.now() - upAt} ms after Redis returned`)
     const again = [await a.sse('/agents/r/metrics/stream'), await b.sse('/agents/r/metrics/stream')]
     const newOwner = await ownerOf(apps, 'r')
@@ -317,12 +327,12 @@ t.test('Redis going away and coming back', { skip }, async (t) => {
     newOwner.adapter.push('r', { back: true })
     for (const client of again) t.same(JSON.parse((await metrics(client)).data), { back: true })
     for (const client of again) client.close()
-    await waitFor(() => liveTasks(apps).length === 0, 'no live task')
+    await waitFor(() => liveTasks(apps).length === 0, 'no live task', waitMs)
   })
 
   t.test('a short outage (under leaseMs) keeps a held stream and its task; Redis data loss is repaired', async (t) => {
     const redis = await startRedis(t)
-    const apps = await cluster(t, 2, redis, { leaseMs: 1500 })
+    const apps = await cluster(t, 2, redis)
     const [a, b] = apps as [ClusterApp, ClusterApp]
     t.equal((await a.json('/agents/q/metrics/streaming/start', 'POST')).statusCode, 200)
     const taskId = (await a.status('q')).task_id
@@ -330,7 +340,7 @@ t.test('Redis going away and coming back', { skip }, async (t) => {
     a.adapter.push('q', { n: 1 })
     const firstId = Number((await metrics(before)).id)
     await redis.restart()
-    await waitFor(async () => (await b.json('/agents/q/status')).statusCode === 200 && (await a.json('/agents/q/status')).statusCode === 200, 'serving again', 5000)
+    await waitFor(async () => (await b.json('/agents/q/status')).statusCode === 200 && (await a.json('/agents/q/status')).statusCode === 200, 'serving again', waitMs)
     await statusBecomes(t, b, 'q', { manual_hold: true, state: 'active', task_id: taskId, owner: 'a' })
     t.equal(starts(apps, 'q'), 1, 'no restart')
     t.equal(stops(apps, 'q'), 0)
@@ -340,7 +350,7 @@ t.test('Redis going away and coming back', { skip }, async (t) => {
     t.ok(Number(second.id) > firstId, `event ids keep increasing although Redis lost its counter (${firstId} then ${second.id})`)
     after.close()
     t.equal((await b.json('/agents/q/metrics/streaming/stop', 'POST')).statusCode, 200)
-    await waitFor(() => liveTasks(apps).length === 0, 'no live task')
+    await waitFor(() => liveTasks(apps).length === 0, 'no live task', waitMs)
   })
 })
 

@@ -15,6 +15,9 @@ function alive (pid: number): boolean {
   }
 }
 
+// About 10 s; the margin is for a machine at half this one's speed.
+t.setTimeout(120_000)
+
 // examples/cluster/README.md starts with `node examples/cluster/start.js`: run it as a real process
 // tree (a throwaway redis-server and two instances), on ephemeral ports.
 t.test('the cluster example: clients on both instances share one agent stream, and SIGTERM stops the whole tree', { skip: redisSkip() }, async (t) => {

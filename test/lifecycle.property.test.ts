@@ -3,6 +3,7 @@ import t from 'tap'
 import type { Subscription } from '../lib/index.js'
 import { lifecycleFixture } from './helpers/lifecycle-fixture.js'
 import { drainMicrotasks, flush } from './helpers/manual-timers.js'
+import { assertWithinBudget, envNumber, stress, type RunBudget } from './helpers/run-budget.js'
 import type { StartCall } from './helpers/test-adapter.js'
 
 // Random interleavings of everything that can happen to an agent's stream: clients
@@ -12,8 +13,26 @@ import type { StartCall } from './helpers/test-adapter.js'
 // After every step the counting invariants hold; each subscriber sees strictly increasing
 // ids and at most one end; every hold settles; close() resolves; once everyone has left,
 // all is idle with no timer left.
+//
+// By default as many schedules as fit in 15 s, and never fewer than 500 (a schedule takes about
+// 5 ms, 10 ms under coverage); STRESS=1 (npm run test:stress) runs 10,000, PROPERTY_RUNS=n exactly
+// n. Reproduce a failure with PROPERTY_SEED=<seed> PROPERTY_PATH=<path> (both printed by fast-check).
 
-const RUNS = Number(process.env.PROPERTY_RUNS ?? 10_000)
+const EXPLICIT_RUNS = envNumber('PROPERTY_RUNS')
+const FULL_RUNS = 10_000
+const full = EXPLICIT_RUNS !== undefined || stress
+/** Bounds runs and shrinking, so that a failure is reported before tap's timeout. */
+const HARD_LIMIT_MS = full ? 25 * 60_000 : 90_000
+const budget: RunBudget = {
+  ...(full ? { minRuns: EXPLICIT_RUNS ?? FULL_RUNS, maxRuns: EXPLICIT_RUNS ?? FULL_RUNS, budgetMs: Infinity } : { minRuns: 500, maxRuns: FULL_RUNS, budgetMs: 15_000 }),
+  hardLimitMs: HARD_LIMIT_MS,
+  seed: envNumber('PROPERTY_SEED'),
+  path: process.env.PROPERTY_PATH || undefined
+}
+const replay = budget.seed !== undefined || budget.path !== undefined
+// Margin for a machine at half this one's speed.
+t.setTimeout(HARD_LIMIT_MS + 30_000)
+
 const STOP_DELAY_MS = 1000
 const ADAPTER_TIMEOUT_MS = 3000
 const agents = ['a1', 'a2'] as const
@@ -241,9 +260,9 @@ async function runSchedule (commands: Command[], inPlaceRetune: boolean): Promis
   if (!closed) throw new Error('close() did not resolve')
 }
 
-t.test(`${RUNS} random schedules: one live stream per agent, starts = stops + ends + live, exact counts, idle at the end`, async (t) => {
-  const started = Date.now()
-  await fc.assert(fc.asyncProperty(fc.array(command, { minLength: 1, maxLength: 40 }), fc.boolean(), runSchedule), { numRuns: RUNS })
-  t.pass(`${RUNS} schedules in ${Date.now() - started} ms`)
+const size = budget.minRuns === budget.maxRuns ? `${budget.maxRuns}` : `at least ${budget.minRuns} (up to ${budget.budgetMs / 1000} s)`
+t.test(`${size} random schedules: one live stream per agent, starts = stops + ends + live, exact counts, idle at the end`, async (t) => {
+  const { runs, elapsedMs, interrupted } = await assertWithinBudget(fc.asyncProperty(fc.array(command, { minLength: 1, maxLength: 40 }), fc.boolean(), runSchedule), budget)
+  t.ok(!interrupted && (replay || runs >= budget.minRuns), `${runs} schedules in ${elapsedMs} ms${interrupted ? ` (cut short by the ${HARD_LIMIT_MS} ms limit)` : ''}`)
   await flush()
 })

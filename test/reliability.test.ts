@@ -134,7 +134,10 @@ t.test('authorizeAgent: false answers 403 on every agent route before anything h
   t.same((await json('/streams')).body.streams.map((s: { agent_id: string }) => s.agent_id), ['public'])
   t.same((await json('/streams', 'GET', undefined, admin)).body.streams.map((s: { agent_id: string }) => s.agent_id).sort(), ['public', 'secret'])
   const taskId = (await json('/agents/secret/status', 'GET', undefined, admin)).body.task_id
-  t.equal((await json(`/tasks/${taskId}/cancel`, 'POST')).statusCode, 403, 'cancel is authorised against the task\'s agent')
+  const refused = await json(`/tasks/${taskId}/cancel`, 'POST')
+  const unknown = await json('/tasks/no-such-task/cancel', 'POST')
+  t.equal(refused.statusCode, 404, 'a task of an agent the caller may not see answers like an unknown task')
+  t.same({ ...refused.body, message: refused.body.message.replace(taskId, 'ID') }, { ...unknown.body, message: unknown.body.message.replace('no-such-task', 'ID') }, 'the same body: no oracle')
   t.equal((await json(`/tasks/${taskId}/cancel`, 'POST', undefined, admin)).statusCode, 200)
   t.equal((await status('public')).state, 'active')
 })

@@ -98,7 +98,7 @@ t.test('manual start holds the stream; it answers once active; repeated starts a
   t.equal(again.statusCode, 200)
   t.equal(adapter.startCalls.length, 1, 'idempotent')
   const list = await json('/streams')
-  t.same(list.body, { streams: [started.body] })
+  t.same(list.body, { streams: [started.body], next_cursor: null })
 
   const client = await sse('/agents/agent1/metrics/stream')
   await waitFor(async () => (await status('agent1')).sse_clients === 1, 'the client')
@@ -109,7 +109,7 @@ t.test('manual start holds the stream; it answers once active; repeated starts a
   t.match(await client.next(), { event: 'metrics' })
   client.close()
   await waitFor(() => adapter.liveTasks.size === 0, 'the stop after the window')
-  t.same((await json('/streams')).body, { streams: [] })
+  t.same((await json('/streams')).body, { streams: [], next_cursor: null })
   t.equal((await json('/agents/agent1/metrics/streaming/stop', 'POST')).statusCode, 200, 'stop without a hold is fine')
 })
 
@@ -162,7 +162,7 @@ t.test('register-level prefix is ignored by fastify-plugin; the option is the wa
   await app.register(agentSse, { adapter: new TestAdapter(), prefix: '/v1' })
   const response = await app.inject('/v1/streams')
   t.equal(response.statusCode, 200)
-  t.same(response.json(), { streams: [] })
+  t.same(response.json(), { streams: [], next_cursor: null })
 })
 
 t.test('the plugin works over HTTP/2 (no Connection header on the stream)', async (t) => {

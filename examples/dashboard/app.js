@@ -52,9 +52,19 @@ function render (sample, eventId) {
   for (const values of Object.values(series)) if (values.length > WINDOW) values.shift()
   usageChart.setData([series.time, series.cpu, series.memory])
   loadChart.setData([series.time, series.load])
-  const rows = Object.entries(sample).map(([key, value]) => `<tr><td>${key}</td><td>${Array.isArray(value) ? value.join(', ') : value}</td></tr>`)
-  $('latest').innerHTML = rows.join('')
+  // Agent data is shown as text, never parsed as HTML: a key or value may hold markup.
+  $('latest').replaceChildren(...Object.entries(sample).map(([key, value]) => tableRow(key, Array.isArray(value) ? value.join(', ') : String(value))))
   $('last-event-id').textContent = String(eventId)
+}
+
+function tableRow (...texts) {
+  const row = document.createElement('tr')
+  for (const text of texts) {
+    const cell = document.createElement('td')
+    cell.textContent = text
+    row.append(cell)
+  }
+  return row
 }
 
 function watch () {
@@ -119,7 +129,7 @@ $('agent').onchange = () => {
 }
 
 const { agents, stop_delay_ms: stopDelayMs } = await (await fetch('/example/agents')).json()
-$('agent').innerHTML = agents.map((id) => `<option>${id}</option>`).join('')
+$('agent').replaceChildren(...agents.map((id) => new Option(id)))
 if (!agents.includes(agentId)) agentId = agents[0]
 $('agent').value = agentId
 log(`closing this tab stops ${agentId}'s stream ${stopDelayMs / 1000} s later, unless another viewer remains`)

@@ -9,7 +9,7 @@ import { Value } from '@sinclair/typebox/value'
 export const MAX_PAYLOAD_BYTES = 64 * 1024
 
 // The plugin's own rule for agent ids, so every registered agent is reachable over its routes.
-export const AgentId = Type.String({ pattern: '^[A-Za-z0-9._:-]{1,128}$' })
+export const AgentId = Type.String({ pattern: '^(?!\\.+$)[A-Za-z0-9._:-]{1,128}$' })
 const TaskId = Type.String({ minLength: 1, maxLength: 128 })
 const RequestId = Type.String({ minLength: 1, maxLength: 128 })
 const IntervalSeconds = Type.Integer({ minimum: 1, maximum: 86400 })

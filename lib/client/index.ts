@@ -125,8 +125,13 @@ export class AgentStreamClient {
     return this.request('GET', `${this.agentUrl(agentId)}/status`)
   }
 
-  listStreams (): Promise<StreamList> {
-    return this.request('GET', `${this.baseUrl}/streams`)
+  /** One page of the streams (`limit` 1-1000, default 100); pass the answer's `next_cursor` as `cursor` for the next. */
+  listStreams (page: { limit?: number, cursor?: string } = {}): Promise<StreamList> {
+    const query = new URLSearchParams()
+    if (page.limit !== undefined) query.set('limit', String(page.limit))
+    if (page.cursor !== undefined) query.set('cursor', page.cursor)
+    const search = query.size > 0 ? `?${query}` : ''
+    return this.request('GET', `${this.baseUrl}/streams${search}`)
   }
 
   cancelTask (taskId: string): Promise<StreamStatus> {

@@ -1,6 +1,18 @@
 import { FST_ERR_AGENT_SSE_ADAPTER_FAILED, FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT } from '../errors.js'
 import type { LifecycleTimers } from './types.js'
 
+// Unref'd so a lingering debounce or a pending adapter timeout never keeps the process alive.
+export const unrefTimers: LifecycleTimers = {
+  setTimeout (callback, ms) {
+    const handle = setTimeout(callback, ms)
+    handle.unref()
+    return handle
+  },
+  clearTimeout (handle) {
+    clearTimeout(handle as NodeJS.Timeout)
+  }
+}
+
 /** Calls an adapter method so that a synchronous throw becomes a rejection instead of escaping into the caller. */
 export function invokeAdapter<T> (call: () => Promise<T> | T): Promise<T> {
   try {
@@ -39,7 +51,32 @@ export function boundAdapterCall<T> (
   return withTimeout(failed, timeoutMs, timers, () => new FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT(operation, agentId, timeoutMs))
 }
 
+/**
+ * A one-line description of any thrown value, without ever throwing: an adapter may reject
+ * with a null-prototype object, a value whose `toString` throws, or an Error whose `message`
+ * getter throws, and describing it must not turn into a second failure.
+ */
 export function describeError (err: unknown): string {
-  if (err instanceof Error) return err.message
-  return String(err)
+  try {
+    if (err instanceof Error) {
+      const message: unknown = err.message
+      return typeof message === 'string' ? message : describeValue(message)
+    }
+    return describeValue(err)
+  } catch {
+    return 'an error that cannot be described'
+  }
+}
+
+function describeValue (value: unknown): string {
+  if (typeof value === 'string') return value
+  try {
+    return String(value)
+  } catch {
+    try {
+      return Object.prototype.toString.call(value)
+    } catch {
+      return 'an error that cannot be described'
+    }
+  }
 }

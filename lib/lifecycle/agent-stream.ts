@@ -1,11 +1,14 @@
 import type { AgentAdapter, MetricsSample, MetricsSink } from '../adapter.js'
 import { FST_ERR_AGENT_SSE_ADAPTER_FAILED, FST_ERR_AGENT_SSE_CLOSED, FST_ERR_AGENT_SSE_HOLD_ENDED, FST_ERR_AGENT_SSE_STREAM_ENDED } from '../errors.js'
 import { boundAdapterCall, describeError, invokeAdapter } from './adapter-call.js'
+import { serialiseSample } from './sample.js'
 import { Audience } from './audience.js'
-import { catchUp, type ReplayHistory } from './replay-history.js'
+import { catchUp, type HistoryEntry, type ReplayHistory } from './replay-history.js'
 import { WaitList } from './wait-list.js'
 import type { Subscriber } from './subscriber.js'
 import type { LifecycleLogger, LifecycleTimers, StreamState, StreamStatus } from './types.js'
+
+const MAX_REASON_LENGTH = 256
 
 /** What every AgentStream shares with the StreamLifecycle that owns it. */
 export interface AgentStreamContext {
@@ -15,11 +18,17 @@ export interface AgentStreamContext {
   readonly logger: LifecycleLogger
   readonly timers: LifecycleTimers
   now (): number
+  /** The id of the next accepted sample: one sequence for every agent, so ids never repeat, even for a forgotten agent. */
+  nextEventId (): number
+  /** The newest id handed out (a client's Last-Event-ID above it is not one of ours). */
+  lastEventId (): number
   isClosing (): boolean
   /** The stream is idle with no demand and nobody waiting: its owner may forget it. */
   onIdle (stream: AgentStream): void
   /** Called after every state change (a cluster owner publishes the agent's status). */
   onStateChange? (stream: AgentStream): void
+  /** Called for every sample the stream accepted, after its subscribers got it (a cluster owner publishes it). */
+  onSampleAccepted? (stream: AgentStream, entry: HistoryEntry): void
 }
 
 /** One `startMetricsStreaming` call and the task it produced. */
@@ -33,6 +42,8 @@ interface Run {
   closed: boolean
   /** The agent ended or failed while the start was still in flight; applied when it settles. */
   outcome: 'ended' | 'failed' | null
+  /** Samples refused as not JSON objects (logged on the first and every 1000th, not per sample). */
+  rejectedSamples: number
 }
 
 /**
@@ -79,6 +90,11 @@ export class AgentStream {
   /** The interval the current run streams at, or null with no run. */
   get intervalSeconds (): number | null {
     return this.run?.intervalSeconds ?? null
+  }
+
+  /** A manual hold keeps the stream open. */
+  get held (): boolean {
+    return this.audience.holdIntervalSeconds !== null
   }
 
   /** True once nothing references this stream: no demand, no task, nobody waiting. */
@@ -155,7 +171,7 @@ export class AgentStream {
 
   private catchUp (subscriber: Subscriber): boolean {
     const streaming = this.state === 'active' || this.state === 'lingering'
-    return catchUp(subscriber, this.history, streaming, this.ctx.now(), this.audience)
+    return catchUp(subscriber, this.history, this.ctx.lastEventId(), streaming, this.ctx.now(), this.audience)
   }
 
   private reconcile (): void {
@@ -188,7 +204,7 @@ export class AgentStream {
 
   private start (): void {
     const intervalSeconds = this.audience.smallestInterval()
-    const run: Run = { intervalSeconds, abort: new AbortController(), taskId: null, startedAt: null, closed: false, outcome: null }
+    const run: Run = { intervalSeconds, abort: new AbortController(), taskId: null, startedAt: null, closed: false, outcome: null, rejectedSamples: 0 }
     this.run = run
     this.enter('starting')
     this.audience.tune(intervalSeconds)
@@ -200,8 +216,9 @@ export class AgentStream {
     const { adapter, adapterTimeoutMs, timers } = this.ctx
     const raw = invokeAdapter(() => adapter.startMetricsStreaming(this.agentId, { intervalSeconds, signal: run.abort.signal }, sink))
       .then((result) => {
-        if (typeof result?.taskId !== 'string' || result.taskId === '') {
-          throw new TypeError('startMetricsStreaming did not resolve to { taskId: string }')
+        // The task id is shown in status and addressed by the cancel route, which takes at most 256 characters.
+        if (typeof result?.taskId !== 'string' || result.taskId === '' || result.taskId.length > 256) {
+          throw new TypeError('startMetricsStreaming did not resolve to { taskId: string } (1-256 characters)')
         }
         return result.taskId
       })
@@ -330,24 +347,44 @@ export class AgentStream {
     this.reconcile()
   }
 
+  // The sink is called from the adapter's own callbacks (a socket's 'message' or 'error' handler):
+  // nothing it is given may throw back into them, or a bad value would crash the host's transport.
   private sinkFor (run: Run): MetricsSink {
     return {
-      push: (sample) => this.deliver(run, sample),
-      end: (reason) => this.onAgentEnded(run, reason),
-      error: (err) => this.onAgentFailed(run, err)
+      push: (sample) => this.guard(() => this.deliver(run, sample)),
+      end: (reason) => this.guard(() => this.onAgentEnded(run, reason)),
+      error: (err) => this.guard(() => this.onAgentFailed(run, err))
+    }
+  }
+
+  private guard (call: () => void): void {
+    try {
+      call()
+    } catch (err) {
+      this.ctx.logger.error({ agentId: this.agentId, err }, `Handling a message of agent ${this.agentId}'s metrics stream failed: ${describeError(err)}`)
     }
   }
 
   private deliver (run: Run, sample: MetricsSample): void {
     if (run.closed) return
-    const { eventId } = this.history.append(sample, this.ctx.now())
-    this.audience.offer(sample, eventId)
+    const { json, problem } = serialiseSample(sample)
+    if (json === null) {
+      // Refused before it takes an event id: clients never see a hole or a `data: undefined`.
+      if (run.rejectedSamples++ % 1000 === 0) {
+        this.ctx.logger.warn({ agentId: this.agentId, taskId: run.taskId, rejectedSamples: run.rejectedSamples }, `Dropped a sample of agent ${this.agentId}: ${problem} (${run.rejectedSamples} dropped by this task so far)`)
+      }
+      return
+    }
+    const entry = this.history.append(this.ctx.nextEventId(), sample, json, this.ctx.now())!
+    this.audience.offer(entry)
+    this.ctx.onSampleAccepted?.(this, entry)
   }
 
-  private onAgentEnded (run: Run, reason: string): void {
+  private onAgentEnded (run: Run, reason: unknown): void {
     if (run.closed) return
     run.closed = true
-    const why = typeof reason === 'string' && reason !== '' ? reason : 'ended'
+    // The reason reaches every client and the logs: a string, and a short one.
+    const why = typeof reason === 'string' && reason !== '' ? reason.slice(0, MAX_REASON_LENGTH) : 'ended'
     this.ctx.logger.info({ agentId: this.agentId, taskId: run.taskId, reason: why }, `Agent ${this.agentId} ended metrics streaming on its own: ${why}`)
     this.audience.endAll((subscriber) => subscriber.end(why))
     if (this.state === 'starting') {

@@ -1,4 +1,4 @@
-import type { MetricsSample } from '../adapter.js'
+import type { HistoryEntry } from './replay-history.js'
 import type { Subscriber } from './subscriber.js'
 import type { LifecycleLogger } from './types.js'
 
@@ -65,10 +65,10 @@ export class Audience {
   }
 
   /** The hot path: one sample to every subscriber. */
-  offer (sample: MetricsSample, eventId: number): void {
+  offer (entry: HistoryEntry): void {
     for (const subscriber of this.subscribers) {
       try {
-        subscriber.offer(sample, eventId)
+        subscriber.offer(entry)
       } catch (err) {
         this.logger.error({ agentId: this.agentId, err }, 'A metrics subscriber threw; other subscribers still receive the sample')
       }

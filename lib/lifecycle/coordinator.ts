@@ -35,11 +35,16 @@ export interface CoordinatedStreams {
   subscribe (agentId: string, subscriber: Subscriber): () => void
   hold (agentId: string, intervalSeconds: number): Promise<StreamStatus>
   release (agentId: string): Promise<StreamStatus>
-  cancelTask (taskId: string): Promise<StreamStatus | false>
+  /** Manual holds set through this instance (what `maxHolds` bounds). */
+  holdCount (): number
+  /** Cancels the agent's task if it is live and has this id; false otherwise. */
+  cancelTask (agentId: string, taskId: string): Promise<StreamStatus | false>
   status (agentId: string): StreamStatus
-  list (): StreamStatus[]
+  /** The agents that are not idle, in no particular order. */
+  streamingAgents (): string[]
   lastEventId (agentId: string): number
-  agentOfTask (taskId: string): string | null
+  /** The agents whose live or stopping task has this id (task ids are only unique per agent). */
+  agentsOfTask (taskId: string): string[]
   /** True if the task is (or might be, a start being in flight) one this coordinator's streams own. */
   mayOwn (agentId: string, taskId: string): boolean
   /** Ends every subscriber with `server-shutdown` and stops what this process streams. Idempotent. */

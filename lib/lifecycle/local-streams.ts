@@ -1,6 +1,6 @@
 import { AgentStream, type AgentStreamContext } from './agent-stream.js'
 import type { Coordinator, CoordinatedStreams, CoordinatorContext } from './coordinator.js'
-import { ReplayHistory } from './replay-history.js'
+import { HistoryStore } from './history-store.js'
 import type { Subscriber } from './subscriber.js'
 import { idleStatus, type StreamStatus } from './types.js'
 
@@ -12,20 +12,27 @@ export function localCoordinator (): Coordinator {
 /** One {@link AgentStream} per agent that has demand, in this process. */
 export class LocalStreams implements CoordinatedStreams {
   private readonly streams = new Map<string, AgentStream>()
-  // Kept apart from `streams` (which forget idle agents) so that ids keep increasing
-  // across stop/start and replay survives a restart of the agent's stream.
-  private readonly histories = new Map<string, ReplayHistory>()
+  // Kept apart from `streams` (which forget idle agents at once) so that replay survives a
+  // restart of the agent's stream; bounded, see HistoryStore.
+  private readonly histories: HistoryStore
+  /** Live and stopping tasks by id, so a cancel finds its stream in O(1) (task ids are only unique per agent). */
+  private readonly tasks = new Map<string, Set<AgentStream>>()
+  private readonly indexedTask = new Map<AgentStream, string>()
   private readonly streamContext: AgentStreamContext
+  private lastIssuedEventId = 0
   private closing: Promise<void> | null = null
 
   constructor (private readonly context: CoordinatorContext) {
+    this.histories = new HistoryStore(context.replayBufferSize, context.timers, () => context.now())
     this.streamContext = {
       ...context,
+      nextEventId: () => ++this.lastIssuedEventId,
+      lastEventId: () => this.lastIssuedEventId,
       isClosing: () => this.closing !== null,
+      onStateChange: (stream) => this.indexTask(stream),
       onIdle: (stream) => {
         if (this.streams.get(stream.agentId) === stream) this.streams.delete(stream.agentId)
-        // An agent that never produced a sample leaves nothing behind (ids that never existed cannot pile up).
-        if (this.histories.get(stream.agentId)?.lastEventId === 0) this.histories.delete(stream.agentId)
+        this.histories.idle(stream.agentId)
       }
     }
   }
@@ -52,20 +59,24 @@ export class LocalStreams implements CoordinatedStreams {
     return this.status(agentId)
   }
 
-  async cancelTask (taskId: string): Promise<StreamStatus | false> {
-    for (const stream of this.streams.values()) {
-      if (stream.taskId !== taskId) continue
-      const stopped = stream.cancel()
-      if (stopped === null) return false
-      await stopped
-      return this.status(stream.agentId)
-    }
-    return false
+  holdCount (): number {
+    let holds = 0
+    for (const stream of this.streams.values()) if (stream.held) holds++
+    return holds
   }
 
-  agentOfTask (taskId: string): string | null {
-    for (const stream of this.streams.values()) if (stream.taskId === taskId) return stream.agentId
-    return null
+  async cancelTask (agentId: string, taskId: string): Promise<StreamStatus | false> {
+    const stream = this.streams.get(agentId)
+    if (stream === undefined || stream.taskId !== taskId) return false
+    const stopped = stream.cancel()
+    if (stopped === null) return false
+    await stopped
+    return this.status(agentId)
+  }
+
+  agentsOfTask (taskId: string): string[] {
+    const streams = this.tasks.get(taskId)
+    return streams === undefined ? [] : [...streams].map((stream) => stream.agentId)
   }
 
   mayOwn (agentId: string, taskId: string): boolean {
@@ -77,12 +88,10 @@ export class LocalStreams implements CoordinatedStreams {
     return this.streams.get(agentId)?.status() ?? idleStatus(agentId)
   }
 
-  list (): StreamStatus[] {
-    const statuses: StreamStatus[] = []
-    for (const stream of this.streams.values()) {
-      if (stream.state !== 'idle') statuses.push(stream.status())
-    }
-    return statuses
+  streamingAgents (): string[] {
+    const agents: string[] = []
+    for (const stream of this.streams.values()) if (stream.state !== 'idle') agents.push(stream.agentId)
+    return agents
   }
 
   lastEventId (agentId: string): number {
@@ -94,21 +103,40 @@ export class LocalStreams implements CoordinatedStreams {
     // Set before any subscriber hears `server-shutdown`, so that one subscribing again from its callback is refused.
     let done: () => void = () => {}
     this.closing = new Promise<void>((resolve) => { done = resolve })
-    Promise.all([...this.streams.values()].map((stream) => stream.shutdown())).then(() => done())
+    Promise.all([...this.streams.values()].map((stream) => stream.shutdown())).then(() => {
+      this.histories.clear()
+      done()
+    })
     return this.closing
   }
 
   private streamOf (agentId: string): AgentStream {
     let stream = this.streams.get(agentId)
     if (!stream) {
-      let history = this.histories.get(agentId)
-      if (!history) {
-        history = new ReplayHistory(this.context.replayBufferSize)
-        this.histories.set(agentId, history)
-      }
-      stream = new AgentStream(agentId, this.streamContext, history)
+      stream = new AgentStream(agentId, this.streamContext, this.histories.use(agentId))
       this.streams.set(agentId, stream)
     }
     return stream
+  }
+
+  private indexTask (stream: AgentStream): void {
+    const indexed = this.indexedTask.get(stream)
+    const current = stream.taskId
+    if (indexed === current) return
+    if (indexed !== undefined) {
+      const streams = this.tasks.get(indexed)!
+      streams.delete(stream)
+      if (streams.size === 0) this.tasks.delete(indexed)
+      this.indexedTask.delete(stream)
+    }
+    if (current !== null) {
+      let streams = this.tasks.get(current)
+      if (!streams) {
+        streams = new Set()
+        this.tasks.set(current, streams)
+      }
+      streams.add(stream)
+      this.indexedTask.set(stream, current)
+    }
   }
 }

@@ -4,6 +4,8 @@ import type { Subscriber } from './subscriber.js'
 export interface HistoryEntry {
   readonly eventId: number
   readonly sample: MetricsSample
+  /** The sample's JSON text as it was accepted (what clients are sent). */
+  readonly json: string
   /** When the sample arrived (the lifecycle's clock), for the latest-sample-on-subscribe rule. */
   readonly receivedAt: number
 }
@@ -15,66 +17,68 @@ export interface CatchUp {
   entries: HistoryEntry[]
 }
 
+// How many of the newest samples' ids a history remembers, per held sample, to count what a
+// resuming client missed: exact for clients up to (ID_LOG_FACTOR - 1) × capacity samples behind.
+const ID_LOG_FACTOR = 4
+
 /**
- * Per-agent event ids and the last `capacity` samples, kept for the life of the
- * lifecycle so that ids never restart and a reconnecting client can resume.
+ * One agent's newest `capacity` samples, for Last-Event-ID resume and the latest sample on join.
+ * Event ids are assigned by the caller (one sequence shared by every agent of the process,
+ * or the cluster's): they increase but are not consecutive per agent, so the history also
+ * logs the ids of a few more samples than it holds, to count what a resuming client missed.
  */
 export class ReplayHistory {
   private readonly ring: Array<HistoryEntry | undefined>
-  private newestId = 0
-  /** The id before the oldest of the consecutive ids held (0 unless ids jumped, see `receive`). */
-  private baseId = 0
+  private readonly idLog: Float64Array
+  /** Samples appended so far; the ring and the id log are indexed by it. */
+  private appended = 0
 
   constructor (private readonly capacity: number) {
     this.ring = new Array(capacity)
+    this.idLog = new Float64Array(capacity * ID_LOG_FACTOR)
   }
 
   get lastEventId (): number {
-    return this.newestId
+    return this.newest?.eventId ?? 0
   }
 
   get newest (): HistoryEntry | undefined {
-    return this.ring[this.newestId % this.capacity]
+    return this.appended === 0 ? undefined : this.ring[(this.appended - 1) % this.capacity]
   }
 
-  append (sample: MetricsSample, receivedAt: number): HistoryEntry {
-    const entry = { eventId: ++this.newestId, sample, receivedAt }
-    this.ring[entry.eventId % this.capacity] = entry
+  /** Records a sample under an id above every id it holds; returns null (and keeps nothing) for one that is not. */
+  append (eventId: number, sample: MetricsSample, json: string, receivedAt: number): HistoryEntry | null {
+    if (eventId <= this.lastEventId) return null
+    const entry = { eventId, sample, json, receivedAt }
+    this.ring[this.appended % this.capacity] = entry
+    this.idLog[this.appended % this.idLog.length] = eventId
+    this.appended++
     return entry
   }
 
   /**
-   * A sample whose id was assigned elsewhere (a cluster owner). Returns null for an id
-   * not above the newest (a duplicate). After a jump the ring restarts at the new id:
-   * what was skipped is not held, so a client behind it gets a gap rather than wrong samples.
-   */
-  receive (eventId: number, sample: MetricsSample, receivedAt: number): HistoryEntry | null {
-    if (eventId <= this.newestId) return null
-    if (eventId !== this.newestId + 1) {
-      this.ring.fill(undefined)
-      this.baseId = eventId - 1
-    }
-    this.newestId = eventId
-    const entry = { eventId, sample, receivedAt }
-    this.ring[eventId % this.capacity] = entry
-    return entry
-  }
-
-  /**
-   * What a client that last saw `lastEventId` should get: everything after it if
-   * the ring still holds it all, else the newest sample and how many were missed.
-   * Callers treat ids above `lastEventId` as absent.
+   * What a client that last saw `lastEventId` should get: every held sample after it if none
+   * after it was dropped, else the newest sample and how many were dropped (counted over the
+   * id log: a lower bound for a client further behind than the log reaches).
    */
   after (lastEventId: number): CatchUp {
-    const missing = this.newestId - lastEventId
-    if (missing <= 0) return { missed: 0, entries: [] }
-    const held = Math.min(this.newestId - this.baseId, this.capacity)
-    if (missing <= held) {
-      const entries: HistoryEntry[] = []
-      for (let id = lastEventId + 1; id <= this.newestId; id++) entries.push(this.ring[id % this.capacity]!)
-      return { missed: 0, entries }
+    if (this.lastEventId <= lastEventId) return { missed: 0, entries: [] }
+    const held = Math.min(this.appended, this.capacity)
+    const logged = Math.min(this.appended, this.idLog.length)
+    let dropped = 0
+    // Dropped samples, newest first, while their ids are after the client's.
+    for (let index = this.appended - held - 1; index >= this.appended - logged; index--) {
+      if (this.idLog[index % this.idLog.length]! <= lastEventId) break
+      dropped++
     }
-    return { missed: missing - 1, entries: [this.newest!] }
+    const entries: HistoryEntry[] = []
+    for (let index = this.appended - held; index < this.appended; index++) {
+      const entry = this.ring[index % this.capacity]!
+      if (entry.eventId > lastEventId) entries.push(entry)
+    }
+    if (dropped === 0) return { missed: 0, entries }
+    // A hole in the replay: only the newest is sent, so every other sample after the client's id is missed.
+    return { missed: dropped + entries.length - 1, entries: [this.newest!] }
   }
 }
 
@@ -88,16 +92,17 @@ interface Notifier {
  * newest sample), else the latest sample if the agent is streaming and the sample is younger
  * than the subscriber's interval. True when the latest was sent.
  */
-export function catchUp (subscriber: Subscriber, history: ReplayHistory, streaming: boolean, now: number, notifier: Notifier): boolean {
+export function catchUp (subscriber: Subscriber, history: ReplayHistory, newestIssuedId: number, streaming: boolean, now: number, notifier: Notifier): boolean {
   const lastEventId = subscriber.lastEventId
-  if (typeof lastEventId === 'number' && lastEventId >= 0 && lastEventId <= history.lastEventId) {
+  // An id above every id issued is not one of ours (another server's, or made up): treated as absent.
+  if (typeof lastEventId === 'number' && lastEventId >= 0 && lastEventId <= newestIssuedId) {
     const { missed, entries } = history.after(lastEventId)
     if (missed > 0) notifier.notify(subscriber, () => subscriber.gap({ missed, last_event_id: lastEventId }))
-    for (const entry of entries) notifier.notify(subscriber, () => subscriber.send(entry.sample, entry.eventId))
+    for (const entry of entries) notifier.notify(subscriber, () => subscriber.send(entry))
     return false
   }
   const newest = history.newest
   if (!streaming || !newest || now - newest.receivedAt >= subscriber.intervalSeconds * 1000) return false
-  notifier.notify(subscriber, () => subscriber.send(newest.sample, newest.eventId))
+  notifier.notify(subscriber, () => subscriber.send(newest))
   return true
 }

@@ -1,8 +1,9 @@
 import { findAdapterProblem, type AgentAdapter } from '../adapter.js'
-import { FST_ERR_AGENT_SSE_CLOSED, FST_ERR_AGENT_SSE_INVALID_OPTION } from '../errors.js'
-import { boundAdapterCall, invokeAdapter } from './adapter-call.js'
+import { FST_ERR_AGENT_SSE_ADAPTER_FAILED, FST_ERR_AGENT_SSE_CLOSED, FST_ERR_AGENT_SSE_INVALID_OPTION, FST_ERR_AGENT_SSE_TOO_MANY_HOLDS } from '../errors.js'
+import { boundAdapterCall, invokeAdapter, unrefTimers } from './adapter-call.js'
 import type { CoordinatedStreams } from './coordinator.js'
 import { localCoordinator } from './local-streams.js'
+import { serialiseSample } from './sample.js'
 import { Subscriber } from './subscriber.js'
 import type {
   HoldOptions,
@@ -16,18 +17,6 @@ import type {
 
 const silentLogger: LifecycleLogger = { info () {}, warn () {}, error () {} }
 
-// Unref'd so a lingering debounce or a pending adapter timeout never keeps the process alive.
-const unrefTimers: LifecycleTimers = {
-  setTimeout (callback, ms) {
-    const handle = setTimeout(callback, ms)
-    handle.unref()
-    return handle
-  },
-  clearTimeout (handle) {
-    clearTimeout(handle as NodeJS.Timeout)
-  }
-}
-
 /**
  * Per-agent reference counting of metrics subscribers over an {@link AgentAdapter}:
  * the first subscriber starts the agent's stream, the last one leaving stops it
@@ -39,6 +28,7 @@ export class StreamLifecycle {
   readonly stopDelayMs: number
   readonly adapterTimeoutMs: number
   readonly replayBufferSize: number
+  readonly maxHolds: number
   /** A coordinator other than the in-process default was given (it may become unavailable). */
   readonly distributed: boolean
   private readonly adapter: AgentAdapter
@@ -54,6 +44,7 @@ export class StreamLifecycle {
     this.stopDelayMs = nonNegativeInteger('stopDelayMs', options.stopDelayMs, 2000)
     this.adapterTimeoutMs = nonNegativeInteger('adapterTimeoutMs', options.adapterTimeoutMs, 10000, 1)
     this.replayBufferSize = nonNegativeInteger('replayBufferSize', options.replayBufferSize, 16, 1)
+    this.maxHolds = nonNegativeInteger('maxHolds', options.maxHolds, 1000)
     this.distributed = options.coordinator !== undefined
     const coordinator = options.coordinator ?? localCoordinator()
     if (typeof coordinator?.attach !== 'function') {
@@ -104,6 +95,10 @@ export class StreamLifecycle {
     if (this.closing) throw new FST_ERR_AGENT_SSE_CLOSED()
     assertInterval(options?.intervalSeconds)
     this.streams.assertAvailable()
+    // Each hold is a live adapter task with nobody watching: bounded, as clients are.
+    if (this.maxHolds > 0 && this.streams.holdCount() >= this.maxHolds && !this.streams.status(agentId).manual_hold) {
+      throw new FST_ERR_AGENT_SSE_TOO_MANY_HOLDS(this.maxHolds)
+    }
     return this.streams.hold(agentId, options.intervalSeconds)
   }
 
@@ -114,17 +109,21 @@ export class StreamLifecycle {
   }
 
   /**
-   * Force stop of a live task: releases the hold, ends subscribers with `cancelled`,
-   * and resolves with the agent's status once the adapter stop settled; false for an unknown task.
+   * Force stop of a live task: releases the hold, ends subscribers with `cancelled`, and
+   * resolves with the agent's status once the adapter stop settled; false for an unknown task.
+   * Task ids are only unique per agent: with `agentId` only that agent's task is cancelled
+   * (the caller checked it may touch that agent); without it, the first agent running the task.
    */
-  async cancelTask (taskId: string): Promise<StreamStatus | false> {
+  async cancelTask (taskId: string, agentId?: string): Promise<StreamStatus | false> {
     this.streams.assertAvailable()
-    return this.streams.cancelTask(taskId)
+    const target = agentId ?? this.streams.agentsOfTask(taskId)[0]
+    if (target === undefined) return false
+    return this.streams.cancelTask(target, taskId)
   }
 
-  /** The agent whose live or stopping task has this id, or null. */
-  agentOfTask (taskId: string): string | null {
-    return this.streams.agentOfTask(taskId)
+  /** The agents whose live or stopping task has this id (task ids are only unique per agent). */
+  agentsOfTask (taskId: string): string[] {
+    return this.streams.agentsOfTask(taskId)
   }
 
   /**
@@ -161,7 +160,32 @@ export class StreamLifecycle {
 
   /** Statuses of every agent that is not idle. */
   list (): StreamStatus[] {
-    return this.streams.list()
+    return this.page(null, Infinity).streams
+  }
+
+  /**
+   * Statuses of the agents that are not idle, by agent id: at most `limit` after the agent id
+   * `after` (null: from the start), and the cursor of the next page (null on the last one).
+   */
+  page (after: string | null, limit: number): { streams: StreamStatus[], next: string | null } {
+    const agents = this.streams.streamingAgents().sort()
+    let start = 0
+    if (after !== null) {
+      // Binary search: the first agent id after the cursor.
+      let end = agents.length
+      while (start < end) {
+        const middle = (start + end) >>> 1
+        if (agents[middle]! <= after) start = middle + 1
+        else end = middle
+      }
+    }
+    const streams: StreamStatus[] = []
+    let index = start
+    for (; index < agents.length && streams.length < limit; index++) {
+      const status = this.streams.status(agents[index]!)
+      if (status.streaming_active) streams.push(status)
+    }
+    return { streams, next: index < agents.length ? agents[index - 1]! : null }
   }
 
   /** The id of the last sample delivered for the agent (0 if none). */
@@ -169,9 +193,12 @@ export class StreamLifecycle {
     return this.streams.lastEventId(agentId)
   }
 
-  /** The adapter's current metrics, bounded by `adapterTimeoutMs` (502/504 errors). */
-  getCurrentMetrics (agentId: string): Promise<object> {
-    return this.callAdapter('getCurrentMetrics', agentId, () => this.adapter.getCurrentMetrics(agentId))
+  /** The adapter's current metrics, bounded by `adapterTimeoutMs` (502/504 errors; 502 for anything but a JSON object). */
+  async getCurrentMetrics (agentId: string): Promise<object> {
+    const metrics: unknown = await this.callAdapter('getCurrentMetrics', agentId, () => this.adapter.getCurrentMetrics(agentId))
+    const { problem } = serialiseSample(metrics)
+    if (problem !== null) throw new FST_ERR_AGENT_SSE_ADAPTER_FAILED('getCurrentMetrics', agentId, `its answer is ${problem}`)
+    return metrics as object
   }
 
   /** Whether the adapter can tell unknown agents apart (it has `agentExists`). */

@@ -1,4 +1,4 @@
-import type { MetricsSample } from '../adapter.js'
+import type { HistoryEntry } from './replay-history.js'
 import type { GapInfo, SubscribeOptions } from './types.js'
 
 /**
@@ -28,21 +28,21 @@ export class Subscriber {
   }
 
   /** A live sample: delivered or skipped by the down-sampling. */
-  offer (sample: MetricsSample, eventId: number): void {
-    if (eventId <= this.sentEventId) return
+  offer (entry: HistoryEntry): void {
+    if (entry.eventId <= this.sentEventId) return
     if (this.skip > 0) {
       this.skip--
       return
     }
     this.skip = this.every - 1
-    this.sentEventId = eventId
-    this.options.onSample(sample, eventId)
+    this.sentEventId = entry.eventId
+    this.options.onSample(entry.sample, entry.eventId, entry.json)
   }
 
   /** A sample sent on joining (replay or the latest): outside the down-sampling. */
-  send (sample: MetricsSample, eventId: number): void {
-    this.sentEventId = eventId
-    this.options.onSample(sample, eventId)
+  send (entry: HistoryEntry): void {
+    this.sentEventId = entry.eventId
+    this.options.onSample(entry.sample, entry.eventId, entry.json)
   }
 
   /** The latest sample was sent on joining: it counts as the first one, the next comes k samples later. */

@@ -65,8 +65,11 @@ export interface SubscribeOptions {
    * or `onGap` and the newest sample if they are no longer held. Ids above any issued are ignored.
    */
   lastEventId?: number | null
-  /** A sample, with its event id (consecutive per agent for the life of the lifecycle). */
-  onSample (sample: MetricsSample, eventId: number): void
+  /**
+   * A sample, with its event id (strictly increasing per agent, never reused) and its JSON text
+   * as it was accepted (an adapter may mutate `sample` afterwards; `json` is the snapshot).
+   */
+  onSample (sample: MetricsSample, eventId: number, json: string): void
   /** Part of what happened since `lastEventId` is no longer held. */
   onGap? (info: GapInfo): void
   /** The stream ended for good (`cancelled`, `server-shutdown`, or the adapter's reason). The subscription is gone. */
@@ -106,6 +109,8 @@ export interface StreamLifecycleOptions {
   adapterTimeoutMs?: number
   /** Samples kept per agent for Last-Event-ID replay. @default 16 */
   replayBufferSize?: number
+  /** Manual holds at once; past it `hold()` throws FST_ERR_AGENT_SSE_TOO_MANY_HOLDS (503). 0 = no limit. @default 1000 */
+  maxHolds?: number
   logger?: LifecycleLogger
   timers?: LifecycleTimers
   /** Wall clock for `started_at`. @default Date.now */

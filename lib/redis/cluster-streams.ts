@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
-import type { MetricsSample } from '../adapter.js'
 import {
   errorBody,
   FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT,
@@ -70,11 +69,14 @@ export class ClusterStreams implements CoordinatedStreams {
     this.store = new RedisStore(settings.redis, settings.keyPrefix, settings.instanceId, settings.leaseMs)
     this.view = new ClusterView(settings.instanceId)
     this.renewMs = Math.max(1, Math.floor(settings.leaseMs / 3))
-    this.locals = new LocalClients(context.replayBufferSize, context.logger)
+    this.locals = new LocalClients(context.replayBufferSize, context.logger, context.timers, () => context.now())
     this.holdWaiters = new TimedWaits(context.timers)
     this.pendingCancels = new TimedWaits<boolean>(context.timers)
     this.streamContext = {
       ...context,
+      // Each owned stream numbers its samples itself (see OwnedStream); these are never used.
+      nextEventId: () => 0,
+      lastEventId: () => 0,
       isClosing: () => this.closing !== null,
       onIdle: (stream) => this.ownedIdle(stream.agentId),
       onStateChange: (stream) => this.ownedChanged(stream.agentId)
@@ -161,19 +163,23 @@ export class ClusterStreams implements CoordinatedStreams {
     return this.status(agentId)
   }
 
-  async cancelTask (taskId: string): Promise<StreamStatus | false> {
-    for (const own of this.liveOwned()) {
-      if (own.stream.taskId !== taskId) continue
+  holdCount (): number {
+    return this.holds.size
+  }
+
+  async cancelTask (agentId: string, taskId: string): Promise<StreamStatus | false> {
+    const own = this.ownedLive(agentId)
+    if (own) {
+      if (own.stream.taskId !== taskId) return false
       const stopped = own.stream.cancel()
       if (stopped === null) return false
       await stopped
       await this.syncNow()
-      return this.status(own.agentId)
+      return this.status(agentId)
     }
-    const agentId = this.view.agentOfTask(taskId)
-    const owner = agentId === null ? null : this.view.owner(agentId)
-    if (agentId === null || owner === null || owner === this.instanceId) return false
-    if (!(await this.askToCancel(owner, taskId))) return false
+    const owner = this.view.owner(agentId)
+    if (owner === null || owner === this.instanceId || this.view.info(agentId)?.task_id !== taskId) return false
+    if (!(await this.askToCancel(owner, agentId, taskId))) return false
     await this.syncNow()
     return this.status(agentId)
   }
@@ -204,23 +210,18 @@ export class ClusterStreams implements CoordinatedStreams {
     }
   }
 
-  list (): StreamStatus[] {
-    const agents = new Set([...[...this.liveOwned()].map((own) => own.agentId), ...this.view.ownedByPeers()])
-    const statuses: StreamStatus[] = []
-    for (const agentId of agents) {
-      const status = this.status(agentId)
-      if (status.streaming_active) statuses.push(status)
-    }
-    return statuses
+  streamingAgents (): string[] {
+    return [...new Set([...[...this.liveOwned()].map((own) => own.agentId), ...this.view.ownedByPeers()])]
   }
 
   lastEventId (agentId: string): number {
     return this.locals.lastEventId(agentId)
   }
 
-  agentOfTask (taskId: string): string | null {
-    for (const own of this.liveOwned()) if (own.stream.taskId === taskId) return own.agentId
-    return this.view.agentOfTask(taskId)
+  agentsOfTask (taskId: string): string[] {
+    const agents = new Set(this.view.agentsOfTask(taskId))
+    for (const own of this.liveOwned()) if (own.stream.taskId === taskId) agents.add(own.agentId)
+    return [...agents]
   }
 
   mayOwn (agentId: string, taskId: string): boolean {
@@ -367,7 +368,7 @@ export class ClusterStreams implements CoordinatedStreams {
   private async becomeOwner (agentId: string): Promise<void> {
     const { logger } = this.context
     const own = new OwnedStream(agentId, this.streamContext, {
-      sample: (sample, intervalSeconds) => this.publishSample(agentId, sample, intervalSeconds),
+      sample: (json, intervalSeconds) => this.publishSample(agentId, json, intervalSeconds),
       end: (reason) => this.publishEnd(agentId, reason),
       fail: (err) => this.publishFailure(agentId, err)
     })
@@ -444,11 +445,11 @@ export class ClusterStreams implements CoordinatedStreams {
 
   // --- publishing (owner) -------------------------------------------------------------
 
-  private publishSample (agentId: string, sample: MetricsSample, intervalSeconds: number): void {
+  private publishSample (agentId: string, json: string, intervalSeconds: number): void {
     if (!this.available) return
     // Never below an id any instance has handed out, even if Redis lost the counter and this owner is new.
     const floor = Math.max(this.locals.lastEventId(agentId), this.view.peerDemand(agentId).lastEventId)
-    this.store.publishSample(agentId, floor, samplePayload(agentId, intervalSeconds, sample)).then(
+    this.store.publishSample(agentId, floor, samplePayload(agentId, intervalSeconds, json)).then(
       (eventId) => { if (eventId === 0) this.leaseLost(agentId, 'another instance holds its lease') },
       (err: Error) => this.context.logger.warn({ agentId, err }, `Could not publish a sample of agent ${agentId}: ${err.message}`)
     )
@@ -527,8 +528,9 @@ export class ClusterStreams implements CoordinatedStreams {
       this.pendingCancels.resolve(message.requestId, message.found)
       return
     }
-    const own = [...this.liveOwned()].find((candidate) => candidate.stream.taskId === message.taskId)
-    const stopped = own?.stream.cancel() ?? null
+    // Only the named agent's task: task ids are unique per agent, not across agents.
+    const own = this.ownedLive(message.agentId)
+    const stopped = own?.stream.taskId === message.taskId ? own.stream.cancel() : null
     const answer = (found: boolean): void => {
       this.store.send(message.from, { op: 'cancelled', requestId: message.requestId, found }).catch(() => {})
     }
@@ -536,12 +538,12 @@ export class ClusterStreams implements CoordinatedStreams {
     else stopped.then(() => answer(true))
   }
 
-  private askToCancel (owner: string, taskId: string): Promise<boolean> {
+  private askToCancel (owner: string, agentId: string, taskId: string): Promise<boolean> {
     const requestId = randomUUID()
     const waitMs = this.context.adapterTimeoutMs + this.settings.leaseMs
     const answered = this.pendingCancels.wait(requestId, waitMs, () =>
       new FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE(`instance ${owner} did not answer the cancel of task ${taskId} within ${waitMs} ms`))
-    this.store.send(owner, { op: 'cancel', requestId, from: this.instanceId, taskId }).catch((err: Error) => {
+    this.store.send(owner, { op: 'cancel', requestId, from: this.instanceId, agentId, taskId }).catch((err: Error) => {
       this.pendingCancels.reject(requestId, new FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE(err.message))
     })
     return answered

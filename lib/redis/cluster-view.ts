@@ -62,10 +62,11 @@ export class ClusterView {
     return agents
   }
 
-  /** The agent whose owner published this task id, or null. */
-  agentOfTask (taskId: string): string | null {
-    for (const [agentId, info] of this.infos) if (info.task_id === taskId) return agentId
-    return null
+  /** The agents whose owners published this task id (task ids are only unique per agent). */
+  agentsOfTask (taskId: string): string[] {
+    const agents: string[] = []
+    for (const [agentId, info] of this.infos) if (info.task_id === taskId) agents.push(agentId)
+    return agents
   }
 }
 

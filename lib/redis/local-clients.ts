@@ -1,9 +1,9 @@
 import type { MetricsSample } from '../adapter.js'
 import { Audience } from '../lifecycle/audience.js'
+import { HistoryStore } from '../lifecycle/history-store.js'
 import { catchUp, ReplayHistory } from '../lifecycle/replay-history.js'
 import type { Subscriber } from '../lifecycle/subscriber.js'
-import type { LifecycleLogger } from '../lifecycle/types.js'
-import { rememberJson } from '../sample-json.js'
+import type { LifecycleLogger, LifecycleTimers } from '../lifecycle/types.js'
 import type { InstanceDemand } from './store.js'
 
 /** This instance's SSE clients of one agent. */
@@ -22,10 +22,13 @@ const noHistory = new ReplayHistory(1)
  */
 export class LocalClients {
   private readonly agents = new Map<string, LocalAgent>()
-  // Kept for the life of the instance, so that ids and replay survive a change of owner.
-  private readonly histories = new Map<string, ReplayHistory>()
+  // Kept while the agent has clients here, then bounded as in a single process (see HistoryStore):
+  // replay survives a change of owner, and an agent watched elsewhere only keeps its newest samples for a while.
+  private readonly histories: HistoryStore
 
-  constructor (private readonly replayBufferSize: number, private readonly logger: LifecycleLogger) {}
+  constructor (replayBufferSize: number, private readonly logger: LifecycleLogger, timers: LifecycleTimers, now: () => number) {
+    this.histories = new HistoryStore(replayBufferSize, timers, now)
+  }
 
   /** Agents with at least one client here. */
   watched (): string[] {
@@ -66,7 +69,9 @@ export class LocalClients {
       local = { audience: new Audience(agentId, this.logger), tunedTo: null }
       this.agents.set(agentId, local)
     }
-    const sentLatest = catchUp(subscriber, this.histories.get(agentId) ?? noHistory, streaming, now, local.audience)
+    const history = this.histories.get(agentId) === undefined ? noHistory : this.histories.use(agentId)
+    // Cluster ids are per agent (a Redis counter): the agent's newest id is the newest issued for it.
+    const sentLatest = catchUp(subscriber, history, history.lastEventId, streaming, now, local.audience)
     const tuneTo = local.tunedTo ?? streamInterval
     if (tuneTo) subscriber.tune(tuneTo)
     if (sentLatest) subscriber.countAsFirst()
@@ -74,39 +79,47 @@ export class LocalClients {
     const joined = local
     return () => {
       if (!joined.audience.remove(subscriber)) return false
-      if (joined.audience.size === 0 && this.agents.get(agentId) === joined) this.agents.delete(agentId)
+      if (joined.audience.size === 0 && this.agents.get(agentId) === joined) {
+        this.agents.delete(agentId)
+        this.histories.idle(agentId)
+      }
       return true
     }
   }
 
   /** A sample the owner published (its JSON text as the owner serialised it): kept, and fanned out here. */
   receive (agentId: string, eventId: number, intervalSeconds: number, json: string, now: number): void {
-    let sample: MetricsSample
+    // Redis content is untrusted: only a JSON object is a sample (anything else is dropped, never fanned out).
+    let sample: unknown
     try {
       sample = JSON.parse(json)
     } catch {
+      sample = null
+    }
+    if (typeof sample !== 'object' || sample === null || Array.isArray(sample)) {
+      this.logger.warn({ agentId, eventId }, `Dropped a published sample of agent ${agentId} that is not a JSON object`)
       return
     }
-    rememberJson(sample, json)
-    let history = this.histories.get(agentId)
-    if (!history) {
-      history = new ReplayHistory(this.replayBufferSize)
-      this.histories.set(agentId, history)
-    }
-    if (history.receive(eventId, sample, now) === null) return
+    const entry = this.histories.use(agentId).append(eventId, sample as MetricsSample, json, now)
     const local = this.agents.get(agentId)
-    if (!local) return
+    if (!local) {
+      // Kept for a client that joins later (the latest sample on join), as an idle agent's history is.
+      this.histories.idle(agentId)
+      return
+    }
+    if (entry === null) return
     if (local.tunedTo !== intervalSeconds) {
       local.tunedTo = intervalSeconds
       local.audience.tune(intervalSeconds)
     }
-    local.audience.offer(sample, eventId)
+    local.audience.offer(entry)
   }
 
   /** Removes the agent's clients, then tells each why. */
   endAll (agentId: string, notify: (subscriber: Subscriber) => void): void {
     const local = this.agents.get(agentId)
     this.agents.delete(agentId)
+    this.histories.idle(agentId)
     local?.audience.endAll(notify)
   }
 

@@ -1,4 +1,3 @@
-import type { MetricsSample } from '../adapter.js'
 import type { AgentSseErrorBody } from '../errors.js'
 
 /**
@@ -16,8 +15,8 @@ export type ClusterMessage =
   | { kind: 'release', agentId: string }
 
 /** The part of a sample message the owner sends; Redis prepends the event id it assigns. */
-export function samplePayload (agentId: string, intervalSeconds: number, sample: MetricsSample): string {
-  return `${JSON.stringify(agentId)}\n${intervalSeconds}\n${JSON.stringify(sample)}`
+export function samplePayload (agentId: string, intervalSeconds: number, json: string): string {
+  return `${JSON.stringify(agentId)}\n${intervalSeconds}\n${json}`
 }
 
 export function encodeMessage (message: Exclude<ClusterMessage, { kind: 'sample' }>): string {
@@ -68,13 +67,13 @@ export function decodeMessage (text: string): ClusterMessage | null {
 
 /** Point-to-point, on an instance's inbox channel: a cancel for the owner, and its answer. */
 export type InboxMessage =
-  | { op: 'cancel', requestId: string, from: string, taskId: string }
+  | { op: 'cancel', requestId: string, from: string, agentId: string, taskId: string }
   | { op: 'cancelled', requestId: string, found: boolean }
 
 export function decodeInbox (text: string): InboxMessage | null {
   try {
     const message = JSON.parse(text)
-    if (message?.op === 'cancel' && typeof message.requestId === 'string' && typeof message.from === 'string' && typeof message.taskId === 'string') return message
+    if (message?.op === 'cancel' && typeof message.requestId === 'string' && typeof message.from === 'string' && typeof message.agentId === 'string' && typeof message.taskId === 'string') return message
     if (message?.op === 'cancelled' && typeof message.requestId === 'string' && typeof message.found === 'boolean') return message
   } catch {}
   return null

@@ -1,14 +1,14 @@
-import type { MetricsSample } from '../adapter.js'
 import { AgentStream, type AgentStreamContext } from '../lifecycle/agent-stream.js'
 import { Audience } from '../lifecycle/audience.js'
-import { ReplayHistory, type HistoryEntry } from '../lifecycle/replay-history.js'
+import { ReplayHistory } from '../lifecycle/replay-history.js'
 import { Subscriber } from '../lifecycle/subscriber.js'
 import type { LifecycleLogger } from '../lifecycle/types.js'
 import type { OwnedStreamInfo } from './store.js'
 
 /** Where an owned stream's output goes: the cluster. */
 export interface OwnerOutlet {
-  sample (sample: MetricsSample, intervalSeconds: number): void
+  /** A sample the state machine accepted, as its JSON text. */
+  sample (json: string, intervalSeconds: number): void
   end (reason: string): void
   fail (err: Error): void
 }
@@ -25,7 +25,7 @@ export interface ClusterDemand {
  * The rest of the cluster, as one subscriber of the owner's state machine: it stands for
  * every client and hold in the cluster, at their smallest interval, so the single-process
  * state machine runs unchanged on the owner. Through it the cluster hears how the stream
- * ended; samples take another way (see {@link PublishingHistory}).
+ * ended; samples take another way (the context's `onSampleAccepted`).
  */
 class ClusterSubscriber extends Subscriber {
   detached = false
@@ -42,23 +42,6 @@ class ClusterSubscriber extends Subscriber {
   }
 }
 
-/**
- * The owner's state machine records every sample it accepts here (also while it lingers,
- * as a single process does for the latest-sample-on-join rule): the tap through which
- * samples reach the cluster, serialised once.
- */
-class PublishingHistory extends ReplayHistory {
-  constructor (private readonly publish: (sample: MetricsSample) => void) {
-    super(1)
-  }
-
-  override append (sample: MetricsSample, receivedAt: number): HistoryEntry {
-    const entry = super.append(sample, receivedAt)
-    this.publish(sample)
-    return entry
-  }
-}
-
 /** An agent stream this instance runs because it holds the agent's lease. */
 export class OwnedStream {
   readonly stream: AgentStream
@@ -69,7 +52,8 @@ export class OwnedStream {
    * A late read of the cluster's demand must not restart it; whoever still wants the agent takes it anew.
    */
   private finished = false
-  private readonly history: PublishingHistory
+  // Only the newest sample is kept here: the cluster's clients resume from their own instance's history.
+  private readonly history = new ReplayHistory(1)
   private clusterSubscriber: ClusterSubscriber | null = null
 
   private readonly outlet: OwnerOutlet
@@ -80,10 +64,18 @@ export class OwnedStream {
       end: (reason) => { this.finish(); outlet.end(reason) },
       fail: (err) => { this.finish(); outlet.fail(err) }
     }
-    const streamContext: AgentStreamContext = { ...context, isClosing: () => this.abandoned || context.isClosing() }
-    this.history = new PublishingHistory((sample) => {
-      if (!this.abandoned) outlet.sample(sample, this.stream.intervalSeconds!)
-    })
+    // Ids given here stay on this instance: the cluster's ids are assigned by Redis when a sample is published.
+    let lastEventId = 0
+    const streamContext: AgentStreamContext = {
+      ...context,
+      nextEventId: () => ++lastEventId,
+      lastEventId: () => lastEventId,
+      isClosing: () => this.abandoned || context.isClosing(),
+      // Every sample the state machine accepts (also while it lingers) reaches the cluster, serialised once.
+      onSampleAccepted: (stream, entry) => {
+        if (!this.abandoned) outlet.sample(entry.json, stream.intervalSeconds!)
+      }
+    }
     // Counts of this stand-in audience would read as "1 SSE client": only its warnings and errors are logged.
     this.stream = new AgentStream(agentId, streamContext, this.history, new Audience(agentId, quiet(context.logger)))
   }

@@ -21,8 +21,8 @@ export class ClientSubscriber implements SubscribeOptions {
     readonly lastEventId: number | null
   ) {}
 
-  onSample (sample: MetricsSample, eventId: number): void {
-    const frame = this.frames.metricsFrame(sample, eventId)
+  onSample (_sample: MetricsSample, eventId: number, json: string): void {
+    const frame = this.frames.metricsFrame(json, eventId)
     if (this.joining) this.client.write(frame)
     else this.client.offer(frame)
   }

@@ -1,5 +1,11 @@
-import type { FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
-import { FST_ERR_AGENT_SSE_FORBIDDEN, FST_ERR_AGENT_SSE_UNKNOWN_AGENT } from '../errors.js'
+import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
+import {
+  FST_ERR_AGENT_SSE_AUTHORIZATION_FAILED,
+  FST_ERR_AGENT_SSE_FORBIDDEN,
+  FST_ERR_AGENT_SSE_INVALID_INTERVAL,
+  FST_ERR_AGENT_SSE_UNKNOWN_AGENT
+} from '../errors.js'
+import { invokeAdapter, unrefTimers, withTimeout } from '../lifecycle/adapter-call.js'
 import type { StreamLifecycle } from '../lifecycle/stream-lifecycle.js'
 import type { ResolvedOptions } from '../options.js'
 
@@ -8,11 +14,73 @@ export interface RouteContext {
   options: ResolvedOptions
 }
 
-/** Throws 403 unless the host's `authorizeAgent` (if any) allows the request to touch the agent. */
-export async function assertAuthorized ({ options }: RouteContext, request: FastifyRequest, agentId: string): Promise<void> {
-  if (options.authorizeAgent && (await options.authorizeAgent(request, agentId)) !== true) {
-    throw new FST_ERR_AGENT_SSE_FORBIDDEN(agentId)
+/** `authorizeAgent` calls one request may have in flight at once (a page of `GET /streams` checks each agent). */
+const AUTHORIZE_CONCURRENCY = 8
+
+/**
+ * The host's `authorizeAgent` answer for one agent (true without one). Bounded by
+ * `adapterTimeoutMs`; a throw or a hang answers 503 without the thrown text, which may
+ * hold secrets (it is logged, not sent).
+ */
+export async function isAuthorized ({ options }: RouteContext, request: FastifyRequest, agentId: string): Promise<boolean> {
+  const authorize = options.authorizeAgent
+  if (!authorize) return true
+  const timeoutMs = options.adapterTimeoutMs
+  const timedOut = new FST_ERR_AGENT_SSE_AUTHORIZATION_FAILED(agentId, `did not answer within ${timeoutMs} ms`)
+  try {
+    return (await withTimeout(invokeAdapter(() => authorize(request, agentId)), timeoutMs, unrefTimers, () => timedOut)) === true
+  } catch (err) {
+    if (err === timedOut) {
+      request.log.error({ agentId }, timedOut.message)
+      throw err
+    }
+    request.log.error({ agentId, err }, `authorizeAgent threw for agent ${agentId}`)
+    throw new FST_ERR_AGENT_SSE_AUTHORIZATION_FAILED(agentId, 'failed')
   }
+}
+
+/** Throws 403 unless the host's `authorizeAgent` (if any) allows the request to touch the agent. */
+export async function assertAuthorized (context: RouteContext, request: FastifyRequest, agentId: string): Promise<void> {
+  if (!(await isAuthorized(context, request, agentId))) throw new FST_ERR_AGENT_SSE_FORBIDDEN(agentId)
+}
+
+/** The agents, in order, this request may see; at most AUTHORIZE_CONCURRENCY checks at a time. */
+export async function filterAuthorized (context: RouteContext, request: FastifyRequest, agentIds: string[]): Promise<string[]> {
+  if (!context.options.authorizeAgent) return agentIds
+  const allowed = new Array<boolean>(agentIds.length)
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < agentIds.length) {
+      const index = next++
+      allowed[index] = await isAuthorized(context, request, agentIds[index]!)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(AUTHORIZE_CONCURRENCY, agentIds.length) }, worker))
+  return agentIds.filter((_agentId, index) => allowed[index])
+}
+
+/**
+ * The interval a request asks for, or the default. The route schemas bound it already, but Ajv
+ * coerces the strings "Infinity" and "1e400" to Infinity and then skips `maximum` for a
+ * non-finite number: this is the check that holds.
+ */
+export function requestedInterval ({ options }: RouteContext, intervalSeconds: number | undefined): number {
+  if (intervalSeconds === undefined) return options.defaultIntervalSeconds
+  if (!Number.isSafeInteger(intervalSeconds) || intervalSeconds < options.minIntervalSeconds || intervalSeconds > options.maxIntervalSeconds) {
+    throw new FST_ERR_AGENT_SSE_INVALID_INTERVAL(options.minIntervalSeconds, options.maxIntervalSeconds)
+  }
+  return intervalSeconds
+}
+
+/** `Retry-After` for a refusal that may succeed later: the clients' own reconnection delay. */
+export function retryAfterSeconds ({ options }: RouteContext): string {
+  return String(Math.max(1, Math.ceil(options.retryMs / 1000)))
+}
+
+/** A limit was reached: the refusal carries `Retry-After`, so well-behaved clients back off. */
+export function refuseForNow (context: RouteContext, reply: FastifyReply, err: Error): never {
+  reply.header('retry-after', retryAfterSeconds(context))
+  throw err
 }
 
 /**

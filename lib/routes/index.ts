@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import type { RouteContext } from './context.js'
+import { retryAfterSeconds, type RouteContext } from './context.js'
 import { registerControlRoutes } from './control-routes.js'
 import { registerStreamRoute } from './stream-route.js'
 
@@ -32,13 +32,12 @@ export async function agentSseRoutes (app: FastifyInstance, { diagnostics, ...co
   })
   if (context.lifecycle.distributed) {
     // Cluster mode: while Redis is out of reach nothing here can answer truthfully.
-    const retryAfterSeconds = String(Math.max(1, Math.ceil(context.options.retryMs / 1000)))
     app.addHook('onRequest', (_request, reply, done) => {
       try {
         context.lifecycle.assertAvailable()
         done()
       } catch (err) {
-        reply.header('retry-after', retryAfterSeconds)
+        reply.header('retry-after', retryAfterSeconds(context))
         done(err as Error)
       }
     })

@@ -1,9 +1,10 @@
 import { Type, type Static } from '@sinclair/typebox'
 
-export const AGENT_ID_PATTERN = '^[A-Za-z0-9._:-]{1,128}$'
+// Ids made only of dots (`.`, `..`, also sent as `%2e%2e`) are refused: an adapter may build a path or URL from the id.
+export const AGENT_ID_PATTERN = '^(?!\\.+$)[A-Za-z0-9._:-]{1,128}$'
 
 export const AgentParams = Type.Object({
-  agentId: Type.String({ pattern: AGENT_ID_PATTERN, description: 'Agent id: 1-128 of A-Z a-z 0-9 . _ : -' })
+  agentId: Type.String({ pattern: AGENT_ID_PATTERN, description: 'Agent id: 1-128 of A-Z a-z 0-9 . _ : -, not only dots' })
 })
 
 export const TaskParams = Type.Object({
@@ -41,13 +42,24 @@ export const StreamStatusSchema = Type.Object({
   owner: Type.Optional(Type.Union([Type.String(), Type.Null()]))
 }, { $id: 'AgentSseStreamStatus' })
 
-export const StreamListSchema = Type.Object({
-  streams: Type.Array(StreamStatusSchema)
+export const DEFAULT_PAGE_SIZE = 100
+
+export const StreamListQuery = Type.Object({
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: `Streams per page (default ${DEFAULT_PAGE_SIZE})` })),
+  cursor: Type.Optional(Type.String({ pattern: AGENT_ID_PATTERN, description: 'The `next_cursor` of the previous page' }))
 })
 
+export const StreamListSchema = Type.Object({
+  streams: Type.Array(StreamStatusSchema),
+  /** Pass as `cursor` for the next page; null on the last page. */
+  next_cursor: Type.Union([Type.String(), Type.Null()])
+})
+
+// `code` is optional: errors of the host's own hooks and plugins (a 401 from an auth hook,
+// @fastify/rate-limit's 429) answer through these routes too, and many have none.
 export const ErrorSchema = Type.Object({
   statusCode: Type.Integer(),
-  code: Type.String(),
+  code: Type.Optional(Type.String()),
   error: Type.String(),
   message: Type.String()
 })

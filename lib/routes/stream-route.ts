@@ -4,7 +4,7 @@ import { FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS } from '../errors.js'
 import type { Subscription } from '../lifecycle/types.js'
 import { parseLastEventId } from '../sse/frame.js'
 import { SseHub, type SseClient } from '../sse/hub.js'
-import { agentGuard, type RouteContext } from './context.js'
+import { agentGuard, refuseForNow, requestedInterval, type RouteContext } from './context.js'
 import { AgentParams, ErrorSchema, streamQuery } from './schemas.js'
 import { ClientSubscriber } from './client-subscriber.js'
 import { SseFrames } from './sse-frames.js'
@@ -28,7 +28,6 @@ export function registerStreamRoute (app: FastifyInstance, context: RouteContext
       app.log.info({ clientId: client.id, stalledForMs, bufferedBytes: client.bufferedBytes }, `SSE client ${client.id} has not drained for ${stalledForMs} ms, disconnecting it`)
     }
   })
-  const retryAfterSeconds = String(Math.max(1, Math.ceil(options.retryMs / 1000)))
 
   // preClose, not onClose: the server does not finish closing while SSE responses are open.
   app.addHook('preClose', async () => {
@@ -49,16 +48,14 @@ export function registerStreamRoute (app: FastifyInstance, context: RouteContext
     // Synchronous on purpose: connection setup is a hot path, and nothing here awaits.
   }, function openStream (request, reply) {
     const { agentId } = request.params
+    const intervalSeconds = requestedInterval(context, request.query.interval_seconds)
     // Limits are checked before the stream opens, so a refused client changes nothing.
     if (options.maxClients > 0 && hub.size >= options.maxClients) {
-      reply.header('retry-after', retryAfterSeconds)
-      throw new FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS('maxClients', options.maxClients)
+      refuseForNow(context, reply, new FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS('maxClients', options.maxClients))
     }
     if (options.maxClientsPerAgent > 0 && hub.roomSize(agentId) >= options.maxClientsPerAgent) {
-      reply.header('retry-after', retryAfterSeconds)
-      throw new FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS('maxClientsPerAgent', options.maxClientsPerAgent)
+      refuseForNow(context, reply, new FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS('maxClientsPerAgent', options.maxClientsPerAgent))
     }
-    const intervalSeconds = request.query.interval_seconds ?? options.defaultIntervalSeconds
     // A malformed Last-Event-ID is treated as absent, never as an error.
     const lastEventId = parseLastEventId(request.headers['last-event-id'])
 

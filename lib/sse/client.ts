@@ -42,7 +42,19 @@ export class SseClient {
   }
 
   write (frame: SseFrame): void {
-    if (this.open) this.writer!.write(frame)
+    if (!this.open) return
+    this.writer!.write(frame)
+    this.checkBlocked()
+  }
+
+  /**
+   * Every write counts toward a stall, not only offered samples: a client that only gets a
+   * replay and heartbeats (a long interval) must be dropped after stallTimeoutMs like any other.
+   */
+  checkBlocked (): void {
+    if (this.blockedSince === 0 && this.open && this.writer!.queuedBytes >= this.limits.maxBufferedBytes) {
+      this.blockedSince = this.limits.now()
+    }
   }
 
   offer (frame: SseFrame): void {

@@ -158,6 +158,8 @@ export class SseHub {
   private sweep (): void {
     const now = this.limits.now()
     for (const client of this.clients) {
+      // Bytes written in an earlier tick (corked writes are counted once they leave the batch).
+      client.checkBlocked()
       if (client.blockedSince === 0) continue
       client.resume()
       const stalledForMs = now - client.blockedSince

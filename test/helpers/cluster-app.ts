@@ -4,6 +4,15 @@ import { redisCoordinator } from '../../lib/redis/index.js'
 import { startServer } from './server.js'
 import { TestAdapter } from './test-adapter.js'
 
+/**
+ * The lease of the test clusters. Renewals go every leaseMs/3 and a lease runs out when none lands
+ * for leaseMs, so 3000 ms rides out a stall of well over a second: of this process (which runs
+ * every in-process instance, so it stalls them all at once), or of an instance process starting up
+ * on a busy 2-core machine. A test that wants a handover makes one: SIGKILL, SIGSTOP, Redis down,
+ * a taken lease, a close.
+ */
+export const CLUSTER_TEST_LEASE_MS = 3000
+
 export interface ClusterAppOptions {
   redisUrl: string
   instanceId: string
@@ -28,7 +37,7 @@ export async function startClusterApp (t: Test, options: ClusterAppOptions) {
     stopDelayMs: options.stopDelayMs ?? 200,
     adapterTimeoutMs: options.adapterTimeoutMs ?? 2000,
     defaultIntervalSeconds: 1,
-    coordinator: redisCoordinator({ redis, keyPrefix: options.keyPrefix ?? 'inproc:', leaseMs: options.leaseMs ?? 600, instanceId: options.instanceId })
+    coordinator: redisCoordinator({ redis, keyPrefix: options.keyPrefix ?? 'inproc:', leaseMs: options.leaseMs ?? CLUSTER_TEST_LEASE_MS, instanceId: options.instanceId })
   })
   return { ...server, id: options.instanceId, redis }
 }

@@ -2,6 +2,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
 import { Agent } from 'undici'
+import { CLUSTER_TEST_LEASE_MS } from './cluster-app.js'
 import { startRecorder, type Recorder } from './recorder.js'
 import { startRedis, type RedisServer } from './redis-server.js'
 import { getJson, openSse, waitFor, type LogRecord } from './server.js'
@@ -12,6 +13,7 @@ export interface InstanceOptions {
   redisUrl: string
   recorderUrl: string
   instanceId: string
+  /** Default CLUSTER_TEST_LEASE_MS. */
   leaseMs?: number
   stopDelayMs?: number
   sampleMs?: number
@@ -37,7 +39,7 @@ export async function startInstance (t: Test, options: InstanceOptions) {
     INSTANCE_ID: options.instanceId,
     ...options.env
   }
-  const optional = { LEASE_MS: options.leaseMs, STOP_DELAY_MS: options.stopDelayMs, SAMPLE_MS: options.sampleMs, KEY_PREFIX: options.keyPrefix, ADAPTER_TIMEOUT_MS: options.adapterTimeoutMs }
+  const optional = { LEASE_MS: options.leaseMs ?? CLUSTER_TEST_LEASE_MS, STOP_DELAY_MS: options.stopDelayMs, SAMPLE_MS: options.sampleMs, KEY_PREFIX: options.keyPrefix, ADAPTER_TIMEOUT_MS: options.adapterTimeoutMs }
   for (const [name, value] of Object.entries(optional)) if (value !== undefined) env[name] = String(value)
   const child: ChildProcessWithoutNullStreams = spawn(process.execPath, [fixture], { env, stdio: ['pipe', 'pipe', 'pipe'] })
   child.stdin.end()

@@ -119,7 +119,7 @@ t.test('an agent process killed mid-stream ends its SSE clients with agent-offli
     t.same(JSON.parse(end.data), { reason: 'agent-offline' })
     await waitFor(() => client.ended, 'the SSE response to end')
   }
-  t.same((await getJson(`${server.api}/streams`)).body, { streams: [] }, 'nothing streams any more')
+  t.same((await getJson(`${server.api}/streams`)).body, { streams: [], next_cursor: null }, 'nothing streams any more')
   t.equal((await getJson(`${server.api}/agents/edge-1/status`)).statusCode, 404, 'the offline agent is unknown')
   await server.waitForOutput(/agent edge-1 went offline \(socket closed[^)]*\); ended 1 task/, 'the server to log the agent offline')
 
@@ -152,7 +152,7 @@ t.test('a restarted server stops the task an agent kept running (orphan)', async
   await second.waitForOutput(new RegExp(`orphan\\w* metrics streaming task ${taskId} of agent edge-1`, 'i'), 'the new server to log the orphan')
   t.equal(count(edge1.output(), 'collecting started'), 1)
   t.match((await getJson(`${second.api}/agents/edge-1/status`)).body, { streaming_active: false, state: 'idle' })
-  t.same((await getJson(`${second.api}/streams`)).body, { streams: [] })
+  t.same((await getJson(`${second.api}/streams`)).body, { streams: [], next_cursor: null })
   t.ok(second.alive() && edge1.alive())
 })
 

@@ -46,9 +46,29 @@ export function boundAdapterCall<T> (
   timers: LifecycleTimers
 ): Promise<T> {
   const failed = raw.catch((err: unknown) => {
-    throw new FST_ERR_AGENT_SSE_ADAPTER_FAILED(operation, agentId, describeError(err), { cause: err })
+    throw adapterFailure(operation, agentId, err)
   })
   return withTimeout(failed, timeoutMs, timers, () => new FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT(operation, agentId, timeoutMs))
+}
+
+/**
+ * The plugin's 502 for a failed adapter call, whatever the adapter threw. The thrown value is kept
+ * as `cause` (for logs) only if reading it cannot throw: a logger serialising a hostile cause
+ * would otherwise fail where the failure is being reported.
+ */
+export function adapterFailure (operation: string, agentId: string, thrown: unknown): Error {
+  return new FST_ERR_AGENT_SSE_ADAPTER_FAILED(operation, agentId, describeError(thrown), { cause: readable(thrown) ? thrown : describeError(thrown) })
+}
+
+function readable (value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return true
+  try {
+    if (value instanceof Error) return typeof value.message === 'string' && typeof value.stack !== 'function'
+    String(value)
+    return true
+  } catch {
+    return false
+  }
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { AgentAdapter, MetricsSample, MetricsSink } from '../adapter.js'
-import { FST_ERR_AGENT_SSE_ADAPTER_FAILED, FST_ERR_AGENT_SSE_CLOSED, FST_ERR_AGENT_SSE_HOLD_ENDED, FST_ERR_AGENT_SSE_STREAM_ENDED } from '../errors.js'
-import { boundAdapterCall, describeError, invokeAdapter } from './adapter-call.js'
+import { FST_ERR_AGENT_SSE_CLOSED, FST_ERR_AGENT_SSE_HOLD_ENDED, FST_ERR_AGENT_SSE_STREAM_ENDED } from '../errors.js'
+import { adapterFailure, boundAdapterCall, describeError, invokeAdapter } from './adapter-call.js'
 import { serialiseSample } from './sample.js'
 import { Audience } from './audience.js'
 import { catchUp, type HistoryEntry, type ReplayHistory } from './replay-history.js'
@@ -397,7 +397,7 @@ export class AgentStream {
 
   private onAgentFailed (run: Run, cause: unknown): void {
     if (run.closed) return
-    const err = new FST_ERR_AGENT_SSE_ADAPTER_FAILED('stream', this.agentId, describeError(cause), { cause })
+    const err = adapterFailure('stream', this.agentId, cause)
     this.ctx.logger.error({ agentId: this.agentId, taskId: run.taskId, err }, `Metrics stream of agent ${this.agentId} failed: ${err.message}`)
     this.audience.endAll((subscriber) => subscriber.fail(err))
     if (this.state === 'starting') {

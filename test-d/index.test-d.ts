@@ -32,6 +32,9 @@ expectType<StreamLifecycle>(app.streamLifecycle)
 expectType<StreamStatus>(app.streamLifecycle.status('a'))
 expectType<StreamStatus[]>(app.streamLifecycle.list())
 expectType<Promise<StreamStatus | false>>(app.streamLifecycle.cancelTask('t'))
+expectType<Promise<StreamStatus | false>>(app.streamLifecycle.cancelTask('t', 'agent1'))
+expectType<string[]>(app.streamLifecycle.agentsOfTask('t'))
+expectType<{ streams: StreamStatus[], next: string | null }>(app.streamLifecycle.page(null, 100))
 expectType<Promise<StreamStatus>>(app.streamLifecycle.hold('a', { intervalSeconds: 5 }))
 
 const status = app.streamLifecycle.status('a')
@@ -59,7 +62,8 @@ import { AgentStreamClient, AgentStreamClientError, type StreamStatus as ClientS
 
 const client = new AgentStreamClient({ baseUrl: 'http://127.0.0.1:3000/api', EventSource })
 expectType<Promise<ClientStreamStatus>>(client.getStatus('agent1'))
-expectType<Promise<{ streams: ClientStreamStatus[] }>>(client.listStreams())
+expectType<Promise<{ streams: ClientStreamStatus[], next_cursor: string | null }>>(client.listStreams())
+expectType<Promise<{ streams: ClientStreamStatus[], next_cursor: string | null }>>(client.listStreams({ limit: 50, cursor: 'agent-9' }))
 expectType<Promise<ClientStreamStatus>>(client.startMetricsStreaming('agent1', { interval_seconds: 5 }))
 expectType<Promise<ClientStreamStatus>>(client.cancelTask('t'))
 client.streamMetrics('agent1', 5, {

@@ -21,12 +21,12 @@ const hub = createWsAgentHub({
   log: app.log,
   // An agent that (re)connects reports the tasks it still runs: tasks of a previous server process,
   // or of its own dropped connection (which this process already ended with agent-offline). Stop
-  // each one this process does not own. Checked per task with agentOfTask rather than through
+  // each one this process does not own. Checked per task with agentsOfTask rather than through
   // app.streamLifecycle.stopOrphans(), which spares every task of an agent while a start for that
   // agent is in flight, as it is when a browser comes back at the moment the agent does.
   onAgentRegistered (agentId, tasks) {
     for (const { taskId } of tasks) {
-      if (app.streamLifecycle.agentOfTask(taskId) !== null) continue
+      if (app.streamLifecycle.agentsOfTask(taskId).includes(agentId)) continue
       app.log.warn({ agentId, taskId }, `Stopping orphaned metrics streaming task ${taskId} of agent ${agentId} (reported on reconnect, not started by this process)`)
       hub.adapter.stopMetricsStreaming(agentId, taskId).catch((err) => {
         app.log.error({ agentId, taskId, err }, `Failed to stop orphaned task ${taskId} of agent ${agentId}: ${err.message}`)

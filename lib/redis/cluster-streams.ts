@@ -448,7 +448,7 @@ export class ClusterStreams implements CoordinatedStreams {
   private publishSample (agentId: string, json: string, intervalSeconds: number): void {
     if (!this.available) return
     // Never below an id any instance has handed out, even if Redis lost the counter and this owner is new.
-    const floor = Math.max(this.locals.lastEventId(agentId), this.view.peerDemand(agentId).lastEventId)
+    const floor = Math.max(this.locals.highestEventId, this.view.peerDemand(agentId).lastEventId)
     this.store.publishSample(agentId, floor, samplePayload(agentId, intervalSeconds, json)).then(
       (eventId) => { if (eventId === 0) this.leaseLost(agentId, 'another instance holds its lease') },
       (err: Error) => this.context.logger.warn({ agentId, err }, `Could not publish a sample of agent ${agentId}: ${err.message}`)

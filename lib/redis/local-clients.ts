@@ -25,6 +25,7 @@ export class LocalClients {
   // Kept while the agent has clients here, then bounded as in a single process (see HistoryStore):
   // replay survives a change of owner, and an agent watched elsewhere only keeps its newest samples for a while.
   private readonly histories: HistoryStore
+  private newestReceived = 0
 
   constructor (replayBufferSize: number, private readonly logger: LifecycleLogger, timers: LifecycleTimers, now: () => number) {
     this.histories = new HistoryStore(replayBufferSize, timers, now)
@@ -53,10 +54,15 @@ export class LocalClients {
     return this.histories.get(agentId)?.lastEventId ?? 0
   }
 
+  /** The newest event id received for any agent (ids are one sequence for the whole cluster). */
+  get highestEventId (): number {
+    return this.newestReceived
+  }
+
   /** This instance's part of the cluster's demand, for its snapshot. */
   demand (agentId: string): InstanceDemand {
     const local = this.agents.get(agentId)
-    return { c: local?.audience.size ?? 0, i: local?.audience.intervalCounts() ?? [], h: null, e: this.lastEventId(agentId) }
+    return { c: local?.audience.size ?? 0, i: local?.audience.intervalCounts() ?? [], h: null, e: this.newestReceived }
   }
 
   /**
@@ -70,8 +76,7 @@ export class LocalClients {
       this.agents.set(agentId, local)
     }
     const history = this.histories.get(agentId) === undefined ? noHistory : this.histories.use(agentId)
-    // Cluster ids are per agent (a Redis counter): the agent's newest id is the newest issued for it.
-    const sentLatest = catchUp(subscriber, history, history.lastEventId, streaming, now, local.audience)
+    const sentLatest = catchUp(subscriber, history, this.newestReceived, streaming, now, local.audience)
     const tuneTo = local.tunedTo ?? streamInterval
     if (tuneTo) subscriber.tune(tuneTo)
     if (sentLatest) subscriber.countAsFirst()
@@ -100,6 +105,7 @@ export class LocalClients {
       this.logger.warn({ agentId, eventId }, `Dropped a published sample of agent ${agentId} that is not a JSON object`)
       return
     }
+    if (eventId > this.newestReceived) this.newestReceived = eventId
     const entry = this.histories.use(agentId).append(eventId, sample as MetricsSample, json, now)
     const local = this.agents.get(agentId)
     if (!local) {

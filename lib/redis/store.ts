@@ -10,7 +10,7 @@ export interface InstanceDemand {
   i: Array<[number, number]>
   /** The instance's manual hold interval, or null. */
   h: number | null
-  /** The newest event id the instance has seen for the agent (a floor for ids after Redis lost its counter). */
+  /** The newest event id the instance has seen (a floor for ids after Redis lost its counter). */
   e: number
 }
 
@@ -152,7 +152,7 @@ export class RedisStore {
 
   /** The assigned event id, or 0 if this instance no longer holds the agent's lease. */
   async publishSample (agentId: string, floor: number, payload: string): Promise<number> {
-    return Number(await this.publishScript([this.ownerKey(agentId), this.eventIdKey(agentId)], [this.instanceId, floor, this.broadcastChannel, payload]))
+    return Number(await this.publishScript([this.ownerKey(agentId), this.eventIdKey], [this.instanceId, floor, this.broadcastChannel, payload]))
   }
 
   /** Publishes on the broadcast channel only while holding the agent's lease. */
@@ -196,8 +196,10 @@ export class RedisStore {
     return `${this.prefix}task:${agentId}`
   }
 
-  private eventIdKey (agentId: string): string {
-    return `${this.prefix}event-id:${agentId}`
+  // One sequence for every agent of the cluster: a fleet connection's Last-Event-ID then locates a point in every
+  // agent's history at once, and ids are strictly increasing on a connection whatever agents it watches.
+  private get eventIdKey (): string {
+    return `${this.prefix}event-id`
   }
 }
 

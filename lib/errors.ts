@@ -89,6 +89,12 @@ export const FST_ERR_AGENT_SSE_INVALID_INTERVAL = createError<'FST_ERR_AGENT_SSE
   400
 )
 
+export const FST_ERR_AGENT_SSE_INVALID_AGENTS = createError<'FST_ERR_AGENT_SSE_INVALID_AGENTS', 400, [string]>(
+  'FST_ERR_AGENT_SSE_INVALID_AGENTS',
+  'fastify-agent-sse: querystring/agents %s',
+  400
+)
+
 /** The error shape sent in an SSE `event: error` frame and in HTTP error bodies. */
 export interface AgentSseErrorBody {
   statusCode: number

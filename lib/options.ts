@@ -76,6 +76,11 @@ export interface AgentSseOptions {
    */
   maxClientsPerAgent?: number
   /**
+   * Distinct agents one fleet connection (`GET /metrics/stream?agents=…`) may watch.
+   * @default 100
+   */
+  maxAgentsPerStream?: number
+  /**
    * Manual holds (`POST …/streaming/start`) at once; beyond it the start route answers 503 with Retry-After. 0 = no limit.
    * Each hold is a live adapter task that nobody may be watching.
    * @default 1000
@@ -114,7 +119,8 @@ const scalarOptions = {
   stallTimeoutMs: integer(1, 'an integer >= 1'),
   maxClients: integer(0, 'an integer >= 0 (0 = no limit)'),
   maxClientsPerAgent: integer(0, 'an integer >= 0 (0 = no limit)'),
-  maxHolds: integer(0, 'an integer >= 0 (0 = no limit)')
+  maxHolds: integer(0, 'an integer >= 0 (0 = no limit)'),
+  maxAgentsPerStream: integer(1, 'an integer >= 1')
 } satisfies Record<Exclude<keyof AgentSseOptions, 'adapter' | FunctionOptions>, TSchema>
 
 const defaults: Omit<ResolvedOptions, 'adapter' | FunctionOptions> = {
@@ -131,7 +137,8 @@ const defaults: Omit<ResolvedOptions, 'adapter' | FunctionOptions> = {
   stallTimeoutMs: 30000,
   maxClients: 10000,
   maxClientsPerAgent: 1000,
-  maxHolds: 1000
+  maxHolds: 1000,
+  maxAgentsPerStream: 100
 }
 
 /** Validates and defaults the plugin options; throws FST_ERR_AGENT_SSE_INVALID_OPTION naming the first bad option. */

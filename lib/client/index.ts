@@ -12,10 +12,12 @@ export type StreamStatus = StreamStatusBody
 /** `GET /streams`. */
 export type StreamList = StreamListBody
 
-/** The parts of a MessageEvent the client reads. */
+/** The parts of a MessageEvent the client reads (and of an error event: `code` is the HTTP status of a refused stream in the `eventsource` package). */
 export interface SseMessage {
   readonly data: string
   readonly lastEventId: string
+  readonly code?: number
+  readonly message?: string
 }
 
 /** The parts of an EventSource the client uses; the browser's and the `eventsource` package's both fit. */
@@ -25,7 +27,16 @@ export interface EventSourceLike {
   addEventListener (type: string, listener: (event: SseMessage) => void): void
 }
 
+/**
+ * An EventSource class: the browser's, or the `eventsource` package's. The client passes the latter
+ * `{ fetch }` as a second argument to send its headers (a browser's ignores it).
+ */
 export type EventSourceConstructor = new (url: string) => EventSourceLike
+
+/** What the `eventsource` package takes to send headers: a fetch through which it connects. */
+interface EventSourceInit {
+  fetch (url: string | URL, init: { headers?: Record<string, string> }): Promise<unknown>
+}
 
 type FetchLike = (input: string, init?: { method?: string, headers?: Record<string, string>, body?: string }) => Promise<{
   ok: boolean
@@ -41,7 +52,11 @@ export interface AgentStreamClientOptions {
   EventSource?: EventSourceConstructor
   /** Defaults to `globalThis.fetch`. */
   fetch?: FetchLike
-  /** Extra headers on every JSON request (for example `authorization`). */
+  /**
+   * Extra headers on every request (for example `authorization`), streams included where the
+   * EventSource can send them (the `eventsource` package can; a browser's EventSource cannot:
+   * use a cookie there).
+   */
   headers?: Record<string, string>
 }
 
@@ -54,6 +69,41 @@ export interface StreamHandlers {
   onServerError? (error: AgentStreamClientError): void
   /** A resume found some samples no longer held. */
   onGap? (gap: GapInfo): void
+  /**
+   * The server refused the stream (401, 403, 404, 503…): the EventSource gave up. `statusCode` is 0 where the
+   * EventSource does not tell (a browser's).
+   */
+  onRefused? (error: AgentStreamClientError): void
+}
+
+/** The agent's status, from a fleet stream's `event: status`. */
+export type FleetStatus = StreamStatus
+
+export interface FleetHandlers {
+  onMetrics? (agentId: string, sample: Record<string, unknown>, eventId: number): void
+  /** The agent is over on this connection (`cancelled`, `agent-offline`, …); the others go on. */
+  onEnd? (agentId: string, reason: string): void
+  /** The agent's stream could not start or failed; it is over on this connection until the stream is reopened. */
+  onServerError? (agentId: string, error: AgentStreamClientError): void
+  onGap? (agentId: string, gap: GapInfo): void
+  /** The agent's status when the stream opens, then each change (at most one per agent per second). */
+  onStatus? (status: FleetStatus): void
+  /** The server refused the stream (401, 403, 404, 503…); see `StreamHandlers.onRefused`. */
+  onRefused? (error: AgentStreamClientError): void
+}
+
+/** A fleet stream: one EventSource for many agents. */
+export interface FleetStream {
+  /** The agents watched now. */
+  readonly agentIds: readonly string[]
+  /** The newest event id received (0 before any). */
+  readonly lastEventId: number
+  /**
+   * Watches another set of agents: the stream is reopened at once from the last event id, so agents
+   * kept resume without a loss and, within the server's grace window, without a stop and start.
+   */
+  setAgents (agentIds: readonly string[]): void
+  close (): void
 }
 
 /** An HTTP error answered by the plugin (or anything in front of it). */
@@ -91,10 +141,8 @@ export class AgentStreamClient {
    * not reconnect to a stream that is over; everything else reconnects as EventSource does.
    */
   streamMetrics (agentId: string, intervalSeconds?: number, handlers: StreamHandlers = {}): EventSourceLike {
-    const EventSourceImpl = this.EventSourceImpl
-    if (!EventSourceImpl) throw new TypeError('AgentStreamClient: no EventSource available; pass one (in Node 20: the "eventsource" package)')
     const query = intervalSeconds === undefined ? '' : `?interval_seconds=${encodeURIComponent(intervalSeconds)}`
-    const source = new EventSourceImpl(`${this.agentUrl(agentId)}/metrics/stream${query}`)
+    const source = this.openEventSource(`${this.agentUrl(agentId)}/metrics/stream${query}`, handlers.onRefused)
     source.addEventListener('metrics', (event) => handlers.onMetrics?.(JSON.parse(event.data), Number(event.lastEventId)))
     source.addEventListener('gap', (event) => handlers.onGap?.(JSON.parse(event.data)))
     source.addEventListener('end', (event) => {
@@ -107,6 +155,72 @@ export class AgentStreamClient {
       if (body && typeof body.statusCode === 'number') handlers.onServerError?.(new AgentStreamClientError(body))
     })
     return source
+  }
+
+  /**
+   * One SSE connection for many agents (`GET /metrics/stream?agents=…`): browsers allow six HTTP/1.1
+   * connections per origin, so a console watching more agents than that needs this.
+   */
+  streamFleet (agentIds: readonly string[], intervalSeconds?: number, handlers: FleetHandlers = {}): FleetStream {
+    let agents = [...new Set(agentIds)]
+    let lastEventId = 0
+    let source: EventSourceLike | null = null
+    let over = new Set<string>()
+    const open = (): void => {
+      over = new Set()
+      if (agents.length === 0) return
+      const query = new URLSearchParams({ agents: agents.join(',') })
+      if (intervalSeconds !== undefined) query.set('interval_seconds', String(intervalSeconds))
+      // A new EventSource cannot send Last-Event-ID itself: the route also takes it in the query.
+      if (lastEventId > 0) query.set('last_event_id', String(lastEventId))
+      const opened = this.openEventSource(`${this.baseUrl}/metrics/stream?${query}`, handlers.onRefused)
+      source = opened
+      const agentOf = (data: string): { agent_id?: unknown } & Record<string, unknown> => parseJson(data) ?? {}
+      const isOver = (agentId: string): void => {
+        over.add(agentId)
+        // Every agent is over: the server ends the response; do not let the EventSource reconnect to it.
+        if (agents.every((id) => over.has(id))) opened.close()
+      }
+      opened.addEventListener('metrics', (event) => {
+        const { agent_id: agentId, metrics } = agentOf(event.data)
+        lastEventId = Math.max(lastEventId, Number(event.lastEventId) || 0)
+        if (typeof agentId === 'string') handlers.onMetrics?.(agentId, metrics as Record<string, unknown>, Number(event.lastEventId))
+      })
+      opened.addEventListener('status', (event) => {
+        const status = parseJson<FleetStatus>(event.data)
+        if (status) handlers.onStatus?.(status)
+      })
+      opened.addEventListener('gap', (event) => {
+        const { agent_id: agentId, missed, last_event_id: last } = agentOf(event.data)
+        if (typeof agentId === 'string') handlers.onGap?.(agentId, { missed: Number(missed), last_event_id: Number(last) })
+      })
+      opened.addEventListener('end', (event) => {
+        const { agent_id: agentId, reason } = agentOf(event.data)
+        if (typeof agentId !== 'string') return
+        handlers.onEnd?.(agentId, typeof reason === 'string' ? reason : 'ended')
+        isOver(agentId)
+      })
+      opened.addEventListener('error', (event) => {
+        const body = typeof event?.data === 'string' ? agentOf(event.data) : undefined
+        if (typeof body?.agent_id !== 'string' || typeof body.statusCode !== 'number') return
+        handlers.onServerError?.(body.agent_id, new AgentStreamClientError(body as unknown as ErrorBody))
+        isOver(body.agent_id)
+      })
+    }
+    open()
+    return {
+      get agentIds () { return agents },
+      get lastEventId () { return lastEventId },
+      setAgents (next) {
+        agents = [...new Set(next)]
+        source?.close()
+        open()
+      },
+      close () {
+        source?.close()
+        source = null
+      }
+    }
   }
 
   startMetricsStreaming (agentId: string, body: { interval_seconds?: number } = {}): Promise<StreamStatus> {
@@ -136,6 +250,30 @@ export class AgentStreamClient {
 
   cancelTask (taskId: string): Promise<StreamStatus> {
     return this.request('POST', `${this.baseUrl}/tasks/${encodeURIComponent(taskId)}/cancel`)
+  }
+
+  /** An EventSource sending this client's headers where it can, that reports a refused stream. */
+  private openEventSource (url: string, onRefused?: (error: AgentStreamClientError) => void): EventSourceLike {
+    const EventSourceImpl = this.EventSourceImpl
+    if (!EventSourceImpl) throw new TypeError('AgentStreamClient: no EventSource available; pass one (in Node 20: the "eventsource" package)')
+    const headers = this.headers
+    const fetchImpl = this.fetchImpl
+    const init: EventSourceInit | undefined = Object.keys(headers).length === 0 || !fetchImpl
+      ? undefined
+      : { fetch: (input, options) => (fetchImpl as (url: string | URL, init: object) => Promise<unknown>)(input, { ...options, headers: { ...options.headers, ...headers } }) }
+    const source = init === undefined ? new EventSourceImpl(url) : new (EventSourceImpl as new (url: string, init: EventSourceInit) => EventSourceLike)(url, init)
+    source.addEventListener('error', (event) => {
+      // Closed for good without an `event: error` of ours: the server answered something but a stream.
+      if (source.readyState !== 2 || typeof event?.data === 'string') return
+      const statusCode = typeof event?.code === 'number' ? event.code : 0
+      onRefused?.(new AgentStreamClientError({
+        statusCode,
+        code: 'FST_ERR_AGENT_SSE_CLIENT_REFUSED',
+        error: 'Stream refused',
+        message: typeof event?.message === 'string' && event.message !== '' ? event.message : `the stream ${url} was refused${statusCode ? ` (${statusCode})` : ''}`
+      }))
+    })
+    return source
   }
 
   private agentUrl (agentId: string): string {

@@ -17,12 +17,13 @@ export class ClientSubscriber implements SubscribeOptions {
   constructor (
     private readonly client: SseClient,
     private readonly frames: SseFrames,
+    private readonly agentId: string,
     readonly intervalSeconds: number,
     readonly lastEventId: number | null
   ) {}
 
   onSample (_sample: MetricsSample, eventId: number, json: string): void {
-    const frame = this.frames.metricsFrame(json, eventId)
+    const frame = this.frames.metricsFrame(this.agentId, json, eventId)
     if (this.joining) this.client.write(frame)
     else this.client.offer(frame)
   }

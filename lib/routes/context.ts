@@ -14,8 +14,25 @@ export interface RouteContext {
   options: ResolvedOptions
 }
 
-/** `authorizeAgent` calls one request may have in flight at once (a page of `GET /streams` checks each agent). */
-const AUTHORIZE_CONCURRENCY = 8
+/**
+ * Host callbacks (`authorizeAgent`, `agentExists`) one request may have in flight at once: a page of
+ * `GET /streams` or a fleet connection checks every agent it names.
+ */
+const CHECK_CONCURRENCY = 8
+
+/** `check` for every item, at most CHECK_CONCURRENCY at a time; the answers in the items' order. */
+export async function mapBounded<T, R> (items: readonly T[], check: (item: T) => Promise<R>): Promise<R[]> {
+  const answers = new Array<R>(items.length)
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const index = next++
+      answers[index] = await check(items[index]!)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(CHECK_CONCURRENCY, items.length) }, worker))
+  return answers
+}
 
 /**
  * The host's `authorizeAgent` answer for one agent (true without one). Bounded by
@@ -44,18 +61,10 @@ export async function assertAuthorized (context: RouteContext, request: FastifyR
   if (!(await isAuthorized(context, request, agentId))) throw new FST_ERR_AGENT_SSE_FORBIDDEN(agentId)
 }
 
-/** The agents, in order, this request may see; at most AUTHORIZE_CONCURRENCY checks at a time. */
+/** The agents, in order, this request may see; at most CHECK_CONCURRENCY checks at a time. */
 export async function filterAuthorized (context: RouteContext, request: FastifyRequest, agentIds: string[]): Promise<string[]> {
   if (!context.options.authorizeAgent) return agentIds
-  const allowed = new Array<boolean>(agentIds.length)
-  let next = 0
-  const worker = async (): Promise<void> => {
-    while (next < agentIds.length) {
-      const index = next++
-      allowed[index] = await isAuthorized(context, request, agentIds[index]!)
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(AUTHORIZE_CONCURRENCY, agentIds.length) }, worker))
+  const allowed = await mapBounded(agentIds, (agentId) => isAuthorized(context, request, agentId))
   return agentIds.filter((_agentId, index) => allowed[index])
 }
 

@@ -1,6 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import { retryAfterSeconds, type RouteContext } from './context.js'
 import { registerControlRoutes } from './control-routes.js'
+import { SseConnections } from './connections.js'
+import { registerFleetRoute } from './fleet-route.js'
 import { registerStreamRoute } from './stream-route.js'
 
 /** One open SSE connection, as `app.sseConnections()` reports it. */
@@ -42,7 +44,10 @@ export async function agentSseRoutes (app: FastifyInstance, { diagnostics, ...co
       }
     })
   }
-  const hub = registerStreamRoute(app, context)
+  const connections = new SseConnections(app, context)
+  const { hub } = connections
+  registerStreamRoute(app, context, connections)
+  registerFleetRoute(app, context, connections)
   registerControlRoutes(app, context)
   diagnostics.connections = () => {
     const now = Date.now()

@@ -20,6 +20,17 @@ export function streamQuery (minimum: number, maximum: number) {
   return Type.Object({ interval_seconds: Type.Optional(intervalSeconds(minimum, maximum)) })
 }
 
+/** The fleet route: `agents` is a comma-separated list, parsed (and each id checked) by the route. */
+export function fleetQuery (minimum: number, maximum: number, maxAgents: number) {
+  return Type.Object({
+    agents: Type.String({ minLength: 1, maxLength: maxAgents * 129, description: `Comma-separated agent ids, 1 to ${maxAgents} distinct` }),
+    interval_seconds: Type.Optional(intervalSeconds(minimum, maximum)),
+    // A new EventSource cannot send Last-Event-ID (only its own reconnects do): a client reopening the stream
+    // with another set of agents passes it here. The header wins when both are sent.
+    last_event_id: Type.Optional(Type.String({ maxLength: 32, description: 'Resume after this event id, as Last-Event-ID' }))
+  })
+}
+
 export function startBody (minimum: number, maximum: number) {
   return Type.Union([
     Type.Object({ interval_seconds: Type.Optional(intervalSeconds(minimum, maximum)) }),

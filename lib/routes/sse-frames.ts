@@ -6,51 +6,66 @@ import { encodeEvent, type SseFrame } from '../sse/frame.js'
 const REPLAY_CACHE_BYTES = 8 * 1024 * 1024
 
 /**
- * The plugin's SSE events: `metrics` (with `id:`), `gap`, `end` and `error`.
+ * Metrics frames, each built once per sample and shared by every client it goes to.
  *
- * A metrics frame is a pure function of the sample's accepted JSON text and its event id,
- * so it is cached by exactly those: a frame can only ever carry the sample it was built
- * from, whatever agent or adapter object it came through. The lifecycle hands the same
- * entry to every subscriber of an agent in one pass, so the last frame serves a whole
- * fan-out with two comparisons; replays (a reconnect wave sends the same older samples
- * to many clients) come from a small cache bounded in bytes.
+ * A frame is a pure function of (agent, the sample's accepted JSON text, event id), so it is
+ * cached by exactly those: a frame can only ever carry the sample it was built from, whatever
+ * adapter object it came through. The lifecycle hands the same entry to every subscriber of an
+ * agent in one pass, so the last frame serves a whole fan-out with three comparisons; replays
+ * (a reconnect wave sends the same older samples to many clients) come from a small cache
+ * bounded in bytes.
  */
-export class SseFrames {
+class MetricsFrameCache {
+  private lastAgentId: string | null = null
   private lastJson: string | null = null
   private lastEventId = -1
   private lastFrame: SseFrame | null = null
-  private readonly replayed = new Map<string, { eventId: number, frame: SseFrame }>()
+  private readonly replayed = new Map<string, { agentId: string, eventId: number, frame: SseFrame }>()
   private replayedBytes = 0
 
-  metricsFrame (json: string, eventId: number): SseFrame {
-    if (eventId === this.lastEventId && json === this.lastJson) return this.lastFrame!
+  constructor (private readonly build: (agentId: string, json: string, eventId: number) => SseFrame) {}
+
+  frame (agentId: string, json: string, eventId: number): SseFrame {
+    if (eventId === this.lastEventId && json === this.lastJson && agentId === this.lastAgentId) return this.lastFrame!
     const kept = this.replayed.get(json)
     let frame: SseFrame
-    if (kept !== undefined && kept.eventId === eventId) {
+    if (kept !== undefined && kept.eventId === eventId && kept.agentId === agentId) {
       frame = kept.frame
     } else {
-      frame = encodeEvent('metrics', json, eventId)
-      this.remember(json, eventId, frame)
+      frame = this.build(agentId, json, eventId)
+      this.remember(agentId, json, eventId, frame)
     }
+    this.lastAgentId = agentId
     this.lastJson = json
     this.lastEventId = eventId
     this.lastFrame = frame
     return frame
   }
 
-  private remember (json: string, eventId: number, frame: SseFrame): void {
+  private remember (agentId: string, json: string, eventId: number, frame: SseFrame): void {
     const replaced = this.replayed.get(json)
     if (replaced !== undefined) {
       this.replayedBytes -= replaced.frame.bytes.length
       this.replayed.delete(json)
     }
-    this.replayed.set(json, { eventId, frame })
+    this.replayed.set(json, { agentId, eventId, frame })
     this.replayedBytes += frame.bytes.length
     for (const [oldest, { frame: old }] of this.replayed) {
       if (this.replayedBytes <= REPLAY_CACHE_BYTES) break
       this.replayed.delete(oldest)
       this.replayedBytes -= old.bytes.length
     }
+  }
+}
+
+type ErrorLike = Error & { statusCode?: number, code?: string }
+
+/** The single-agent route's events: `metrics` (with `id:`), `gap`, `end` and `error`. */
+export class SseFrames {
+  private readonly metrics = new MetricsFrameCache((_agentId, json, eventId) => encodeEvent('metrics', json, eventId))
+
+  metricsFrame (agentId: string, json: string, eventId: number): SseFrame {
+    return this.metrics.frame(agentId, json, eventId)
   }
 
   gapFrame (gap: GapInfo): SseFrame {
@@ -61,7 +76,37 @@ export class SseFrames {
     return encodeEvent('end', JSON.stringify({ reason }))
   }
 
-  errorFrame (err: Error & { statusCode?: number, code?: string }): SseFrame {
+  errorFrame (err: ErrorLike): SseFrame {
     return encodeEvent('error', JSON.stringify(errorBody(err)))
+  }
+}
+
+/**
+ * The fleet route's events: the same names, each naming its agent, plus `status`. A sample's
+ * fleet frame wraps its JSON text without parsing it: `{"agent_id": …, "metrics": <the sample>}`.
+ */
+export class FleetFrames {
+  private readonly metrics = new MetricsFrameCache((agentId, json, eventId) =>
+    encodeEvent('metrics', `{"agent_id":${JSON.stringify(agentId)},"metrics":${json}}`, eventId))
+
+  metricsFrame (agentId: string, json: string, eventId: number): SseFrame {
+    return this.metrics.frame(agentId, json, eventId)
+  }
+
+  gapFrame (agentId: string, gap: GapInfo): SseFrame {
+    return encodeEvent('gap', JSON.stringify({ agent_id: agentId, ...gap }))
+  }
+
+  endFrame (agentId: string, reason: string): SseFrame {
+    return encodeEvent('end', JSON.stringify({ agent_id: agentId, reason }))
+  }
+
+  errorFrame (agentId: string, err: ErrorLike): SseFrame {
+    return encodeEvent('error', JSON.stringify({ agent_id: agentId, ...errorBody(err) }))
+  }
+
+  /** The agent's status, as its JSON text (the status route's body). No `id:`: it is not a sample. */
+  statusFrame (statusJson: string): SseFrame {
+    return encodeEvent('status', statusJson)
   }
 }

@@ -1,40 +1,19 @@
 import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS } from '../errors.js'
-import type { Subscription } from '../lifecycle/types.js'
 import { parseLastEventId } from '../sse/frame.js'
-import { SseHub, type SseClient } from '../sse/hub.js'
 import { agentGuard, refuseForNow, requestedInterval, type RouteContext } from './context.js'
 import { AgentParams, ErrorSchema, streamQuery } from './schemas.js'
 import { ClientSubscriber } from './client-subscriber.js'
+import type { SseConnections } from './connections.js'
 import { SseFrames } from './sse-frames.js'
 
 /** `GET /agents/:agentId/metrics/stream`: one SSE client = one lifecycle subscriber. */
-export function registerStreamRoute (app: FastifyInstance, context: RouteContext): SseHub {
+export function registerStreamRoute (app: FastifyInstance, context: RouteContext, connections: SseConnections): void {
   const { lifecycle, options } = context
+  const { hub } = connections
   const frames = new SseFrames()
-  const subscriptions = new Map<SseClient, Subscription>()
-  const hub = new SseHub({
-    retryMs: options.retryMs,
-    heartbeatIntervalMs: options.heartbeatIntervalMs,
-    maxBufferedBytes: options.maxBufferedBytes,
-    stallTimeoutMs: options.stallTimeoutMs,
-    onDisconnect (client) {
-      app.log.info({ clientId: client.id, agentIds: client.rooms.slice() }, `SSE client disconnected: ${client.id}`)
-      subscriptions.get(client)?.unsubscribe()
-      subscriptions.delete(client)
-    },
-    onStall (client, stalledForMs) {
-      app.log.info({ clientId: client.id, stalledForMs, bufferedBytes: client.bufferedBytes }, `SSE client ${client.id} has not drained for ${stalledForMs} ms, disconnecting it`)
-    }
-  })
-
-  // preClose, not onClose: the server does not finish closing while SSE responses are open.
-  app.addHook('preClose', async () => {
-    const closing = lifecycle.close()
-    hub.closeAll(frames.endFrame('server-shutdown'))
-    await closing
-  })
+  const shutdownFrame = frames.endFrame('server-shutdown')
 
   app.withTypeProvider<TypeBoxTypeProvider>().get('/agents/:agentId/metrics/stream', {
     // A HEAD has no body to stream: without this Fastify would run the handler and start the agent.
@@ -67,14 +46,14 @@ export function registerStreamRoute (app: FastifyInstance, context: RouteContext
     }
     request.log.info({ clientId: client.id, agentId, intervalSeconds, lastEventId }, `SSE client connected: ${client.id}`)
     hub.join(client, agentId)
-    const subscriber = new ClientSubscriber(client, frames, intervalSeconds, lastEventId)
+    const subscriber = new ClientSubscriber(client, frames, agentId, intervalSeconds, lastEventId)
     try {
-      subscriptions.set(client, lifecycle.subscribe(agentId, subscriber))
+      const subscription = lifecycle.subscribe(agentId, subscriber)
+      connections.track(client, { leave: () => subscription.unsubscribe(), farewell: () => shutdownFrame })
     } catch (err) {
       // Only when the lifecycle is already closed: the client gets the reason instead of a hung stream.
       subscriber.onError(err as Error)
     }
     subscriber.joining = false
   })
-  return hub
 }

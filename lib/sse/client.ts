@@ -13,8 +13,9 @@ export interface FlowLimits {
  *
  * Two ways to send: `write` for frames that must arrive (retry, end, error, gap),
  * `offer` for latest-value frames. When the client's queue is over
- * `maxBufferedBytes`, an offered frame replaces the one already waiting, so a slow
- * client gets the newest value when it drains, never an unbounded queue.
+ * `maxBufferedBytes`, an offered frame replaces the one already waiting in its slot
+ * (one slot per stream the connection carries), so a slow client gets the newest value
+ * of each when it drains, never an unbounded queue.
  */
 export class SseClient {
   /** Rooms this client is in (usually one: an array is cheaper per connection than a Set); still intact when the hub's disconnect handler runs. */
@@ -22,7 +23,8 @@ export class SseClient {
   /** When the client stopped draining (its queue went over the limit), or 0 while it keeps up. */
   blockedSince = 0
   private open = true
-  private waiting: SseFrame | null = null
+  /** Conflated frames by slot, while blocked (at most one per slot the connection offers to). */
+  private waiting: Map<string, SseFrame> | null = null
   private writer: FrameWriter | null = null
 
   constructor (readonly id: string, private readonly limits: FlowLimits) {}
@@ -57,28 +59,31 @@ export class SseClient {
     }
   }
 
-  offer (frame: SseFrame): void {
+  /** A latest-value frame: while the client is blocked it replaces the frame waiting in the same `slot`. */
+  offer (frame: SseFrame, slot = ''): void {
     if (!this.open) return
-    if (this.blockedSince !== 0) {
-      this.waiting = frame
-      return
-    }
-    const writer = this.writer!
-    if (writer.queuedBytes >= this.limits.maxBufferedBytes) {
+    if (this.blockedSince === 0) {
+      if (this.writer!.queuedBytes < this.limits.maxBufferedBytes) {
+        this.writer!.write(frame)
+        return
+      }
       this.blockedSince = this.limits.now()
-      this.waiting = frame
-      return
     }
-    writer.write(frame)
+    this.waiting ??= new Map()
+    this.waiting.delete(slot)
+    this.waiting.set(slot, frame)
   }
 
-  /** Sends the conflated frame once the queue is back under the limit. Called on `drain` and by the hub's sweep. */
+  /** Sends the conflated frames once the queue is back under the limit. Called on `drain` and by the hub's sweep. */
   resume (): void {
     if (this.blockedSince === 0 || !this.open || this.writer!.queuedBytes >= this.limits.maxBufferedBytes) return
     this.blockedSince = 0
-    const frame = this.waiting
+    const waiting = this.waiting
     this.waiting = null
-    if (frame) this.writer!.write(frame)
+    if (waiting === null) return
+    // Ids must keep increasing on the connection: frames without an id first, then by id.
+    const frames = [...waiting.values()].sort((a, b) => (a.eventId ?? 0) - (b.eventId ?? 0))
+    for (const frame of frames) this.writer!.write(frame)
   }
 
   /** Ends the response; the hub's disconnect handler runs when the response closes. */

@@ -14,7 +14,8 @@ const CRLF = Buffer.from('\r\n')
 export class SseFrame {
   private chunkedBytes: Buffer | null = null
 
-  constructor (readonly bytes: Buffer) {}
+  /** `eventId`: the frame's `id:`, if it has one (a conflated backlog is flushed in id order). */
+  constructor (readonly bytes: Buffer, readonly eventId?: number) {}
 
   get chunked (): Buffer {
     this.chunkedBytes ??= Buffer.concat([Buffer.from(`${this.bytes.length.toString(16)}\r\n`), this.bytes, CRLF])
@@ -31,10 +32,10 @@ export function encodeComment (text: string): SseFrame {
 }
 
 /** An event frame. `data` is sent as is (JSON has no raw line breaks, so it stays on one line). */
-export function encodeEvent (event: string, data: string, id?: number | string): SseFrame {
+export function encodeEvent (event: string, data: string, id?: number): SseFrame {
   const idLine = id === undefined ? '' : `id: ${id}\n`
   const dataLines = LINE_BREAK.test(data) ? data.split(LINE_BREAK).map((line) => `data: ${line}\n`).join('') : `data: ${data}\n`
-  return new SseFrame(Buffer.from(`${idLine}event: ${event}\n${dataLines}\n`))
+  return new SseFrame(Buffer.from(`${idLine}event: ${event}\n${dataLines}\n`), id)
 }
 
 /** `Last-Event-ID` as a non-negative integer, or null for anything else (absent, malformed, too large). */

@@ -107,10 +107,19 @@ export class SseHub {
     if (!client.rooms.includes(room)) client.rooms.push(room)
   }
 
-  /** Writes a final frame to every client and ends them all. */
-  closeAll (finalFrame?: SseFrame): void {
+  leave (client: SseClient, room: string): void {
+    const members = this.rooms.get(room)
+    members?.delete(client)
+    if (members?.size === 0) this.rooms.delete(room)
+    const index = client.rooms.indexOf(room)
+    if (index !== -1) client.rooms.splice(index, 1)
+  }
+
+  /** Writes each client its final frame (if any) and ends them all. */
+  closeAll (finalFrame?: (client: SseClient) => SseFrame | null): void {
     for (const client of this.clients) {
-      if (finalFrame) client.write(finalFrame)
+      const frame = finalFrame?.(client) ?? null
+      if (frame !== null) client.write(frame)
       client.close()
     }
     this.stopTimers()

@@ -1,0 +1,118 @@
+import type { MetricsSample } from '../adapter.js'
+import type { GapInfo, SubscribeOptions, Subscription } from '../lifecycle/types.js'
+import type { SseFrame } from '../sse/frame.js'
+import type { SseClient } from '../sse/hub.js'
+import type { StreamConnection } from './connections.js'
+import type { FleetFrames } from './sse-frames.js'
+
+/** A frame written while the connection joins, with where it goes in id order. */
+interface Pending {
+  order: number
+  frame: SseFrame
+}
+
+/**
+ * One fleet SSE connection: one lifecycle subscriber per agent it watches, all writing to
+ * one response. While it joins, what the agents' histories send (replays, gaps, latest samples)
+ * is gathered and written in event id order, so ids increase on the connection whatever agent
+ * they belong to; after that, live samples arrive in id order by themselves.
+ */
+export class FleetConnection implements StreamConnection {
+  /** Agents still on this connection, with their subscriptions (null while subscribing). */
+  private readonly live = new Map<string, Subscription | null>()
+  /** The status JSON last sent per agent. */
+  private readonly statusSent = new Map<string, string>()
+  private pending: Pending[] | null = []
+  /** A gap waits for the sample it precedes (its agent's newest), to take its place in the order. */
+  private readonly pendingGaps = new Map<string, SseFrame>()
+
+  constructor (
+    private readonly client: SseClient,
+    private readonly frames: FleetFrames,
+    private readonly onAgentOver: (agentId: string) => void
+  ) {}
+
+  get agentIds (): IterableIterator<string> {
+    return this.live.keys()
+  }
+
+  /** Subscribes the connection to one agent through `subscribe`; a refusal (lifecycle closed) ends that agent here. */
+  add (agentId: string, intervalSeconds: number, lastEventId: number | null, subscribe: (options: SubscribeOptions) => Subscription): void {
+    this.live.set(agentId, null)
+    const options: SubscribeOptions = {
+      intervalSeconds,
+      lastEventId,
+      onSample: (_sample: MetricsSample, eventId: number, json: string) => this.sample(agentId, json, eventId),
+      onGap: (gap: GapInfo) => this.gap(agentId, gap),
+      onEnd: (reason: string) => this.over(agentId, this.frames.endFrame(agentId, reason)),
+      onError: (err: Error) => this.over(agentId, this.frames.errorFrame(agentId, err))
+    }
+    try {
+      const subscription = subscribe(options)
+      if (this.live.has(agentId)) this.live.set(agentId, subscription)
+    } catch (err) {
+      this.over(agentId, this.frames.errorFrame(agentId, err as Error))
+    }
+  }
+
+  /** Every agent is subscribed: what their histories sent goes out, in id order. */
+  joined (): void {
+    const pending = this.pending!
+    this.pending = null
+    pending.sort((a, b) => a.order - b.order)
+    for (const { frame } of pending) this.client.write(frame)
+    if (this.live.size === 0) this.client.close()
+  }
+
+  /** The agent's status, sent if it differs from the last one this connection got. */
+  status (agentId: string, statusJson: string, frame: SseFrame): void {
+    if (!this.live.has(agentId) || this.statusSent.get(agentId) === statusJson) return
+    this.statusSent.set(agentId, statusJson)
+    this.client.offer(frame, `status ${agentId}`)
+  }
+
+  leave (): void {
+    const subscriptions = [...this.live.values()]
+    this.live.clear()
+    for (const subscription of subscriptions) subscription?.unsubscribe()
+  }
+
+  farewell (): SseFrame | null {
+    // Each agent still here hears the shutdown through its subscription first; nothing is left to say.
+    return null
+  }
+
+  private sample (agentId: string, json: string, eventId: number): void {
+    const frame = this.frames.metricsFrame(agentId, json, eventId)
+    if (this.pending === null) {
+      this.client.offer(frame, agentId)
+      return
+    }
+    const gap = this.pendingGaps.get(agentId)
+    if (gap !== undefined) {
+      this.pendingGaps.delete(agentId)
+      this.pending.push({ order: eventId - 0.5, frame: gap })
+    }
+    this.pending.push({ order: eventId, frame })
+  }
+
+  private gap (agentId: string, gap: GapInfo): void {
+    const frame = this.frames.gapFrame(agentId, gap)
+    if (this.pending === null) this.client.write(frame)
+    else this.pendingGaps.set(agentId, frame)
+  }
+
+  /** The agent ended or failed: it is over on this connection; the others go on, and the last one closes it. */
+  private over (agentId: string, frame: SseFrame): void {
+    if (!this.live.delete(agentId)) return
+    this.statusSent.delete(agentId)
+    this.onAgentOver(agentId)
+    if (this.pending !== null) {
+      // Told after everything its history sent.
+      this.pending.push({ order: Infinity, frame })
+      return
+    }
+    this.client.write(frame)
+    if (this.live.size === 0) this.client.close()
+  }
+}

@@ -168,24 +168,38 @@ export class StreamLifecycle {
    * `after` (null: from the start), and the cursor of the next page (null on the last one).
    */
   page (after: string | null, limit: number): { streams: StreamStatus[], next: string | null } {
-    const agents = this.streams.streamingAgents().sort()
-    let start = 0
-    if (after !== null) {
-      // Binary search: the first agent id after the cursor.
-      let end = agents.length
-      while (start < end) {
-        const middle = (start + end) >>> 1
-        if (agents[middle]! <= after) start = middle + 1
-        else end = middle
+    const agents = this.streams.streamingAgents()
+    // The `limit` smallest ids after the cursor (plus one, to know whether a next page exists), without
+    // sorting every agent: a page of a 20,000-agent fleet costs one pass, not a sort of all of them.
+    if (limit >= agents.length) return { streams: this.statuses(agents.filter((agentId) => after === null || agentId > after).sort()), next: null }
+    const page: string[] = []
+    const keep = limit + 1
+    for (const agentId of agents) {
+      if (after !== null && agentId <= after) continue
+      if (page.length === keep && agentId >= page[keep - 1]!) continue
+      let low = 0
+      let high = page.length
+      while (low < high) {
+        const middle = (low + high) >>> 1
+        if (page[middle]! < agentId) low = middle + 1
+        else high = middle
       }
+      page.splice(low, 0, agentId)
+      if (page.length > keep) page.pop()
     }
+    const more = page.length > limit
+    if (more) page.length = limit
+    return { streams: this.statuses(page), next: more ? page.at(-1)! : null }
+  }
+
+  /** The statuses of those agents that are still not idle. */
+  private statuses (agentIds: string[]): StreamStatus[] {
     const streams: StreamStatus[] = []
-    let index = start
-    for (; index < agents.length && streams.length < limit; index++) {
-      const status = this.streams.status(agents[index]!)
+    for (const agentId of agentIds) {
+      const status = this.streams.status(agentId)
       if (status.streaming_active) streams.push(status)
     }
-    return { streams, next: index < agents.length ? agents[index - 1]! : null }
+    return streams
   }
 
   /** The id of the last sample delivered for the agent (0 if none). */

@@ -212,7 +212,8 @@ t.test('a client that only gets a replay and heartbeats, and never reads, is dro
   await waitFor(() => adapter.liveTasks.size === 1, 'the stream')
   const padding = 'x'.repeat(512 * 1024)
   for (let i = 0; i < 32; i++) adapter.push('big', { i, padding })
-  await waitFor(() => feeder.events.length === 32, 'the samples')
+  // The feeder itself is conflated (it cannot keep up with 16 MB either): the history holds all 32.
+  t.ok(app.streamLifecycle.lastEventId('big') >= 32)
 
   const { port } = new URL(baseUrl)
   const stalled: Socket = connect(Number(port), '127.0.0.1')

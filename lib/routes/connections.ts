@@ -1,7 +1,8 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS } from '../errors.js'
 import type { SseFrame } from '../sse/frame.js'
 import { SseHub, type SseClient } from '../sse/hub.js'
-import type { RouteContext } from './context.js'
+import { refuseForNow, type RouteContext } from './context.js'
 
 /** What an open SSE connection does when it closes, and what it is told when the server shuts down. */
 export interface StreamConnection {
@@ -20,7 +21,8 @@ export class SseConnections {
   readonly hub: SseHub
   private readonly connections = new Map<SseClient, StreamConnection>()
 
-  constructor (app: FastifyInstance, { lifecycle, options }: RouteContext) {
+  constructor (app: FastifyInstance, private readonly context: RouteContext) {
+    const { lifecycle, options } = context
     this.hub = new SseHub({
       retryMs: options.retryMs,
       heartbeatIntervalMs: options.heartbeatIntervalMs,
@@ -41,6 +43,36 @@ export class SseConnections {
       this.hub.closeAll((client) => this.connections.get(client)?.farewell() ?? null)
       await closing
     })
+  }
+
+  /** 503 with Retry-After unless one more connection fits, and one more client of each agent. Synchronous: checked as the stream opens. */
+  assertRoom (reply: FastifyReply, agentIds: readonly string[]): void {
+    const { maxClients, maxClientsPerAgent } = this.context.options
+    if (maxClients > 0 && this.hub.size >= maxClients) {
+      refuseForNow(this.context, reply, new FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS('maxClients', maxClients))
+    }
+    if (maxClientsPerAgent === 0) return
+    for (const agentId of agentIds) {
+      if (this.hub.roomSize(agentId) >= maxClientsPerAgent) {
+        refuseForNow(this.context, reply, new FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS('maxClientsPerAgent', maxClientsPerAgent))
+      }
+    }
+  }
+
+  /**
+   * Takes the response over from Fastify, opens the SSE stream in each agent's room and logs it.
+   * Null (and nothing opened) if the client has already gone.
+   */
+  open (request: FastifyRequest, reply: FastifyReply, agentIds: readonly string[], fields: object): SseClient | null {
+    reply.hijack()
+    const client = this.hub.open(String(request.id), request.raw, reply.raw, reply.getHeaders())
+    if (client === null) {
+      request.log.info({ agentIds }, 'SSE client left before its stream opened')
+      return null
+    }
+    request.log.info({ clientId: client.id, agentIds, ...fields }, `SSE client connected: ${client.id}`)
+    for (const agentId of agentIds) this.hub.join(client, agentId)
+    return client
   }
 
   track (client: SseClient, connection: StreamConnection): void {

@@ -3,12 +3,11 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import {
   FST_ERR_AGENT_SSE_FORBIDDEN,
   FST_ERR_AGENT_SSE_INVALID_AGENTS,
-  FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS,
   FST_ERR_AGENT_SSE_UNKNOWN_AGENT
 } from '../errors.js'
 import { parseLastEventId } from '../sse/frame.js'
 import type { SseConnections } from './connections.js'
-import { filterAuthorized, mapBounded, refuseForNow, requestedInterval, type RouteContext } from './context.js'
+import { filterAuthorized, mapBounded, requestedInterval, type RouteContext } from './context.js'
 import { FleetConnection } from './fleet-connection.js'
 import { FleetStatusFeed } from './fleet-status.js'
 import { AGENT_ID_PATTERN, ErrorSchema, fleetQuery } from './schemas.js'
@@ -49,25 +48,10 @@ export function registerFleetRoute (app: FastifyInstance, context: RouteContext,
       if (unknown !== -1) throw new FST_ERR_AGENT_SSE_UNKNOWN_AGENT(agentIds[unknown]!)
     }
     // From here on synchronous: the limits hold when the connection opens.
-    if (options.maxClients > 0 && hub.size >= options.maxClients) {
-      refuseForNow(context, reply, new FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS('maxClients', options.maxClients))
-    }
-    if (options.maxClientsPerAgent > 0) {
-      for (const agentId of agentIds) {
-        if (hub.roomSize(agentId) >= options.maxClientsPerAgent) {
-          refuseForNow(context, reply, new FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS('maxClientsPerAgent', options.maxClientsPerAgent))
-        }
-      }
-    }
+    connections.assertRoom(reply, agentIds)
     const lastEventId = parseLastEventId(request.headers['last-event-id']) ?? parseLastEventId(request.query.last_event_id)
-
-    reply.hijack()
-    const client = hub.open(String(request.id), request.raw, reply.raw, reply.getHeaders())
-    if (client === null) {
-      request.log.info({ agentIds }, 'SSE client left before its stream opened')
-      return
-    }
-    request.log.info({ clientId: client.id, agentIds, intervalSeconds, lastEventId }, `SSE client connected: ${client.id}`)
+    const client = connections.open(request, reply, agentIds, { intervalSeconds, lastEventId })
+    if (client === null) return
     const connection: FleetConnection = new FleetConnection(client, frames, (agentId) => {
       hub.leave(client, agentId)
       statuses.unwatch(agentId, connection)
@@ -80,7 +64,6 @@ export function registerFleetRoute (app: FastifyInstance, context: RouteContext,
       farewell: () => connection.farewell()
     })
     for (const agentId of agentIds) {
-      hub.join(client, agentId)
       connection.add(agentId, intervalSeconds, lastEventId, (subscriber) => lifecycle.subscribe(agentId, subscriber))
     }
     // Statuses first (they carry no id), then what the histories sent, in id order.

@@ -1,8 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS } from '../errors.js'
 import { parseLastEventId } from '../sse/frame.js'
-import { agentGuard, refuseForNow, requestedInterval, type RouteContext } from './context.js'
+import { agentGuard, requestedInterval, type RouteContext } from './context.js'
 import { AgentParams, ErrorSchema, streamQuery } from './schemas.js'
 import { ClientSubscriber } from './client-subscriber.js'
 import type { SseConnections } from './connections.js'
@@ -11,7 +10,6 @@ import { SseFrames } from './sse-frames.js'
 /** `GET /agents/:agentId/metrics/stream`: one SSE client = one lifecycle subscriber. */
 export function registerStreamRoute (app: FastifyInstance, context: RouteContext, connections: SseConnections): void {
   const { lifecycle, options } = context
-  const { hub } = connections
   const frames = new SseFrames()
   const shutdownFrame = frames.endFrame('server-shutdown')
 
@@ -29,23 +27,11 @@ export function registerStreamRoute (app: FastifyInstance, context: RouteContext
     const { agentId } = request.params
     const intervalSeconds = requestedInterval(context, request.query.interval_seconds)
     // Limits are checked before the stream opens, so a refused client changes nothing.
-    if (options.maxClients > 0 && hub.size >= options.maxClients) {
-      refuseForNow(context, reply, new FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS('maxClients', options.maxClients))
-    }
-    if (options.maxClientsPerAgent > 0 && hub.roomSize(agentId) >= options.maxClientsPerAgent) {
-      refuseForNow(context, reply, new FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS('maxClientsPerAgent', options.maxClientsPerAgent))
-    }
+    connections.assertRoom(reply, [agentId])
     // A malformed Last-Event-ID is treated as absent, never as an error.
     const lastEventId = parseLastEventId(request.headers['last-event-id'])
-
-    reply.hijack()
-    const client = hub.open(String(request.id), request.raw, reply.raw, reply.getHeaders())
-    if (client === null) {
-      request.log.info({ agentId }, 'SSE client left before its stream opened')
-      return
-    }
-    request.log.info({ clientId: client.id, agentId, intervalSeconds, lastEventId }, `SSE client connected: ${client.id}`)
-    hub.join(client, agentId)
+    const client = connections.open(request, reply, [agentId], { intervalSeconds, lastEventId })
+    if (client === null) return
     const subscriber = new ClientSubscriber(client, frames, agentId, intervalSeconds, lastEventId)
     try {
       const subscription = lifecycle.subscribe(agentId, subscriber)

@@ -1,5 +1,6 @@
-// The dashboard as the example servers serve it: static files, the package's browser client
-// and uPlot, all as ES modules, plus the list of agents the page shows.
+// The dashboard as the example servers serve it: static files (the fleet page at /, one agent at
+// /agent.html?agent=…), the package's browser client and uPlot, all as ES modules, plus the
+// list of agents the pages show.
 import { createReadStream } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
@@ -9,7 +10,10 @@ import fastifyStatic from '@fastify/static'
 const here = dirname(fileURLToPath(import.meta.url))
 const require = createRequire(import.meta.url)
 
-/** `info` is what `GET /example/agents` answers (the agents, the stop delay, anything else the page may show). */
+/**
+ * `info` is what `GET /example/agents` answers: `agents` (ids), optional `labels` (a word per
+ * agent id), `stop_delay_ms`, and anything else the pages may show.
+ */
 export async function serveDashboard (app, info) {
   await app.register(fastifyStatic, { root: join(here, 'dashboard') })
   const modules = {

@@ -10,21 +10,25 @@ const host = process.env.HOST ?? '127.0.0.1'
 const stopDelayMs = Number(process.env.STOP_DELAY_MS ?? 2000)
 
 const app = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'info' } })
-const { adapter, agentIds } = createExampleAgents({ log: app.log })
+const { adapter, agentIds, labels } = createExampleAgents({ log: app.log })
 
 await app.register(agentSse, { adapter, prefix: '/api', stopDelayMs, defaultIntervalSeconds: 1 })
 
-await serveDashboard(app, { agents: agentIds, stop_delay_ms: stopDelayMs })
+await serveDashboard(app, { agents: agentIds, labels, stop_delay_ms: stopDelayMs })
 
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.once(signal, () => { app.close().then(() => process.exit(0), () => process.exit(1)) })
 }
 
 const address = await app.listen({ port, host })
+const edges = agentIds.filter((id) => id !== 'local')
 console.log(`
-fastify-agent-sse example: open ${address}/ for the dashboard (agent "local" is this machine)
+fastify-agent-sse example: open ${address}/ for the dashboard: ${agentIds.length} agents on one stream
+  ("local" is this machine, ${edges[0]} … ${edges.at(-1)} are simulated); click an agent to watch it alone:
+    ${address}/agent.html?agent=local
   API under ${address}/api, for example:
     curl -N ${address}/api/agents/edge-1/metrics/stream?interval_seconds=1
+    curl -N '${address}/api/metrics/stream?agents=edge-1,edge-2&interval_seconds=1'
     curl ${address}/api/streams
-Close the dashboard tab and, ${stopDelayMs / 1000} s later, the agent logs "collecting stopped".
+Close the dashboard tab and, ${stopDelayMs / 1000} s later, each agent logs "collecting stopped".
 `)

@@ -4,9 +4,9 @@ import { chromiumAvailable, launchChromium } from './fixtures/chromium.js'
 import { startExampleServer } from './helpers/example-process.js'
 import { getJson, waitFor } from './helpers/server.js'
 
-// The dashboard in a real headless Chromium (Debian's package, installed by .ci/run).
+// The single-agent view (/agent.html) in a real headless Chromium (Debian's package, installed by .ci/run).
 if (chromiumAvailable(t)) {
-  t.test('the dashboard renders live metrics; a second tab shares the stream; closing both stops it after the debounce window', async (t) => {
+  t.test('the single-agent view renders live metrics; a second tab shares the stream; closing both stops it after the debounce window', async (t) => {
     const { origin: base, output } = await startExampleServer(t, { STOP_DELAY_MS: '1000' })
     const status = async () => (await getJson(`${base}/api/agents/local/status`)).body
 
@@ -15,7 +15,7 @@ if (chromiumAvailable(t)) {
     const openDashboard = async () => {
       const page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
       page.on('pageerror', (err) => pageErrors.push(err.message))
-      await page.goto(`${base}/?agent=local`)
+      await page.goto(`${base}/agent.html?agent=local`)
       return page
     }
     const lastEventId = async (page: Awaited<ReturnType<typeof openDashboard>>) => Number(await page.textContent('[data-testid=last-event-id]') || 0)

@@ -11,11 +11,11 @@ const hostileAgent = '<img src=x onerror="window.__xssAgentList=1">'
 
 // examples/dashboard.js is plain JavaScript without declarations (the examples run as written),
 // so it is imported by URL and given its signature here rather than through `allowJs`.
-type ServeDashboard = (app: FastifyInstance, info: { agents: string[], stop_delay_ms: number }) => Promise<void>
+type ServeDashboard = (app: FastifyInstance, info: { agents: string[], labels?: Record<string, string>, stop_delay_ms: number }) => Promise<void>
 const dashboardModule = new URL('../examples/dashboard.js', import.meta.url).href
 
 if (chromiumAvailable(t)) {
-  t.test('the dashboard shows markup in samples and agent ids as text, never as HTML', async (t) => {
+  t.test('the single-agent view shows markup in samples and agent ids as text, never as HTML', async (t) => {
     const { serveDashboard } = await import(dashboardModule) as { serveDashboard: ServeDashboard }
     // The dashboard served as examples/server.js serves it, with the real plugin under /api
     // and an agent list from the server that holds markup too.
@@ -26,7 +26,7 @@ if (chromiumAvailable(t)) {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
     const pageErrors: string[] = []
     page.on('pageerror', (err) => pageErrors.push(err.message))
-    await page.goto(`${baseUrl}/?agent=xss-agent`)
+    await page.goto(`${baseUrl}/agent.html?agent=xss-agent`)
 
     await waitFor(() => adapter.startsFor('xss-agent') === 1, 'the dashboard to start the agent stream', 20_000)
     adapter.push('xss-agent', {
@@ -54,6 +54,36 @@ if (chromiumAvailable(t)) {
 
     mkdirSync('test-artifacts', { recursive: true })
     await page.screenshot({ path: 'test-artifacts/dashboard-xss.png', fullPage: true })
+    t.same(pageErrors, [], 'no errors in the page')
+  })
+
+  t.test('the fleet page shows markup in agent ids and labels as text, never as HTML', async (t) => {
+    const { serveDashboard } = await import(dashboardModule) as { serveDashboard: ServeDashboard }
+    const labels = { 'xss-agent': hostileSample, [hostileAgent]: hostileSample }
+    const { baseUrl } = await startServer(t, { prefix: '/api' }, (app) =>
+      serveDashboard(app, { agents: ['xss-agent', hostileAgent], labels, stop_delay_ms: 100 }))
+
+    const browser = await launchChromium(t)
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
+    const pageErrors: string[] = []
+    page.on('pageerror', (err) => pageErrors.push(err.message))
+    await page.goto(`${baseUrl}/`)
+
+    // The server refuses a stream for an id it cannot hold (400): the page says so and shows the tiles anyway.
+    await waitFor(async () => (await page.getAttribute('[data-testid=connection]', 'data-state')) === 'refused', 'the page to report the refused stream', 20_000)
+    await page.evaluate('new Promise((resolve) => { const probe = new Image(); probe.onload = probe.onerror = resolve; probe.src = "x" })')
+    t.equal(await page.evaluate(() => Reflect.get(globalThis, '__xss')), undefined, 'no script ran from a label')
+    t.equal(await page.evaluate(() => Reflect.get(globalThis, '__xssAgentList')), undefined, 'no script ran from an agent id')
+
+    const tiles = page.locator('[data-testid=tile]')
+    t.same([await tiles.nth(0).getAttribute('data-agent-id'), await tiles.nth(1).getAttribute('data-agent-id')], ['xss-agent', hostileAgent])
+    t.same(await page.locator('.tile-id').allTextContents(), ['xss-agent', hostileAgent], 'the ids, literally')
+    t.same(await page.locator('.tile-label').allTextContents(), [hostileSample, hostileSample], 'the labels, literally')
+    t.equal(await page.locator('[data-testid=tiles] img').count(), 0, 'no <img> element in the tiles')
+    t.equal(await tiles.nth(1).getAttribute('href'), `/agent.html?agent=${encodeURIComponent(hostileAgent)}`, 'the link carries the id encoded')
+
+    mkdirSync('test-artifacts', { recursive: true })
+    await page.screenshot({ path: 'test-artifacts/fleet-xss.png', fullPage: true })
     t.same(pageErrors, [], 'no errors in the page')
   })
 }

@@ -1,27 +1,49 @@
-// Simulated remote agents with plausible, slowly varying metrics. Like real agents they
-// only "collect" while a task runs, and log when they start and stop.
+// Simulated remote agents, each with its own shape of load (examples/agents/load-shapes.js).
+// Like real agents they only "collect" while a task runs, and log when they start and stop.
 import { randomUUID } from 'node:crypto'
+import { loadShapes, noise, shapeNames } from './load-shapes.js'
+
+const round = (value, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits
+
+/** The shape agent number `index` (0-based) of the fleet gets: the shapes in turn. */
+export function shapeOf (index) {
+  return shapeNames[index % shapeNames.length]
+}
 
 export function createSimulatedAgents ({ agentIds, log }) {
-  const agents = new Map(agentIds.map((id, index) => [id, { id, seed: index + 1, tasks: new Map() }]))
+  const agents = new Map(agentIds.map((id, index) => [id, {
+    id,
+    seed: index + 1,
+    shape: shapeOf(index),
+    // Spread agents of one shape over its cycle (the golden ratio never repeats a phase).
+    phase: (index * 0.618034) % 1,
+    tasks: new Map()
+  }]))
 
-  function sample (agent) {
-    const t = Date.now() / 1000
-    const wave = (period, phase = 0) => (Math.sin((t / period) + agent.seed * 2 + phase) + 1) / 2
-    const load = 0.5 + 2.5 * wave(45, 2)
-    return {
+  function reading (agent) {
+    const now = Date.now()
+    const t = now / 1000
+    const { cpu, memory, online = true } = loadShapes[agent.shape](t, agent.phase, agent.seed)
+    const sample = {
       agent_id: agent.id,
-      timestamp: new Date().toISOString(),
-      cpu_percent: Math.round((15 + 60 * wave(20) + 10 * Math.random()) * 10) / 10,
-      memory_percent: Math.round((40 + 30 * wave(90, 1)) * 10) / 10,
-      load_1m: Math.round(load * 100) / 100,
-      network_rx_kbps: Math.round(200 + 800 * wave(15, 3) * Math.random())
+      timestamp: new Date(now).toISOString(),
+      load_shape: agent.shape,
+      cpu_percent: round(Math.min(100, Math.max(0, cpu))),
+      memory_percent: round(Math.min(100, Math.max(0, memory))),
+      // A 4-core machine: load follows CPU use.
+      load_1m: round(0.1 + cpu * 0.04, 2),
+      network_rx_kbps: Math.round(40 + cpu * 10 * (0.5 + noise(agent.seed + 7, Math.floor(t))))
     }
+    return { online, sample }
   }
 
   function schedule (agent, task, intervalSeconds) {
     clearInterval(task.timer)
-    task.timer = setInterval(() => task.sink.push(sample(agent)), intervalSeconds * 1000)
+    task.timer = setInterval(() => {
+      const { online, sample } = reading(agent)
+      // An unreachable agent sends nothing: the dashboard sees the gap.
+      if (online) task.sink.push(sample)
+    }, intervalSeconds * 1000)
   }
 
   function stopCollecting (agent, taskId) {
@@ -33,6 +55,9 @@ export function createSimulatedAgents ({ agentIds, log }) {
   }
 
   return {
+    /** Each agent's shape of load, by agent id. */
+    shapes: Object.fromEntries([...agents.values()].map((agent) => [agent.id, agent.shape])),
+
     agentExists (agentId) {
       return agents.has(agentId)
     },
@@ -62,7 +87,9 @@ export function createSimulatedAgents ({ agentIds, log }) {
     },
 
     async getCurrentMetrics (agentId) {
-      return sample(agents.get(agentId))
+      const { online, sample } = reading(agents.get(agentId))
+      if (!online) throw new Error(`agent ${agentId} is unreachable (it flaps)`)
+      return sample
     }
   }
 }

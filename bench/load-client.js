@@ -10,14 +10,32 @@
 //   churn     { port, path, cycles, parallel }   connect, wait for the head, disconnect; `cycles` times, `parallel`
 //                                                at once: { ms, cyclesPerSec }
 //
+// The fleet scenario (bench/run.js --scenarios=fleet; see bench/fleet-layout.js) parses whole SSE frames instead
+// (HTTP/1.1 chunked decoding, then `id:`/`event:`/`data:` lines, `data` as JSON):
+//   fleetConnect { port, mode, agents, conns, perConn, intervalSeconds, parallel }
+//                                                mode 'fleet': `conns` fleet connections of `perConn` agents each;
+//                                                mode 'single': one single-agent connection per (fleet connection,
+//                                                agent) pair. Answers once every connection has its head: { ms }
+//   fleetClock   { port }                        clock offset to the server (min-RTT of GET /clock): { offsetMs, rttMs }
+//   fleetWindow  { port, ms }                    GET /stats, count for `ms`, GET /stats: delivered samples, server
+//                                                CPU, latency push -> receipt (p50/p99/max), client and machine CPU
+//   fleetCheck   { pushed }                      every (connection, agent) got every sample up to the agent's last:
+//                                                { ok } or ok:false with the first problem
+// Every metrics frame is checked as it arrives: its id is above the connection's previous id, its agent is one the
+// connection watches (and, on a fleet connection, already had its `status` event), and its sample counter `n` is the
+// previous one of that (connection, agent) plus one (nothing lost, duplicated or conflated). The first problem fails
+// the run.
+//
 // Frames are counted by scanning the bytes for `"seq":` and the decimal number after it, so the transfer
 // encoding (chunk-size lines between frames) and the SSE field layout of each library do not matter. The scan
 // copes with a pattern or number split across reads. All sockets share one read buffer (`onread`), so a read
 // allocates nothing but a view; only a pattern straddling two reads copies a few bytes.
+import { readFileSync } from 'node:fs'
 import net from 'node:net'
 import { performance } from 'node:perf_hooks'
 import readline from 'node:readline'
 import { request } from 'undici'
+import { agentId, fleetLayout } from './fleet-layout.js'
 
 const SEQ = Buffer.from('"seq":')
 const HEAD_END = Buffer.from('\r\n\r\n')
@@ -283,11 +301,12 @@ async function broadcast ({ port, events, size, timeoutMs }) {
 }
 
 function closeAll () {
-  for (const conn of conns) {
+  for (const conn of [...conns, ...fleetConns]) {
     conn.closing = true
     conn.socket?.destroy()
   }
   conns = []
+  fleetConns = []
   return { ok: true }
 }
 
@@ -324,7 +343,351 @@ function churn ({ port, path, cycles, parallel }) {
   })
 }
 
-const commands = { connect: connectAll, broadcast, close: closeAll, churn }
+// ---------------------------------------------------------------------------------------------------------
+// Fleet scenario: full SSE parsing, per-connection id order, per-(connection, agent) sample continuity, latency.
+
+/** Every open connection of the current `fleetConnect`. */
+let fleetConns = []
+/** What all fleet-scenario connections received, and the problems found. */
+const fleet = {
+  delivered: 0, // metrics frames
+  statuses: 0, // status frames
+  measuring: false,
+  latencies: [], // ms, push -> receipt, while measuring
+  offsetMs: 0, // server clock - our clock
+  failed: 0,
+  firstError: null
+}
+const epochNow = () => performance.timeOrigin + performance.now()
+
+class FleetConn {
+  constructor (index, mode, agents) {
+    this.index = index
+    this.mode = mode
+    this.socket = null
+    this.head = null
+    this.status = 0
+    this.closing = false
+    this.onHead = null
+    this.onFail = null
+    this.error = null
+    // fleet: agent id -> last n (-1 before its first sample); single: the one agent
+    this.lastN = new Map(agents.map((id) => [id, -1]))
+    this.agentId = mode === 'single' ? agents[0] : null
+    this.statusSeen = mode === 'fleet' ? new Set() : null // agents whose status arrived (before any of their samples)
+    this.lastId = -1
+    // chunked decoding: bytes left in the current chunk, CRLF bytes left after it, the size line being read
+    this.chunkLeft = 0
+    this.crlfLeft = 0
+    this.size = 0
+    this.sizeDigits = 0
+    this.text = '' // SSE text not yet ending in a blank line
+  }
+}
+
+function fleetFail (conn, message) {
+  if (conn.error !== null) return
+  conn.error = message
+  fleet.failed++
+  if (fleet.firstError === null) fleet.firstError = `${conn.mode} connection ${conn.index}: ${message}`
+}
+
+function fleetOnRead (conn, nread, buffer) {
+  let buf = buffer.subarray(0, nread)
+  if (conn.status === 0) {
+    const head = conn.head === null ? buf : Buffer.concat([conn.head, buf])
+    const end = head.indexOf(HEAD_END)
+    if (end === -1) {
+      conn.head = Buffer.from(head)
+      if (conn.head.length > 16384) conn.onFail?.('response head too large')
+      return
+    }
+    conn.head = null
+    const headText = head.toString('latin1', 0, end)
+    const match = /^HTTP\/1\.[01] (\d{3})/.exec(headText)
+    conn.status = match ? Number(match[1]) : -1
+    if (conn.status !== 200) {
+      conn.onFail?.(`HTTP status ${match ? conn.status : '?'}: ${headText.split('\r\n')[0]}`)
+      return
+    }
+    if (!/\r\ntransfer-encoding: chunked/i.test(headText)) {
+      conn.onFail?.('response is not chunked')
+      return
+    }
+    conn.onHead?.()
+    buf = head.subarray(end + HEAD_END.length)
+    if (buf.length === 0) return
+  }
+  if (conn.error !== null) return
+  decodeChunked(conn, buf)
+  if (conn.error === null) parseEvents(conn, epochNow())
+}
+
+/** HTTP/1.1 chunked transfer decoding: appends the chunks' bytes to conn.text. */
+function decodeChunked (conn, buf) {
+  let pos = 0
+  const length = buf.length
+  while (pos < length) {
+    if (conn.chunkLeft > 0) {
+      const take = Math.min(conn.chunkLeft, length - pos)
+      conn.text += buf.latin1Slice(pos, pos + take)
+      conn.chunkLeft -= take
+      pos += take
+      if (conn.chunkLeft === 0) conn.crlfLeft = 2
+      continue
+    }
+    const c = buf[pos++]
+    if (conn.crlfLeft > 0) {
+      if (c !== (conn.crlfLeft === 2 ? 13 : 10)) return fleetFail(conn, 'chunk not followed by CRLF')
+      conn.crlfLeft--
+      continue
+    }
+    if (c === 13) continue
+    if (c === 10) {
+      if (conn.sizeDigits === 0) return fleetFail(conn, 'empty chunk size line')
+      if (conn.size === 0) return fleetFail(conn, 'the response ended (last chunk)')
+      conn.chunkLeft = conn.size
+      conn.size = 0
+      conn.sizeDigits = 0
+      continue
+    }
+    const digit = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1
+    if (digit < 0 || conn.sizeDigits >= 8) return fleetFail(conn, `bad chunk size byte ${c}`)
+    conn.size = conn.size * 16 + digit
+    conn.sizeDigits++
+  }
+}
+
+/** Handles every complete event (text up to a blank line) in conn.text. */
+function parseEvents (conn, now) {
+  const text = conn.text
+  let start = 0
+  while (true) {
+    const end = text.indexOf('\n\n', start)
+    if (end === -1) break
+    handleEvent(conn, text.slice(start, end), now)
+    if (conn.error !== null) return
+    start = end + 2
+  }
+  if (start > 0) conn.text = text.slice(start)
+}
+
+function handleEvent (conn, block, now) {
+  let id = null
+  let event = 'message'
+  let data = null
+  for (const line of block.split('\n')) {
+    if (line === '' || line.charCodeAt(0) === 58 /* : comment */) continue
+    const colon = line.indexOf(':')
+    const field = colon === -1 ? line : line.slice(0, colon)
+    const value = colon === -1 ? '' : line.slice(line.charCodeAt(colon + 1) === 32 ? colon + 2 : colon + 1)
+    if (field === 'id') id = value
+    else if (field === 'event') event = value
+    else if (field === 'data') data = data === null ? value : data + '\n' + value
+  }
+  if (data === null) return // retry:, comments (heartbeats)
+  if (event === 'status') {
+    if (conn.mode !== 'fleet') return fleetFail(conn, 'status event on a single-agent connection')
+    if (id !== null) return fleetFail(conn, 'status event with an id')
+    let status
+    try {
+      status = JSON.parse(data)
+    } catch {
+      return fleetFail(conn, `status data is not JSON: ${data.slice(0, 80)}`)
+    }
+    if (!conn.lastN.has(status.agent_id)) return fleetFail(conn, `status of an agent it does not watch: ${status.agent_id}`)
+    conn.statusSeen.add(status.agent_id)
+    fleet.statuses++
+    return
+  }
+  if (event !== 'metrics') return fleetFail(conn, `unexpected event ${event}: ${data.slice(0, 120)}`)
+  if (id === null || !/^\d+$/.test(id)) return fleetFail(conn, `metrics event without a decimal id (${id})`)
+  const eventId = Number(id)
+  if (eventId <= conn.lastId) return fleetFail(conn, `id ${eventId} after id ${conn.lastId}`)
+  conn.lastId = eventId
+  let parsed
+  try {
+    parsed = JSON.parse(data)
+  } catch {
+    return fleetFail(conn, `metrics data is not JSON: ${data.slice(0, 80)}`)
+  }
+  let agent
+  let sample
+  if (conn.mode === 'fleet') {
+    agent = parsed.agent_id
+    sample = parsed.metrics
+    if (!conn.lastN.has(agent)) return fleetFail(conn, `sample of an agent it does not watch: ${agent}`)
+    if (!conn.statusSeen.has(agent)) return fleetFail(conn, `sample of ${agent} before its status event`)
+  } else {
+    agent = conn.agentId
+    sample = parsed
+  }
+  if (typeof sample?.n !== 'number' || typeof sample.t !== 'number') return fleetFail(conn, `sample without n and t: ${data.slice(0, 80)}`)
+  const last = conn.lastN.get(agent)
+  if (last !== -1 && sample.n !== last + 1) {
+    return fleetFail(conn, `${agent}: sample ${sample.n} after ${last} (${sample.n <= last ? 'duplicate or disorder' : `missing ${sample.n - last - 1}`})`)
+  }
+  conn.lastN.set(agent, sample.n)
+  fleet.delivered++
+  if (fleet.measuring) fleet.latencies.push(now + fleet.offsetMs - sample.t)
+}
+
+function openFleet (port, path, conn, onHead, onFail) {
+  conn.onHead = onHead
+  conn.onFail = onFail
+  const socket = net.connect({
+    port,
+    host: '127.0.0.1',
+    noDelay: true,
+    onread: { buffer: READ_BUFFER, callback: (nread, buffer) => { fleetOnRead(conn, nread, buffer) } }
+  })
+  conn.socket = socket
+  socket.on('connect', () => {
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n`)
+  })
+  socket.on('error', (err) => {
+    if (conn.status === 0) conn.onFail?.(err.code ?? err.message)
+    else fleetFail(conn, `socket error ${err.code ?? err.message}`)
+  })
+  socket.on('close', () => {
+    if (conn.closing) return
+    if (conn.status === 0) conn.onFail?.('closed before the response head')
+    else fleetFail(conn, 'connection closed by the server')
+  })
+}
+
+function fleetConnect ({ port, mode, agents, conns: fleetCount, perConn, intervalSeconds, parallel }) {
+  const specs = []
+  for (const watched of fleetLayout({ agents, conns: fleetCount, perConn })) {
+    const ids = watched.map(agentId)
+    if (mode === 'fleet') {
+      specs.push({ ids, path: `/metrics/stream?agents=${ids.join(',')}&interval_seconds=${intervalSeconds}` })
+    } else {
+      for (const id of ids) specs.push({ ids: [id], path: `/agents/${id}/metrics/stream?interval_seconds=${intervalSeconds}` })
+    }
+  }
+  return new Promise((resolve) => {
+    const start = performance.now()
+    let started = 0
+    let headed = 0
+    let done = false
+    const finish = (result) => {
+      if (done) return
+      done = true
+      resolve(result)
+    }
+    const launch = () => {
+      if (done || started >= specs.length) return
+      const spec = specs[started++]
+      const conn = new FleetConn(fleetConns.length, mode, spec.ids)
+      fleetConns.push(conn)
+      openFleet(port, spec.path, conn, () => {
+        headed++
+        if (headed === specs.length) finish({ ok: true, connections: specs.length, ms: performance.now() - start })
+        else launch()
+      }, (why) => finish({ ok: false, error: `connect ${mode} ${conn.index}: ${why}` }))
+    }
+    for (let k = 0; k < Math.min(parallel, specs.length); k++) launch()
+  })
+}
+
+async function getJson (port, path) {
+  const res = await request(`http://127.0.0.1:${port}${path}`)
+  const body = await res.body.json()
+  if (res.statusCode !== 200) throw new Error(`GET ${path} answered ${res.statusCode}`)
+  return body
+}
+
+async function fleetClock ({ port }) {
+  let best = null
+  for (let k = 0; k < 30; k++) {
+    const before = epochNow()
+    const { now } = await getJson(port, '/clock')
+    const after = epochNow()
+    if (best === null || after - before < best.rttMs) best = { rttMs: after - before, offsetMs: now - (before + after) / 2 }
+  }
+  fleet.offsetMs = best.offsetMs
+  return { ok: true, ...best }
+}
+
+/** Busy and total jiffies of the whole machine (/proc/stat), or null off Linux. */
+function machineTicks () {
+  try {
+    const fields = readFileSync('/proc/stat', 'latin1').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number)
+    const idle = fields[3] + (fields[4] ?? 0)
+    const total = fields.reduce((sum, value) => sum + value, 0)
+    return { busy: total - idle, total }
+  } catch {
+    return null
+  }
+}
+
+function percentile (sorted, p) {
+  if (sorted.length === 0) return null
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]
+}
+
+async function fleetWindow ({ port, ms }) {
+  if (fleet.failed > 0) return { ok: false, error: `${fleet.failed} connection(s) failed before the window; first: ${fleet.firstError}` }
+  const before = await getJson(port, '/stats')
+  const delivered0 = fleet.delivered
+  const statuses0 = fleet.statuses
+  const cpu0 = process.cpuUsage()
+  const machine0 = machineTicks()
+  const start = performance.now()
+  fleet.latencies = []
+  fleet.measuring = true
+  await new Promise((resolve) => setTimeout(resolve, ms))
+  fleet.measuring = false
+  const elapsed = performance.now() - start
+  const delivered = fleet.delivered - delivered0
+  const statuses = fleet.statuses - statuses0
+  const cpu1 = process.cpuUsage(cpu0)
+  const machine1 = machineTicks()
+  const after = await getJson(port, '/stats')
+  if (fleet.failed > 0) return { ok: false, error: `${fleet.failed} connection(s) failed; first: ${fleet.firstError}` }
+  const latencies = Float64Array.from(fleet.latencies).sort()
+  fleet.latencies = []
+  const serverCpuUs = (after.cpu.user - before.cpu.user) + (after.cpu.system - before.cpu.system)
+  return {
+    ok: true,
+    ms: elapsed,
+    delivered,
+    statuses,
+    pushes: after.pushes - before.pushes,
+    serverCpuUs,
+    serverCpuPct: serverCpuUs / 10 / elapsed,
+    serverUserUs: after.cpu.user - before.cpu.user,
+    serverSystemUs: after.cpu.system - before.cpu.system,
+    serverElu: after.elu,
+    serverLoopDelay: after.loopDelay,
+    serverWriteSyscalls: after.syscw === null || before.syscw === null ? null : after.syscw - before.syscw,
+    serverWriteBytes: after.wchar === null || before.wchar === null ? null : after.wchar - before.wchar,
+    clientCpuPct: (cpu1.user + cpu1.system) / 10 / elapsed,
+    machineBusyPct: machine0 && machine1 ? (100 * (machine1.busy - machine0.busy)) / (machine1.total - machine0.total) : null,
+    latency: { p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), max: latencies.length ? latencies[latencies.length - 1] : null, count: latencies.length }
+  }
+}
+
+/** After the pushes stopped: each (connection, agent) must have ended at the agent's last sample. */
+function fleetCheck ({ pushed }) {
+  if (fleet.failed > 0) return { ok: false, error: `${fleet.failed} connection(s) failed; first: ${fleet.firstError}` }
+  let behind = 0
+  let first = null
+  for (const conn of fleetConns) {
+    for (const [id, last] of conn.lastN) {
+      const expected = pushed[Number(id.slice('agent-'.length))]
+      if (last !== expected) {
+        behind++
+        first ??= `${conn.mode} connection ${conn.index}, ${id}: last sample ${last}, the agent pushed ${expected}`
+      }
+    }
+  }
+  if (behind > 0) return { ok: false, error: `${behind} (connection, agent) pairs did not get every sample; first: ${first}` }
+  return { ok: true, connections: fleetConns.length, delivered: fleet.delivered, statuses: fleet.statuses }
+}
+
+const commands = { connect: connectAll, broadcast, close: closeAll, churn, fleetConnect, fleetClock, fleetWindow, fleetCheck }
 
 async function handle (line) {
   let message

@@ -1,17 +1,20 @@
 // Benchmark orchestrator: `npm run bench` (full), `node bench/run.js --quick` (under a minute).
 // Options: --quick, --only=name1,name2, --rounds=N, --agent-max-buffered=BYTES, --json=FILE,
-//          --scenarios=throughput,idle,churn, --clients=N --events=E --size=S --idle=N --churn=N (overrides)
+//          --scenarios=throughput,idle,churn,fleet, --clients=N --events=E --size=S --idle=N --churn=N (overrides),
+//          fleet: --fleet-agents=N --fleet-conns=N --fleet-per-conn=N --fleet-window-ms=MS --fleet-warmup-ms=MS,
+//          --fleet-arms=fleet,single (both by default)
 // Env: BENCH_NODE_ARGS adds node flags to the server processes (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
 //
 // Every implementation in bench/servers/ runs in its own process (fresh per scenario, so no scenario sees
 // another's heap, sockets or replay state) and the load client (bench/load-client.js) runs in another.
 // Rounds alternate over the implementations (the starting one rotates per round); medians are reported.
-import { spawn } from 'node:child_process'
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawn } from 'node:child_process'
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { request } from 'undici'
+import { watchersPerAgent } from './fleet-layout.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, '..')
@@ -24,6 +27,8 @@ const IMPLEMENTATIONS = [
   { name: 'fastify-sse-v2', label: `fastify-sse-v2 ${version('fastify-sse-v2')}` },
   { name: 'agent-sse', label: 'fastify-agent-sse (this)' }
 ]
+/** The fleet scenario's server (ours only): bench/servers/agent-sse-fleet.js. */
+const FLEET_SERVER = { name: 'agent-sse-fleet', label: 'fastify-agent-sse fleet scenario' }
 const BASELINE = 'node-http-write'
 const PEERS = ['fastify-sse', 'better-sse', 'fastify-sse-v2']
 const OURS = 'agent-sse'
@@ -33,7 +38,18 @@ const quick = args.quick === true
 const config = quick
   ? { clients: 200, events: 50, size: 256, idle: 1000, idleEvents: 20, churn: 200, churnParallel: 8, rounds: 1 }
   : { clients: 1000, events: 200, size: 256, idle: 10000, idleEvents: 20, churn: 2000, churnParallel: 16, rounds: 3 }
+// The fleet scenario (issue "Fleet streams"): `fleetAgents` agents at 1 sample/s each, phases spread over the second;
+// `fleetConns` fleet connections of `fleetPerConn` agents each, against the same deliveries over single-agent
+// connections (fleetConns × fleetPerConn of them). The issue's load is 500 agents, 200 × 100; when the single-agent
+// arm does not fit the file descriptor limit (`ulimit -n`, for the server and the load client alike), both arms are
+// scaled down by the same power of two (see fleetScale below).
+const FLEET_TARGET = { agents: 500, conns: 200, perConn: 100 }
+Object.assign(config, quick
+  ? { fleetAgents: 50, fleetConns: 10, fleetPerConn: 20, fleetWarmupMs: 700, fleetWindowMs: 2000 }
+  : { fleetAgents: FLEET_TARGET.agents, fleetConns: FLEET_TARGET.conns, fleetPerConn: FLEET_TARGET.perConn, fleetWarmupMs: 5000, fleetWindowMs: 15000 })
 Object.assign(config, {
+  fleetIntervalSeconds: 1,
+  fleetSampleSize: 256,
   warmEvents: 10,
   warmConnections: quick ? 100 : 3000,
   setupBatches: quick ? 1 : 4,
@@ -42,17 +58,58 @@ Object.assign(config, {
   scenarioTimeoutMs: quick ? 20000 : 120000,
   deliveryTimeoutMs: quick ? 10000 : 60000
 })
-// Overrides for development: --rounds, --clients, --events, --size, --idle, --churn.
-for (const key of ['rounds', 'clients', 'events', 'size', 'idle', 'churn']) {
-  if (args[key] === undefined) continue
-  const value = Number(args[key])
-  if (!Number.isInteger(value) || value < (key === 'size' ? 0 : 1)) {
-    console.error(`--${key} must be an integer >= ${key === 'size' ? 0 : 1}`)
+// Overrides for development: --rounds, --clients, --events, --size, --idle, --churn, --fleet-*.
+const OVERRIDES = {
+  rounds: 'rounds',
+  clients: 'clients',
+  events: 'events',
+  size: 'size',
+  idle: 'idle',
+  churn: 'churn',
+  'fleet-agents': 'fleetAgents',
+  'fleet-conns': 'fleetConns',
+  'fleet-per-conn': 'fleetPerConn',
+  'fleet-window-ms': 'fleetWindowMs',
+  'fleet-warmup-ms': 'fleetWarmupMs'
+}
+for (const [flag, key] of Object.entries(OVERRIDES)) {
+  if (args[flag] === undefined) continue
+  const value = Number(args[flag])
+  const minimum = flag === 'size' || flag === 'fleet-warmup-ms' ? 0 : 1
+  if (!Number.isInteger(value) || value < minimum) {
+    console.error(`--${flag} must be an integer >= ${minimum}`)
     process.exit(2)
   }
   config[key] = value
 }
-const scenarios = typeof args.scenarios === 'string' ? args.scenarios.split(',') : ['throughput', 'idle', 'churn']
+const ALL_SCENARIOS = ['throughput', 'idle', 'churn', 'fleet']
+const scenarios = typeof args.scenarios === 'string' ? args.scenarios.split(',') : ALL_SCENARIOS
+const unknownScenarios = scenarios.filter((name) => !ALL_SCENARIOS.includes(name))
+if (unknownScenarios.length > 0) {
+  console.error(`unknown scenario(s): ${unknownScenarios.join(', ')}; known: ${ALL_SCENARIOS.join(', ')}`)
+  process.exit(2)
+}
+const fleetArms = typeof args['fleet-arms'] === 'string' ? args['fleet-arms'].split(',') : ['fleet', 'single']
+if (fleetArms.length === 0 || fleetArms.some((arm) => arm !== 'fleet' && arm !== 'single')) {
+  console.error('--fleet-arms takes fleet, single or both')
+  process.exit(2)
+}
+if (config.fleetPerConn > config.fleetAgents) {
+  console.error('--fleet-per-conn must not exceed --fleet-agents')
+  process.exit(2)
+}
+// The single-agent arm holds fleetConns × fleetPerConn sockets in the server and in the load client (plus their
+// own handful, and the warm-up connections that are closed before it): scale both arms by the same power of two
+// until that fits the soft file descriptor limit, unless --fleet-conns was given.
+const fdLimit = openFileLimit()
+const FD_MARGIN = 200
+let fleetScale = 1
+if (args['fleet-conns'] === undefined && fdLimit !== null) {
+  while (config.fleetConns > 1 && config.fleetConns * config.fleetPerConn > fdLimit - FD_MARGIN) {
+    config.fleetConns = Math.ceil(config.fleetConns / 2)
+    fleetScale /= 2
+  }
+}
 const agentMaxBuffered = args['agent-max-buffered'] === undefined ? null : Number(args['agent-max-buffered'])
 
 let selected = IMPLEMENTATIONS
@@ -79,7 +136,10 @@ function killAll () {
   for (const child of children) killChild(child)
 }
 
-process.on('exit', killAll)
+process.on('exit', () => {
+  killAll()
+  removeSnapshot()
+})
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(signal, () => {
     killAll()
@@ -202,7 +262,8 @@ function startLoadClient () {
 }
 
 async function getStats (port, gc = false) {
-  const res = await request(`http://127.0.0.1:${port}/stats${gc ? '?gc=1' : ''}`)
+  const query = gc === true ? '?gc=1' : typeof gc === 'string' ? `?${gc}` : ''
+  const res = await request(`http://127.0.0.1:${port}/stats${query}`)
   const body = await res.body.json()
   if (res.statusCode !== 200) throw new Error(`GET /stats answered ${res.statusCode}`)
   return body
@@ -360,6 +421,97 @@ function churn (impl) {
   }, serverEnv(impl, { BENCH_STOP_DELAY_MS: String(config.stopDelayMs) }))
 }
 
+/**
+ * Fleet vs single-agent connections (ours only), one arm per call, each against a fresh server:
+ * - `fleet`: config.fleetConns connections to GET /metrics/stream?agents=… (fleetPerConn agents each);
+ * - `single`: the same (connection, agent) pairs as single-agent connections, fleetConns × fleetPerConn of them.
+ * RSS per connection after connecting (before any sample flows: the agents are held and silent until the load
+ * starts), then after a warm-up a measured window: server CPU per delivered sample, delivered samples/s,
+ * latency push -> receipt. The run FAILS if any connection sees an id that does not increase, a sample lost,
+ * repeated or out of order, or misses the agents' last samples.
+ */
+function fleetScenario (mode) {
+  const subscriptions = config.fleetConns * config.fleetPerConn
+  const connections = mode === 'fleet' ? config.fleetConns : subscriptions
+  const layout = { agents: config.fleetAgents, conns: config.fleetConns, perConn: config.fleetPerConn, intervalSeconds: config.fleetIntervalSeconds }
+  const env = {
+    BENCH_FLEET_AGENTS: String(config.fleetAgents),
+    BENCH_SAMPLE_SIZE: String(config.fleetSampleSize),
+    BENCH_MAX_AGENTS_PER_STREAM: String(Math.max(100, config.fleetPerConn)),
+    BENCH_STOP_DELAY_MS: String(config.stopDelayMs)
+  }
+  if (agentMaxBuffered !== null) env.BENCH_MAX_BUFFERED_BYTES = String(agentMaxBuffered)
+  return runScenario(`fleet (${mode})`, FLEET_SERVER, async (server, client, progress) => {
+    const { port } = server
+    const subscriptionsNow = async () => (await getStats(port)).subscriptions
+    // Warm the connection path (route, validation, parser, lazy allocations) so the RSS delta is per connection.
+    progress.step = `${mode}: warm-up connections`
+    const warmConns = Math.max(1, Math.min(config.fleetConns, quick ? 2 : 5))
+    expectOk(await client.call('fleetConnect', { port, mode, ...layout, conns: warmConns, parallel: config.connectParallel }), 'warm-up connect')
+    await client.call('close')
+    for (let i = 0; i < 100 && (await subscriptionsNow()) !== 0; i++) await sleep(20)
+    await sleep(quick ? 100 : 300)
+    const before = await getStats(port, 'gc=1&conns=1')
+    progress.step = `${mode}: connecting ${connections} connections`
+    const connect = expectOk(await client.call('fleetConnect', { port, mode, ...layout, parallel: config.connectParallel }), 'connect')
+    await sleep(quick ? 200 : 500)
+    const after = await getStats(port, 'gc=1&conns=1')
+    if (after.clients !== connections || after.subscriptions !== subscriptions) {
+      throw new ScenarioFailure('FAILED', `server counts ${after.clients} connections and ${after.subscriptions} subscriptions, expected ${connections} and ${subscriptions}`)
+    }
+    if (after.notActive !== 0) throw new ScenarioFailure('FAILED', `${after.notActive} agents are not active`)
+    const clock = expectOk(await client.call('fleetClock', { port }), 'clock offset')
+    progress.step = `${mode}: warm-up load (${config.fleetWarmupMs} ms)`
+    await postLoad(port, true)
+    await sleep(config.fleetWarmupMs)
+    progress.step = `${mode}: measured window (${config.fleetWindowMs} ms)`
+    const window = expectOk(await client.call('fleetWindow', { port, ms: config.fleetWindowMs }), 'measured window')
+    progress.step = `${mode}: checking that every sample arrived`
+    const { pushed } = await postLoad(port, false)
+    await sleep(quick ? 300 : 500) // the last samples are on their way
+    const check = expectOk(await client.call('fleetCheck', { pushed }), 'delivery check')
+    const seconds = window.ms / 1000
+    return {
+      connections,
+      subscriptions,
+      connectMs: connect.ms,
+      deliveredPerSec: window.delivered / seconds,
+      expectedPerSec: subscriptions / config.fleetIntervalSeconds,
+      pushesPerSec: window.pushes / seconds,
+      cpuUsPerSample: window.serverCpuUs / window.delivered,
+      serverCpuPct: window.serverCpuPct,
+      serverSystemShare: window.serverSystemUs / window.serverCpuUs,
+      serverElu: window.serverElu,
+      loopDelayP99Ms: window.serverLoopDelay?.p99Ms ?? null,
+      loopDelayMaxMs: window.serverLoopDelay?.maxMs ?? null,
+      writeSyscallsPerSample: window.serverWriteSyscalls === null ? null : window.serverWriteSyscalls / window.delivered,
+      statusesPerSec: window.statuses / seconds,
+      rssPerConnKB: (after.rss - before.rss) / connections / 1024,
+      rssPerSubscriptionKB: (after.rss - before.rss) / subscriptions / 1024,
+      heapPerConnKB: (after.heapUsed - before.heapUsed) / connections / 1024,
+      externalPerConnKB: (after.external - before.external) / connections / 1024,
+      rssBeforeMB: before.rss / 1048576,
+      rssAfterMB: after.rss / 1048576,
+      latencyP50: window.latency.p50,
+      latencyP99: window.latency.p99,
+      latencyMax: window.latency.max,
+      latencyCount: window.latency.count,
+      clockOffsetMs: clock.offsetMs,
+      clockRttMs: clock.rttMs,
+      clientCpuPct: window.clientCpuPct,
+      machineBusyPct: window.machineBusyPct,
+      checkedDelivered: check.delivered
+    }
+  }, env)
+}
+
+async function postLoad (port, on) {
+  const res = await request(`http://127.0.0.1:${port}/fleet/load?on=${on ? 1 : 0}`, { method: 'POST' })
+  const body = await res.body.json()
+  if (res.statusCode !== 200) throw new Error(`POST /fleet/load answered ${res.statusCode}`)
+  return body
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Main
 
@@ -376,16 +528,28 @@ async function main () {
     }
     const newestLib = newestMtime(path.join(root, 'lib'))
     if (newestLib > distTime) console.log('WARNING: lib/ has changes newer than dist/: run `npm run build` to benchmark them.\n')
+    snapshotDist()
   }
+  const runFleet = scenarios.includes('fleet') && selected.some((impl) => impl.name === OURS)
+  if (scenarios.includes('fleet') && !runFleet) console.log(`Note: the fleet scenario runs against ${OURS} only, which --only left out: skipped.\n`)
 
   console.log(`# SSE fan-out benchmark${quick ? ' (--quick: a smoke test; fixed costs dominate such small runs, quote full runs only)' : ''}`)
   console.log(`node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), ${os.platform()} ${os.release()}`)
   console.log(`rounds: ${config.rounds}; throughput: ${config.clients} clients x ${config.events} events x ${config.size} B (after a ${config.warmEvents}-event warm-up); ` +
     `idle: ${config.idle} clients + ${config.idleEvents} events; churn: ${config.churn} cycles, ${config.churnParallel} in parallel, stopDelayMs ${config.stopDelayMs}`)
   console.log(`agent-sse: heartbeatIntervalMs 15000, maxClients 20000, maxClientsPerAgent 20000, logger off, maxBufferedBytes ${agentMaxBuffered === null ? 'default (65536)' : agentMaxBuffered + ' (raised with --agent-max-buffered)'}`)
+  if (runFleet) {
+    const watchers = watchersPerAgent({ agents: config.fleetAgents, conns: config.fleetConns, perConn: config.fleetPerConn })
+    console.log(`fleet: ${config.fleetAgents} agents x 1 sample/${config.fleetIntervalSeconds} s (${config.fleetSampleSize} B JSON, one per timer callback, phases spread over the period); ` +
+      `fleet arm ${config.fleetConns} connections x ${config.fleetPerConn} agents, single-agent arm ${config.fleetConns * config.fleetPerConn} connections; ` +
+      `${Math.min(...watchers)}-${Math.max(...watchers)} connections per agent; warm-up ${config.fleetWarmupMs} ms, window ${config.fleetWindowMs} ms` +
+      (fleetScale < 1 ? `\n  SCALED DOWN by ${1 / fleetScale}x from the issue's ${FLEET_TARGET.conns} x ${FLEET_TARGET.perConn} (= ${FLEET_TARGET.conns * FLEET_TARGET.perConn} single-agent connections): ulimit -n is ${fdLimit}` : ''))
+  }
+  if (snapshotDir !== null) console.log(`agent-sse: dist/esm copied to ${snapshotDir} for this run (a concurrent \`npm run build\` cannot change it mid-run)`)
   console.log(`implementations: ${selected.map((impl) => impl.name).join(', ')}\n`)
 
   const results = Object.fromEntries(selected.map((impl) => [impl.name, { throughput: [], idle: [], churn: [] }]))
+  const fleetResults = { fleet: [], single: [] }
   for (let round = 0; round < config.rounds; round++) {
     const order = selected.map((_, k) => selected[(k + round) % selected.length])
     for (const impl of order) {
@@ -405,12 +569,26 @@ async function main () {
         log(round, impl, 'churn', d, (r) => `${fmt(r.cyclesPerSec, 0)} cycles/s, ${r.starts} start / ${r.stops} stop`)
       }
     }
+    if (runFleet) {
+      // The arm that goes first alternates per round.
+      const arms = round % 2 === 0 ? fleetArms : [...fleetArms].reverse()
+      for (const mode of arms) {
+        const f = await fleetScenario(mode)
+        fleetResults[mode].push(f)
+        log(round, { name: `fleet/${mode}` }, 'fleet', f, (r) => `${fmt(r.deliveredPerSec, 0)} samples/s delivered (of ${fmt(r.expectedPerSec, 0)}), ` +
+          `${fmt(r.cpuUsPerSample, 2)} CPU us/sample (server ${fmt(r.serverCpuPct, 1)}% CPU, ${fmt(100 * r.serverSystemShare, 0)}% of it system), ` +
+          `${r.writeSyscallsPerSample === null ? '?' : fmt(r.writeSyscallsPerSample, 2)} write syscalls/sample, ${fmt(r.statusesPerSec, 1)} status events/s, ` +
+          `${fmt(r.rssPerConnKB, 2)} KB RSS/conn (JS heap ${fmt(r.heapPerConnKB, 2)} KB, external ${fmt(r.externalPerConnKB, 2)} KB), connected in ${fmt(r.connectMs, 0)} ms, latency p50 ${fmtMs(r.latencyP50)} p99 ${fmtMs(r.latencyP99)} ms (server loop delay p99 ${fmtMs(r.loopDelayP99Ms)} max ${fmtMs(r.loopDelayMaxMs)} ms), ` +
+          `client ${fmt(r.clientCpuPct, 0)}% CPU, machine ${r.machineBusyPct === null ? '?' : fmt(r.machineBusyPct, 0)}% busy`)
+      }
+    }
   }
 
-  const failed = report(results)
+  let failed = report(results)
+  if (runFleet) failed = reportFleet(fleetResults) || failed
   console.log(`\n(total ${((Date.now() - started) / 1000).toFixed(1)} s)`)
   if (typeof args.json === 'string') {
-    writeFileSync(args.json, JSON.stringify({ config, node: process.version, results }, null, 2) + '\n')
+    writeFileSync(args.json, JSON.stringify({ config, node: process.version, results, fleet: fleetResults }, null, 2) + '\n')
     console.log(`raw results written to ${args.json}`)
   }
   return failed ? 1 : 0
@@ -447,13 +625,18 @@ function report (results) {
     }
   }
   const base = medians[BASELINE]
+  const fanOut = scenarios.includes('throughput') || scenarios.includes('idle')
+  if (fanOut) printFanOut(medians, base, results)
+  return reportProblemsAndChecks(results, medians, base, fanOut)
+}
+
+function printFanOut (medians, base, results) {
   const cell = (m, digits) => m.value !== undefined ? fmt(m.value, digits) : (m.status ?? 'n/a')
   const ratio = (m, key) => {
     const b = base?.[key]
     if (m.value === undefined || b?.value === undefined || b.value === 0) return 'n/a'
     return `${(m.value / b.value).toFixed(2)}x`
   }
-
   console.log(`\n## Results (median of ${config.rounds} round${config.rounds > 1 ? 's' : ''}; ratios vs ${BASELINE})\n`)
   console.log('| implementation | events/s | ratio vs node:http res.write | CPU µs/event | ratio | RSS/idle conn (KB) | ratio | setup conns/s | ratio |')
   console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|')
@@ -475,7 +658,10 @@ function report (results) {
   if (oursRuns.length > 0 && oursRuns.every((run) => run.status === 'ok')) {
     console.log(`agent-sse ran with maxBufferedBytes ${agentMaxBuffered === null ? 'at its default (65536)' : `raised to ${agentMaxBuffered}`}: every client received every event, in order (nothing was conflated).`)
   }
+}
 
+function reportProblemsAndChecks (results, medians, base, fanOut) {
+  const cell = (m, digits) => m.value !== undefined ? fmt(m.value, digits) : (m.status ?? 'n/a')
   let failed = false
   const problems = []
   for (const impl of selected) {
@@ -510,7 +696,7 @@ function report (results) {
   }
 
   const ours = medians[OURS]
-  if (ours) {
+  if (ours && fanOut) {
     console.log('\n## Target checks (informative)\n')
     const peerBest = PEERS.map((name) => medians[name]?.eventsPerSec?.value).filter((v) => v !== undefined)
     const bestPeer = peerBest.length > 0 ? { value: Math.max(...peerBest) } : {}
@@ -535,8 +721,106 @@ function report (results) {
   return failed
 }
 
+/** The fleet scenario's table (medians over the rounds); true if a run did not complete. */
+function reportFleet (fleetResults) {
+  const arms = [
+    ['fleet', `fleet connections (${config.fleetConns} x ${config.fleetPerConn} agents)`],
+    ['single', `single-agent connections (${config.fleetConns * config.fleetPerConn})`]
+  ]
+  const m = {}
+  for (const [mode] of arms) {
+    const runs = fleetResults[mode]
+    m[mode] = Object.fromEntries(['connections', 'deliveredPerSec', 'expectedPerSec', 'cpuUsPerSample', 'serverCpuPct', 'serverElu', 'rssPerConnKB', 'rssPerSubscriptionKB',
+      'latencyP50', 'latencyP99', 'latencyMax', 'clientCpuPct', 'machineBusyPct', 'connectMs', 'clockRttMs', 'writeSyscallsPerSample', 'loopDelayMaxMs'].map((key) => [key, summarize(runs, key)]))
+  }
+  const cell = (x, digits) => x.value !== undefined && x.value !== null ? fmt(x.value, digits) : (x.status ?? 'n/a')
+  const vsSingle = (mode, key) => {
+    const mine = m[mode][key].value
+    const single = m.single[key].value
+    if (mine === undefined || single === undefined || mine === 0) return 'n/a'
+    return `${(mine / single).toFixed(2)}x`
+  }
+  console.log(`\n## Fleet streams (median of ${config.rounds} round${config.rounds > 1 ? 's' : ''}; ratios vs single-agent connections)\n`)
+  console.log(`${config.fleetAgents} agents x 1 sample/${config.fleetIntervalSeconds} s (${config.fleetSampleSize} B, one per timer callback, phases spread over the period), ` +
+    `${config.fleetConns * config.fleetPerConn / config.fleetAgents} connections per agent on average; measured over ${config.fleetWindowMs / 1000} s after a ${config.fleetWarmupMs / 1000} s warm-up` +
+    (fleetScale < 1 ? `; SCALED DOWN ${1 / fleetScale}x from the issue's ${FLEET_TARGET.conns} x ${FLEET_TARGET.perConn} (ulimit -n ${fdLimit} cannot hold ${FLEET_TARGET.conns * FLEET_TARGET.perConn} single-agent connections)` : '') + '\n')
+  console.log('| connections | delivered samples/s (expected) | server CPU µs/sample | ratio | write syscalls/sample | server CPU % (ELU) | RSS/conn (KB) | ratio | RSS/watched agent (KB) | ratio | latency p50 / p99 / max (ms) | load client CPU % | machine busy % |')
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+  for (const [mode, label] of arms) {
+    const r = m[mode]
+    console.log(`| ${label} | ${cell(r.deliveredPerSec, 0)} (${cell(r.expectedPerSec, 0)}) | ${cell(r.cpuUsPerSample, 2)} | ${vsSingle(mode, 'cpuUsPerSample')} | ${cell(r.writeSyscallsPerSample, 2)} | ` +
+      `${cell(r.serverCpuPct, 1)} (${r.serverElu.value === undefined ? 'n/a' : fmt(100 * r.serverElu.value, 0)}%) | ${cell(r.rssPerConnKB, 2)} | ${vsSingle(mode, 'rssPerConnKB')} | ` +
+      `${cell(r.rssPerSubscriptionKB, 3)} | ${vsSingle(mode, 'rssPerSubscriptionKB')} | ${cell(r.latencyP50, 2)} / ${cell(r.latencyP99, 2)} / ${cell(r.latencyMax, 1)} | ` +
+      `${cell(r.clientCpuPct, 0)} | ${cell(r.machineBusyPct, 0)} |`)
+  }
+  console.log('\nServer CPU = user+system time of the server process over the window (process.cpuUsage, from GET /stats at both ends) / samples ' +
+    'the load client received in it; it includes the adapter\'s own timers and sink.push (the same in both arms), heartbeats (one per connection per 15 s) and, ' +
+    'in the fleet arm, the status feed. Write syscalls = the server\'s syscw (/proc/self/io) over the window / delivered samples. RSS = (RSS after connecting - RSS before), each after a full GC, with the agents already running and silent, ' +
+    '/ connections (and / (connection, agent) pairs). Latency = the client\'s receipt time - the push time in the sample (taken just before sink.push), ' +
+    'the server\'s clock mapped to the client\'s by the min-RTT GET /clock (RTT ' + cell(m.fleet.clockRttMs, 2) + ' ms); both processes are on this machine. ' +
+    'Every connection was checked frame by frame: ids increase, no sample lost, repeated or reordered per agent, each agent\'s last sample received.')
+  const problems = []
+  for (const [mode] of arms) {
+    fleetResults[mode].forEach((run, k) => {
+      if (run.status !== 'ok') problems.push(`- fleet ${mode} round ${k + 1}: ${run.status}: ${run.error}`)
+    })
+  }
+  if (problems.length > 0) {
+    console.log('\n### Fleet runs that did not complete (reported as FAILED/TIMEOUT above, never as numbers)\n')
+    for (const line of problems) console.log(line)
+  }
+  const fleetCpu = m.fleet.cpuUsPerSample.value
+  const singleCpu = m.single.cpuUsPerSample.value
+  console.log('\n### Fleet target check (informative)\n')
+  if (fleetCpu === undefined || singleCpu === undefined) {
+    console.log('SKIP fleet CPU/sample <= 1/5 of single-agent connections (not measured)')
+  } else {
+    const factor = singleCpu / fleetCpu
+    console.log(`${factor >= 5 ? 'PASS' : 'FAIL'} fleet CPU/sample >= 5x lower than single-agent connections: ${factor.toFixed(2)}x lower`)
+  }
+  return problems.length > 0
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Helpers
+
+function fmtMs (value) {
+  return value === null || value === undefined ? 'n/a' : fmt(value, 2)
+}
+
+/** The soft limit on open files (`ulimit -n`), or null when it cannot be read. */
+function openFileLimit () {
+  try {
+    const text = execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim()
+    return text === 'unlimited' ? Infinity : Number.parseInt(text, 10) || null
+  } catch {
+    return null
+  }
+}
+
+// A private copy of dist/esm for the servers: `npm run build` starts by deleting dist/, so another build during
+// a run would otherwise make the next server fail to start (or load half a build). It lives in a temporary
+// directory (not in the work tree) beside a package.json ("type": "module") and a symlink to this package's
+// node_modules, so its bare imports resolve to the very same dependencies.
+let snapshotDir = null
+
+function snapshotDist () {
+  if (process.env.BENCH_AGENT_SSE_MODULE) return // the caller picked a build
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'agent-sse-bench-'))
+  snapshotDir = dir
+  cpSync(path.join(root, 'dist', 'esm'), path.join(dir, 'esm'), { recursive: true })
+  writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ type: 'module', private: true }) + '\n')
+  symlinkSync(path.join(root, 'node_modules'), path.join(dir, 'node_modules'), 'dir')
+  process.env.BENCH_AGENT_SSE_MODULE = pathToFileURL(path.join(dir, 'esm', 'index.js')).href
+}
+
+function removeSnapshot () {
+  if (snapshotDir === null) return
+  try {
+    rmSync(snapshotDir, { recursive: true, force: true })
+  } catch {}
+  snapshotDir = null
+}
 
 function fmt (value, digits) {
   return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })

@@ -1,10 +1,14 @@
 // fastify-agent-sse (this package, from dist/ via the package's self-reference: run `npm run build` first)
 // with a bench adapter. Reliability features stay ON at their defaults (heartbeats every 15 s, per-client
 // maxBufferedBytes conflation, stall timeout); only the client limits are raised for 10,000+ clients.
-// Env: BENCH_STOP_DELAY_MS (default 2000), BENCH_MAX_BUFFERED_BYTES (default: the plugin's default).
+// Env: BENCH_STOP_DELAY_MS (default 2000), BENCH_MAX_BUFFERED_BYTES (default: the plugin's default),
+// BENCH_AGENT_SSE_MODULE (default: the package's self-reference, i.e. dist/).
 import Fastify from 'fastify'
-import agentSse from 'fastify-agent-sse'
 import { announce, buildSamples, parseBroadcast, stats } from './common.js'
+
+// bench/run.js points BENCH_AGENT_SSE_MODULE at its own copy of dist/esm, so that a concurrent `npm run build`
+// (which deletes dist/ first) cannot pull the plugin away from under a running benchmark.
+const { default: agentSse } = await import(process.env.BENCH_AGENT_SSE_MODULE || 'fastify-agent-sse')
 
 const AGENT = 'bench'
 const PATH = `/agents/${AGENT}/metrics/stream?interval_seconds=1`

@@ -61,6 +61,13 @@ export interface AgentSseOptions {
    */
   maxBufferedBytes?: number
   /**
+   * A client's frames are held this long and leave as one write: with many agents on a connection (a fleet
+   * stream) samples arrive one per macrotask, and without a window each is a syscall. Metrics arrive every
+   * second or slower, so this is invisible to a dashboard. 0 writes at the end of the current tick.
+   * @default 20
+   */
+  flushIntervalMs?: number
+  /**
    * A client that has not drained for this long is disconnected (a normal disconnect).
    * @default 30000
    */
@@ -120,7 +127,8 @@ const scalarOptions = {
   maxClients: integer(0, 'an integer >= 0 (0 = no limit)'),
   maxClientsPerAgent: integer(0, 'an integer >= 0 (0 = no limit)'),
   maxHolds: integer(0, 'an integer >= 0 (0 = no limit)'),
-  maxAgentsPerStream: integer(1, 'an integer >= 1')
+  maxAgentsPerStream: integer(1, 'an integer >= 1'),
+  flushIntervalMs: Type.Integer({ minimum: 0, maximum: 1000, description: 'an integer from 0 (at the end of the tick) to 1000' })
 } satisfies Record<Exclude<keyof AgentSseOptions, 'adapter' | FunctionOptions>, TSchema>
 
 const defaults: Omit<ResolvedOptions, 'adapter' | FunctionOptions> = {
@@ -138,7 +146,8 @@ const defaults: Omit<ResolvedOptions, 'adapter' | FunctionOptions> = {
   maxClients: 10000,
   maxClientsPerAgent: 1000,
   maxHolds: 1000,
-  maxAgentsPerStream: 100
+  maxAgentsPerStream: 100,
+  flushIntervalMs: 20
 }
 
 /** Validates and defaults the plugin options; throws FST_ERR_AGENT_SSE_INVALID_OPTION naming the first bad option. */

@@ -230,3 +230,26 @@ t.test('cluster mode: a fleet client on instance B of agents owned by A', { skip
   t.same(liveTasks([a, b]).length, 2, 'one stream per agent in the cluster')
   for (const client of [owned, owned2, fleet]) client.close()
 })
+
+t.test('flushIntervalMs: samples arriving one per macrotask leave a connection as a few writes, in order', async (t) => {
+  const { baseUrl, adapter, app } = await startServer(t, { flushIntervalMs: 200, heartbeatIntervalMs: 0 })
+  const { connect } = await import('node:net')
+  const socket = connect(Number(new URL(baseUrl).port), '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  const chunks: string[] = []
+  socket.on('data', (chunk) => chunks.push(String(chunk)))
+  socket.write('GET /metrics/stream?agents=w1,w2,w3,w4,w5&interval_seconds=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+  await waitFor(() => adapter.liveTasks.size === 5 && chunks.join('').includes('event: status'), 'the five streams')
+  await sleep(300)
+  const before = chunks.length
+  for (let i = 0; i < 20; i++) {
+    adapter.push(`w${(i % 5) + 1}`, { i })
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  await waitFor(() => (chunks.join('').match(/event: metrics/g) ?? []).length === 20, 'the twenty samples')
+  const writes = chunks.length - before
+  t.ok(writes <= 4, `20 samples in ${writes} reads (one write per 200 ms window)`)
+  const ids = [...chunks.join('').matchAll(/id: (\d+)\nevent: metrics/g)].map((match) => Number(match[1]))
+  t.ok(ids.every((id, index) => index === 0 || id > ids[index - 1]!), 'in id order')
+  t.equal(app.sseConnections().length, 1)
+})

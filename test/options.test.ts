@@ -40,6 +40,9 @@ t.test('a bad option fails register with a message naming it', async (t) => {
     [{ adapter, stallTimeoutMs: 0 }, /option "stallTimeoutMs"/],
     [{ adapter, maxClients: -1 }, /option "maxClients" must be an integer >= 0 \(0 = no limit\)/],
     [{ adapter, maxClientsPerAgent: 1.5 }, /option "maxClientsPerAgent"/],
+    [{ adapter, maxHolds: -1 }, /option "maxHolds" must be an integer >= 0/],
+    [{ adapter, maxAgentsPerStream: 0 }, /option "maxAgentsPerStream" must be an integer >= 1, got 0/],
+    [{ adapter, flushIntervalMs: 1001 }, /option "flushIntervalMs" must be an integer from 0 \(at the end of the tick\) to 1000, got 1001/],
     [{ adapter, authorizeAgent: true }, /option "authorizeAgent" must be a function/],
     [{ adapter: { startMetricsStreaming () {}, stopMetricsStreaming () {}, getCurrentMetrics () {}, changeInterval: 'yes' } }, /option "adapter.changeInterval" must be a function/],
     [{ adapter: { startMetricsStreaming () {}, stopMetricsStreaming () {}, getCurrentMetrics () {}, listStreamingTasks: [] } }, /option "adapter.listStreamingTasks"/]

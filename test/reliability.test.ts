@@ -23,7 +23,8 @@ t.test('heartbeats: a ": ping" comment every heartbeatIntervalMs; 0 disables the
 
 t.test('a client that stops reading: its queue stays bounded, it gets conflated frames, the others get every sample, and it is dropped after stallTimeoutMs', async (t) => {
   const maxBufferedBytes = 16 * 1024
-  const { baseUrl, app, adapter, sse, logs } = await startServer(t, { maxBufferedBytes, stallTimeoutMs: 800, heartbeatIntervalMs: 0 })
+  // Writes at the end of each tick (no window): the bursts below wait for the readers 8,000 times.
+  const { baseUrl, app, adapter, sse, logs } = await startServer(t, { maxBufferedBytes, stallTimeoutMs: 800, heartbeatIntervalMs: 0, flushIntervalMs: 0 })
   const { port } = new URL(baseUrl)
   const stalled: Socket = connect(Number(port), '127.0.0.1')
   t.teardown(() => stalled.destroy())

@@ -28,6 +28,7 @@ export class SseConnections {
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       maxBufferedBytes: options.maxBufferedBytes,
       stallTimeoutMs: options.stallTimeoutMs,
+      flushIntervalMs: options.flushIntervalMs,
       onDisconnect: (client) => {
         app.log.info({ clientId: client.id, agentIds: client.rooms.slice() }, `SSE client disconnected: ${client.id}`)
         this.connections.get(client)?.leave()

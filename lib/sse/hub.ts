@@ -21,6 +21,8 @@ export interface SseHubOptions {
   onDisconnect (client: SseClient): void
   /** Called when a stalled client is dropped (before its disconnect). */
   onStall? (client: SseClient, stalledForMs: number): void
+  /** How long a client's frames are held to leave as one write (0: until the end of the tick). */
+  flushIntervalMs?: number
   random?: () => number
   now?: () => number
 }
@@ -36,13 +38,14 @@ export class SseHub {
   private readonly clients = new Set<SseClient>()
   private readonly rooms = new Map<string, Set<SseClient>>()
   private readonly limits: { maxBufferedBytes: number, now: () => number }
-  private readonly batch = new WriteBatch()
+  private readonly batch: WriteBatch
   private readonly retryFrames = new Map<number, SseFrame>()
   private heartbeatTimer: NodeJS.Timeout | null = null
   private sweepTimer: NodeJS.Timeout | null = null
 
   constructor (private readonly options: SseHubOptions) {
     this.limits = { maxBufferedBytes: options.maxBufferedBytes, now: options.now ?? Date.now }
+    this.batch = new WriteBatch(options.flushIntervalMs ?? 0)
   }
 
   get size (): number {

@@ -46,21 +46,25 @@ export interface FrameWriter {
 }
 
 /**
- * Corks each socket on its first write in a tick and uncorks them all once the tick's
- * work is done, so a burst of events (or the head and the first frame) leaves as one
- * syscall per socket instead of one per event. One per hub; one nextTick per burst.
+ * Corks each socket on its first write and uncorks them all when the window closes, so the
+ * events of a window (or the head and the first frame) leave as one syscall per socket instead
+ * of one per event. With `flushIntervalMs` 0 the window is the current tick; otherwise it is
+ * that many milliseconds, so samples that arrive one per macrotask (as from an agent transport)
+ * to a connection watching many agents are coalesced too. One per hub: one timer per window.
  */
 export class WriteBatch {
   private corked: SocketWriter[] = []
   private scheduled = false
 
+  constructor (private readonly flushIntervalMs = 0) {}
+
   /** @internal */
   add (writer: SocketWriter): void {
     this.corked.push(writer)
-    if (!this.scheduled) {
-      this.scheduled = true
-      process.nextTick(this.flush)
-    }
+    if (this.scheduled) return
+    this.scheduled = true
+    if (this.flushIntervalMs === 0) process.nextTick(this.flush)
+    else setTimeout(this.flush, this.flushIntervalMs)
   }
 
   private readonly flush = (): void => {
@@ -70,6 +74,9 @@ export class WriteBatch {
     for (const writer of writers) writer.uncork()
   }
 }
+
+/** Bytes a socket holds back for the window at most; past it they are written at once. */
+const EARLY_FLUSH_BYTES = 64 * 1024
 
 /**
  * HTTP/1.1: the response head declares chunked encoding, then each frame goes to the
@@ -94,6 +101,8 @@ class SocketWriter implements FrameWriter {
     const chunk = frame.chunked
     this.batchedBytes += chunk.length
     this.socket.write(chunk)
+    // A burst does not wait for the window past this: held bytes are not counted as backlog.
+    if (this.batchedBytes >= EARLY_FLUSH_BYTES) this.uncork()
   }
 
   /** @internal Holds writes until the batch flushes. */
@@ -106,6 +115,7 @@ class SocketWriter implements FrameWriter {
 
   /** @internal */
   uncork (): void {
+    if (!this.corked) return
     this.corked = false
     this.batchedBytes = 0
     this.socket.uncork()

@@ -196,7 +196,7 @@ t.test('three instances share one agent task; the stop comes only after the last
   t.same(recorder.liveTasks(), [], 'nothing left running')
   for (const instance of instances) {
     t.match(await status(instance, 'x'), { streaming_active: false, state: 'idle', sse_clients: 0, owner: null, task_id: null }, `idle on ${instance.id}`)
-    t.same((await instance.json('/streams')).body, { streams: [] }, `no streams on ${instance.id}`)
+    t.same((await instance.json('/streams')).body, { streams: [], next_cursor: null }, `no streams on ${instance.id}`)
   }
 })
 

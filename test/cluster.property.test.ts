@@ -8,7 +8,7 @@
 // exactly one stream, and a sample from its owner reaches it). At the end of a run everyone
 // leaves, and the cluster goes quiet: no live task, every instance idle.
 //
-// A run takes a few seconds of real time. By default as many runs as fit in 30 s, and never fewer
+// A run takes a few seconds of real time. By default as many runs as fit in 20 s, and never fewer
 // than 3; STRESS=1 (npm run test:stress) runs 60, CLUSTER_PROPERTY_RUNS=n exactly n (the file's
 // timeout follows CLUSTER_PROPERTY_TIME_LIMIT_MS, which bounds runs and shrinking).
 // Reproduce a failure with CLUSTER_PROPERTY_SEED=<seed> CLUSTER_PROPERTY_PATH=<path> (both
@@ -31,7 +31,7 @@ const TIME_LIMIT_MS = envNumber('CLUSTER_PROPERTY_TIME_LIMIT_MS') ?? (stress || 
 const budget: RunBudget = {
   ...(EXPLICIT_RUNS !== undefined || stress
     ? { minRuns: EXPLICIT_RUNS ?? STRESS_RUNS, maxRuns: EXPLICIT_RUNS ?? STRESS_RUNS, budgetMs: Infinity }
-    : { minRuns: 3, maxRuns: 20, budgetMs: 30_000 }),
+    : { minRuns: 3, maxRuns: 20, budgetMs: 20_000 }),
   hardLimitMs: TIME_LIMIT_MS,
   seed: envNumber('CLUSTER_PROPERTY_SEED'),
   path: process.env.CLUSTER_PROPERTY_PATH || undefined

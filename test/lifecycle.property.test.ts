@@ -1,6 +1,7 @@
 import fc from 'fast-check'
 import t from 'tap'
 import type { Subscription } from '../lib/index.js'
+import { IDLE_HISTORY_TTL_MS } from '../lib/lifecycle/history-store.js'
 import { lifecycleFixture } from './helpers/lifecycle-fixture.js'
 import { drainMicrotasks, flush } from './helpers/manual-timers.js'
 import { assertWithinBudget, envNumber, stress, type RunBudget } from './helpers/run-budget.js'
@@ -247,6 +248,9 @@ async function runSchedule (commands: Command[], inPlaceRetune: boolean): Promis
     if (state !== 'idle') throw new Error(`${id} is ${state} after everyone left`)
   }
   if (live.size !== 0) throw new Error(`leaked tasks: ${[...live.keys()].join(', ')}`)
+  // Idle agents keep their replay history for IDLE_HISTORY_TTL_MS (one expiry timer): past it nothing is left.
+  await timers.advance(IDLE_HISTORY_TTL_MS)
+  for (const id of agents) if (lifecycle.lastEventId(id) !== 0) throw new Error(`${id}'s history outlived IDLE_HISTORY_TTL_MS`)
   if (timers.pendingCount !== 0) throw new Error(`${timers.pendingCount} timers left behind`)
   if (lifecycle.list().length !== 0) throw new Error('list() is not empty')
   if (closedAt && !closeResolved) throw new Error('close() from the schedule never resolved')

@@ -13,7 +13,7 @@ import { boundAdapterCall, invokeAdapter, withTimeout } from '../lifecycle/adapt
 import type { AgentStreamContext } from '../lifecycle/agent-stream.js'
 import type { CoordinatedStreams, CoordinatorContext } from '../lifecycle/coordinator.js'
 import type { Subscriber } from '../lifecycle/subscriber.js'
-import { idleStatus, type StreamStatus } from '../lifecycle/types.js'
+import { idleStatus, type LifecycleTimers, type StreamStatus } from '../lifecycle/types.js'
 import { ClusterView } from './cluster-view.js'
 import { LocalClients } from './local-clients.js'
 import { decodeInbox, decodeMessage, encodeMessage, samplePayload, type ClusterMessage, type InboxMessage } from './messages.js'
@@ -319,7 +319,7 @@ export class ClusterStreams implements CoordinatedStreams {
     const ownedAgents = [...this.owned.values()].filter((own) => !own.abandoned).map((own) => own.agentId)
     let result
     try {
-      result = await withTimeout(this.store.sync(snapshot, ownedAgents), this.settings.leaseMs, this.context.timers, noAnswer(this.settings.leaseMs))
+      result = await withTimeout(this.store.sync(snapshot, ownedAgents), this.settings.leaseMs, afterPendingIo(this.context.timers), noAnswer(this.settings.leaseMs))
     } catch (err) {
       this.connectionDown(`Redis did not answer: ${(err as Error).message}`)
       return
@@ -639,6 +639,18 @@ function smallest (a: number | null, b: number | null): number | null {
   if (a === null) return b
   if (b === null) return a
   return Math.min(a, b)
+}
+
+/**
+ * Timers whose callbacks wait for the I/O already received: after a pause (SIGSTOP, a long GC) Node
+ * runs overdue timers before it reads the sockets, so a reply that did arrive in time would lose
+ * to its own timeout. setImmediate runs after the poll phase that delivers it.
+ */
+function afterPendingIo (timers: LifecycleTimers): LifecycleTimers {
+  return {
+    setTimeout: (callback, ms) => timers.setTimeout(() => setImmediate(callback), ms),
+    clearTimeout: (handle) => timers.clearTimeout(handle)
+  }
 }
 
 const noAnswer = (ms: number) => (): Error => new Error(`no answer within ${ms} ms`)

@@ -12,12 +12,12 @@ function flag (value: string | undefined): boolean {
   return value !== undefined && value !== '' && value !== '0' && value !== 'false'
 }
 
-/** A non-negative number from the environment, or undefined when it is not set. */
+/** An integer from the environment (fast-check seeds can be negative), or undefined when it is not set. */
 export function envNumber (name: string): number | undefined {
   const raw = process.env[name]
   if (raw === undefined || raw === '') return undefined
   const value = Number(raw)
-  if (!Number.isFinite(value) || value < 0) throw new Error(`${name} must be a non-negative number (got ${JSON.stringify(raw)})`)
+  if (!Number.isSafeInteger(value)) throw new Error(`${name} must be an integer (got ${JSON.stringify(raw)})`)
   return value
 }
 

@@ -205,14 +205,15 @@ function onRead (conn, nread, buffer) {
   scanBody(conn, buf)
 }
 
-function open (port, path, conn, onHead, onFail) {
+// `read` and `failWith` are the scenario's frame parser and failure report (fan-out or fleet).
+function open (port, path, conn, onHead, onFail, read = onRead, failWith = fail) {
   conn.onHead = onHead
   conn.onFail = onFail
   const socket = net.connect({
     port,
     host: '127.0.0.1',
     noDelay: true,
-    onread: { buffer: READ_BUFFER, callback: (nread, buffer) => { onRead(conn, nread, buffer) } }
+    onread: { buffer: READ_BUFFER, callback: (nread, buffer) => { read(conn, nread, buffer) } }
   })
   conn.socket = socket
   socket.on('connect', () => {
@@ -220,12 +221,12 @@ function open (port, path, conn, onHead, onFail) {
   })
   socket.on('error', (err) => {
     if (conn.status === 0) conn.onFail?.(err.code ?? err.message)
-    else fail(conn, `socket error ${err.code ?? err.message}`)
+    else failWith(conn, `socket error ${err.code ?? err.message}`)
   })
   socket.on('close', () => {
     if (conn.closing) return
     if (conn.status === 0) conn.onFail?.('closed before the response head')
-    else fail(conn, 'connection closed by the server')
+    else failWith(conn, 'connection closed by the server')
   })
   return socket
 }
@@ -533,27 +534,7 @@ function handleEvent (conn, block, now) {
 }
 
 function openFleet (port, path, conn, onHead, onFail) {
-  conn.onHead = onHead
-  conn.onFail = onFail
-  const socket = net.connect({
-    port,
-    host: '127.0.0.1',
-    noDelay: true,
-    onread: { buffer: READ_BUFFER, callback: (nread, buffer) => { fleetOnRead(conn, nread, buffer) } }
-  })
-  conn.socket = socket
-  socket.on('connect', () => {
-    socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n`)
-  })
-  socket.on('error', (err) => {
-    if (conn.status === 0) conn.onFail?.(err.code ?? err.message)
-    else fleetFail(conn, `socket error ${err.code ?? err.message}`)
-  })
-  socket.on('close', () => {
-    if (conn.closing) return
-    if (conn.status === 0) conn.onFail?.('closed before the response head')
-    else fleetFail(conn, 'connection closed by the server')
-  })
+  open(port, path, conn, onHead, onFail, fleetOnRead, fleetFail)
 }
 
 function fleetConnect ({ port, mode, agents, conns: fleetCount, perConn, intervalSeconds, parallel }) {

@@ -1,14 +1,8 @@
 import type { MetricsSample } from '../adapter.js'
 import type { Subscriber } from './subscriber.js'
+import type { HistoryEntry } from './types.js'
 
-export interface HistoryEntry {
-  readonly eventId: number
-  readonly sample: MetricsSample
-  /** The sample's JSON text as it was accepted (what clients are sent). */
-  readonly json: string
-  /** When the sample arrived (the lifecycle's clock), for the latest-sample-on-subscribe rule. */
-  readonly receivedAt: number
-}
+export type { HistoryEntry } from './types.js'
 
 export interface CatchUp {
   /** Samples after the client's last id that are no longer held (0 when nothing was lost). */

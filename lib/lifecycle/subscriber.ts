@@ -1,5 +1,4 @@
-import type { HistoryEntry } from './replay-history.js'
-import type { GapInfo, SubscribeOptions } from './types.js'
+import type { GapInfo, HistoryEntry, SubscribeOptions } from './types.js'
 
 /**
  * One subscriber and its down-sampling state. A subscriber whose interval is k times

@@ -47,6 +47,16 @@ export function idleStatus (agentId: string): StreamStatus {
   }
 }
 
+/** One accepted sample, as the agent's history keeps it and subscribers are offered it. */
+export interface HistoryEntry {
+  readonly eventId: number
+  readonly sample: MetricsSample
+  /** The sample's JSON text as it was accepted (what clients are sent). */
+  readonly json: string
+  /** When the sample arrived (the lifecycle's clock), for the latest-sample-on-subscribe rule. */
+  readonly receivedAt: number
+}
+
 /** Sent instead of a replay when a reconnecting client's `lastEventId` is older than the replay buffer. */
 export interface GapInfo {
   /** Samples after `last_event_id` that the client will not get (the newest one is sent after the gap). */

@@ -37,19 +37,22 @@ t.test('a client that stops reading: its queue stays bounded, it gets conflated 
   const padding = 'x'.repeat(1000)
   const frameBytes = Buffer.byteLength(`id: 10000\nevent: metrics\ndata: ${JSON.stringify({ i: 10000, padding })}\n\n`)
   let maxSeen = 0
+  let maxBlocked = 0
   let pushed = 0
   const started = Date.now()
   while (pushed < 8000) {
     for (let i = 0; i < 8; i++) adapter.push('agent1', { i: ++pushed, padding })
-    for (const connection of app.sseConnections()) maxSeen = Math.max(maxSeen, connection.bufferedBytes)
+    const connections = app.sseConnections()
+    for (const connection of connections) maxSeen = Math.max(maxSeen, connection.bufferedBytes)
+    maxBlocked = Math.max(maxBlocked, connections.filter((c) => c.blocked).length)
     // The readers keep up: wait until they have everything before the next burst.
     while (readers.some((reader) => reader.events.length < pushed)) {
       if (Date.now() - started > 60_000) throw new Error('readers fell behind')
       await nextTick()
     }
   }
-  const stalledNow = app.sseConnections().filter((c) => c.blocked)
-  t.equal(stalledNow.length, 1, 'exactly one client is blocked')
+  // On a slow machine the loop may outlast stallTimeoutMs, so the stalled client may already be gone here.
+  t.equal(maxBlocked, 1, 'only the stalled client was ever blocked')
   t.ok(maxSeen <= maxBufferedBytes + frameBytes, `queued bytes stayed within maxBufferedBytes + one frame (max seen ${maxSeen}, bound ${maxBufferedBytes + frameBytes})`)
   for (const reader of readers) {
     t.equal(reader.events.length, 8000, 'a reader got every sample')

@@ -150,9 +150,20 @@ const defaults: Omit<ResolvedOptions, 'adapter' | FunctionOptions> = {
   flushIntervalMs: 20
 }
 
+// Fastify's own register options reach the plugin's options object too.
+const registerOptions = ['logLevel', 'logSerializers']
+const knownOptions = ['adapter', 'authorizeAgent', 'coordinator', ...Object.keys(scalarOptions), ...registerOptions]
+
 /** Validates and defaults the plugin options; throws FST_ERR_AGENT_SSE_INVALID_OPTION naming the first bad option. */
 export function resolveOptions (options: Partial<AgentSseOptions> | undefined): ResolvedOptions {
   const given: Record<string, unknown> = options ?? {}
+  // A misspelt option would otherwise be ignored silently (`stopDelay: 5` registering with the 2000 ms default).
+  for (const name of Object.keys(given)) {
+    if (!knownOptions.includes(name)) {
+      const nearest = nearestName(name, knownOptions)
+      throw new FST_ERR_AGENT_SSE_INVALID_OPTION(name, `is not an option of fastify-agent-sse${nearest === null ? '' : ` (did you mean "${nearest}"?)`}`)
+    }
+  }
   const adapterProblem = findAdapterProblem(given.adapter)
   if (adapterProblem !== null) {
     const expected = adapterProblem === 'adapter' ? 'is required: an object implementing AgentAdapter' : 'must be a function (see the AgentAdapter interface)'
@@ -185,4 +196,30 @@ export function resolveOptions (options: Partial<AgentSseOptions> | undefined): 
   // A trailing slash would make every route start with "//".
   result.prefix = result.prefix.replace(/\/+$/, '')
   return result
+}
+
+/** The known name closest to `name` (case-insensitive edit distance, at most a third of its length), or null. */
+function nearestName (name: string, known: readonly string[]): string | null {
+  let best: string | null = null
+  let bestDistance = Math.max(2, Math.floor(name.length / 3)) + 1
+  for (const candidate of known) {
+    const distance = editDistance(name.toLowerCase(), candidate.toLowerCase())
+    if (distance < bestDistance || (candidate.toLowerCase().startsWith(name.toLowerCase()) && best === null)) {
+      best = candidate
+      bestDistance = Math.min(distance, bestDistance)
+    }
+  }
+  return best
+}
+
+function editDistance (a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, index) => index)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    previous = current
+  }
+  return previous[b.length]!
 }

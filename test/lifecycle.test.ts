@@ -437,3 +437,13 @@ t.test('the constructor rejects a bad adapter or bad numbers, naming them', asyn
   t.equal(lifecycle.stopDelayMs, 2000)
   t.equal(lifecycle.adapterTimeoutMs, 10000)
 })
+
+t.test('releasing a hold with no subscribers says so in the log, not "Last SSE client disconnected"', async (t) => {
+  const { lifecycle, logger, timers } = lifecycleFixture({ stopDelayMs: 100 })
+  await lifecycle.hold('agent1', { intervalSeconds: 5 })
+  await lifecycle.release('agent1')
+  t.ok(logger.messages().includes('Manual hold on agent agent1 released with no SSE clients, stopping metrics streaming'))
+  t.notOk(logger.messages().some((message) => message.startsWith('Last SSE client disconnected')))
+  await timers.advance(100)
+  t.equal(lifecycle.status('agent1').state, 'idle')
+})

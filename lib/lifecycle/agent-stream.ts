@@ -67,6 +67,8 @@ export class AgentStream {
   private lingerTimer: unknown = null
   private stopping: Promise<void> | null = null
   private retuning = false
+  /** The demand is dropping because the manual hold was released (for the log line, not the logic). */
+  private releasingHold = false
   /** Why the next start happens, when it is not a first subscriber or a manual start. */
   private restartReason: string | null = null
   /** `hold()` callers waiting for the stream to be active. */
@@ -128,7 +130,12 @@ export class AgentStream {
   release (): void {
     if (this.audience.holdIntervalSeconds === null) return
     this.audience.holdIntervalSeconds = null
-    this.reconcile()
+    this.releasingHold = true
+    try {
+      this.reconcile()
+    } finally {
+      this.releasingHold = false
+    }
   }
 
   /**
@@ -310,7 +317,8 @@ export class AgentStream {
 
   private linger (): void {
     this.enter('lingering')
-    this.ctx.logger.info({ agentId: this.agentId, stopDelayMs: this.ctx.stopDelayMs }, `Last SSE client disconnected from agent ${this.agentId}, stopping metrics streaming`)
+    const why = this.releasingHold ? `Manual hold on agent ${this.agentId} released with no SSE clients` : `Last SSE client disconnected from agent ${this.agentId}`
+    this.ctx.logger.info({ agentId: this.agentId, stopDelayMs: this.ctx.stopDelayMs }, `${why}, stopping metrics streaming`)
     this.lingerTimer = this.ctx.timers.setTimeout(() => {
       this.lingerTimer = null
       // Re-check on expiry: the demand may have come and gone again within the window.

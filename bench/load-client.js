@@ -180,29 +180,40 @@ function scanBody (conn, buf) {
   }
 }
 
-function onRead (conn, nread, buffer) {
-  let buf = buffer.subarray(0, nread)
-  if (conn.status === 0) {
-    const head = conn.head === null ? buf : Buffer.concat([conn.head, buf])
-    const end = head.indexOf(HEAD_END)
-    if (end === -1) {
-      conn.head = Buffer.from(head)
-      if (conn.head.length > 16384) conn.onFail?.('response head too large')
-      return
-    }
-    conn.head = null
-    const statusLine = head.toString('latin1', 0, Math.min(end, 64))
-    const match = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine)
-    conn.status = match ? Number(match[1]) : -1
-    if (conn.status !== 200) {
-      conn.onFail?.(`HTTP status ${match ? conn.status : '?'}: ${statusLine.split('\r\n')[0]}`)
-      return
-    }
-    conn.onHead?.()
-    buf = head.subarray(end + HEAD_END.length)
-    if (buf.length === 0) return
+/**
+ * Reads the response head off the first bytes of a connection: the body bytes that follow it, or
+ * null while the head is incomplete or when it was refused (reported through conn.onFail).
+ * `requireChunked`: the fleet scenario decodes the chunked framing itself.
+ */
+function readHead (conn, buf, requireChunked = false) {
+  if (conn.status !== 0) return buf
+  const head = conn.head === null ? buf : Buffer.concat([conn.head, buf])
+  const end = head.indexOf(HEAD_END)
+  if (end === -1) {
+    conn.head = Buffer.from(head)
+    if (conn.head.length > 16384) conn.onFail?.('response head too large')
+    return null
   }
-  scanBody(conn, buf)
+  conn.head = null
+  const headText = head.toString('latin1', 0, end)
+  const match = /^HTTP\/1\.[01] (\d{3})/.exec(headText)
+  conn.status = match ? Number(match[1]) : -1
+  if (conn.status !== 200) {
+    conn.onFail?.(`HTTP status ${match ? conn.status : '?'}: ${headText.split('\r\n')[0]}`)
+    return null
+  }
+  if (requireChunked && !/\r\ntransfer-encoding: chunked/i.test(headText)) {
+    conn.onFail?.('response is not chunked')
+    return null
+  }
+  conn.onHead?.()
+  const body = head.subarray(end + HEAD_END.length)
+  return body.length === 0 ? null : body
+}
+
+function onRead (conn, nread, buffer) {
+  const buf = readHead(conn, buffer.subarray(0, nread))
+  if (buf !== null) scanBody(conn, buf)
 }
 
 // `read` and `failWith` are the scenario's frame parser and failure report (fan-out or fleet).
@@ -394,32 +405,8 @@ function fleetFail (conn, message) {
 }
 
 function fleetOnRead (conn, nread, buffer) {
-  let buf = buffer.subarray(0, nread)
-  if (conn.status === 0) {
-    const head = conn.head === null ? buf : Buffer.concat([conn.head, buf])
-    const end = head.indexOf(HEAD_END)
-    if (end === -1) {
-      conn.head = Buffer.from(head)
-      if (conn.head.length > 16384) conn.onFail?.('response head too large')
-      return
-    }
-    conn.head = null
-    const headText = head.toString('latin1', 0, end)
-    const match = /^HTTP\/1\.[01] (\d{3})/.exec(headText)
-    conn.status = match ? Number(match[1]) : -1
-    if (conn.status !== 200) {
-      conn.onFail?.(`HTTP status ${match ? conn.status : '?'}: ${headText.split('\r\n')[0]}`)
-      return
-    }
-    if (!/\r\ntransfer-encoding: chunked/i.test(headText)) {
-      conn.onFail?.('response is not chunked')
-      return
-    }
-    conn.onHead?.()
-    buf = head.subarray(end + HEAD_END.length)
-    if (buf.length === 0) return
-  }
-  if (conn.error !== null) return
+  const buf = readHead(conn, buffer.subarray(0, nread), true)
+  if (buf === null || conn.error !== null) return
   decodeChunked(conn, buf)
   if (conn.error === null) parseEvents(conn, epochNow())
 }

@@ -22,8 +22,7 @@ export class HistoryStore {
   constructor (
     private readonly capacity: number,
     private readonly timers: LifecycleTimers,
-    private readonly now: () => number,
-    private readonly limits = { idleTtlMs: IDLE_HISTORY_TTL_MS, maxIdle: MAX_IDLE_HISTORIES }
+    private readonly now: () => number
   ) {}
 
   get size (): number {
@@ -57,7 +56,7 @@ export class HistoryStore {
     this.idleSince.delete(agentId)
     this.idleSince.set(agentId, this.now())
     for (const oldest of this.idleSince.keys()) {
-      if (this.idleSince.size <= this.limits.maxIdle) break
+      if (this.idleSince.size <= MAX_IDLE_HISTORIES) break
       this.forget(oldest)
     }
     this.scheduleSweep()
@@ -81,10 +80,10 @@ export class HistoryStore {
     if (this.sweepTimer !== null) return
     const oldest = this.idleSince.values().next()
     if (oldest.done === true) return
-    const dueInMs = Math.max(0, oldest.value + this.limits.idleTtlMs - this.now())
+    const dueInMs = Math.max(0, oldest.value + IDLE_HISTORY_TTL_MS - this.now())
     this.sweepTimer = this.timers.setTimeout(() => {
       this.sweepTimer = null
-      const cutoff = this.now() - this.limits.idleTtlMs
+      const cutoff = this.now() - IDLE_HISTORY_TTL_MS
       for (const [agentId, since] of this.idleSince) {
         if (since > cutoff) break
         this.forget(agentId)

@@ -43,12 +43,14 @@ export async function isAuthorized ({ options }: RouteContext, request: FastifyR
   const authorize = options.authorizeAgent
   if (!authorize) return true
   const timeoutMs = options.adapterTimeoutMs
-  const timedOut = new FST_ERR_AGENT_SSE_AUTHORIZATION_FAILED(agentId, `did not answer within ${timeoutMs} ms`)
+  // Built only on a timeout: this runs on every connection when authorizeAgent is set.
+  let timedOut: Error | null = null
+  const onTimeout = (): Error => (timedOut = new FST_ERR_AGENT_SSE_AUTHORIZATION_FAILED(agentId, `did not answer within ${timeoutMs} ms`))
   try {
-    return (await withTimeout(invokeAdapter(() => authorize(request, agentId)), timeoutMs, unrefTimers, () => timedOut)) === true
+    return (await withTimeout(invokeAdapter(() => authorize(request, agentId)), timeoutMs, unrefTimers, onTimeout)) === true
   } catch (err) {
-    if (err === timedOut) {
-      request.log.error({ agentId }, timedOut.message)
+    if (timedOut !== null && err === timedOut) {
+      request.log.error({ agentId }, (err as Error).message)
       throw err
     }
     request.log.error({ agentId, err }, `authorizeAgent threw for agent ${agentId}`)

@@ -52,6 +52,8 @@ if (chromiumAvailable(t)) {
 
     const browser = await launchChromium(t)
     const { page, errors, requests, eventStreams } = await openPage(browser, `${base}/`)
+    // The page builds its tiles after its own fetch of the agent list, which may finish after "load".
+    await waitFor(async () => (await tiles(page)).length >= agents.length, 'the page to build its tiles', 20_000)
     t.same((await tiles(page)).map((tile) => tile.agentId), agents, 'a tile per agent, in the server\'s order')
 
     // The simulated "flapping" agents send nothing for 15 s of every 40: all but those may wait for them.

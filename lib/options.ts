@@ -1,10 +1,8 @@
-import { inspect } from 'node:util'
 import type { FastifyRequest } from 'fastify'
-import { Type, type TSchema } from '@sinclair/typebox'
-import { Value } from '@sinclair/typebox/value'
-import { findAdapterProblem, type AgentAdapter } from './adapter.js'
+import type { AgentAdapter } from './adapter.js'
 import { FST_ERR_AGENT_SSE_INVALID_OPTION } from './errors.js'
 import type { Coordinator } from './lifecycle/coordinator.js'
+import { assertAdapter, assertCoordinator, assertKnownOptions, assertOptionalFunction, pluginOptionRules, resolveScalarOptions } from './option-rules.js'
 
 /** Options of the fastify-agent-sse plugin. */
 export interface AgentSseOptions {
@@ -109,84 +107,23 @@ export interface AgentSseOptions {
 type FunctionOptions = 'authorizeAgent' | 'coordinator'
 export type ResolvedOptions = Required<Omit<AgentSseOptions, FunctionOptions>> & Pick<AgentSseOptions, FunctionOptions>
 
-const integer = (minimum: number, description: string): TSchema => Type.Integer({ minimum, description })
-
-// One schema for every scalar option: `description` doubles as the error message.
-const scalarOptions = {
-  prefix: Type.String({ pattern: '^(/.*)?$', description: 'a string that is empty or starts with "/"' }),
-  stopDelayMs: integer(0, 'an integer >= 0'),
-  defaultIntervalSeconds: integer(1, 'an integer >= 1'),
-  minIntervalSeconds: integer(1, 'an integer >= 1'),
-  maxIntervalSeconds: integer(1, 'an integer >= 1'),
-  adapterTimeoutMs: integer(1, 'an integer >= 1'),
-  retryMs: integer(0, 'an integer >= 0'),
-  replayBufferSize: integer(1, 'an integer >= 1'),
-  heartbeatIntervalMs: integer(0, 'an integer >= 0 (0 disables heartbeats)'),
-  maxBufferedBytes: integer(1024, 'an integer >= 1024'),
-  stallTimeoutMs: integer(1, 'an integer >= 1'),
-  maxClients: integer(0, 'an integer >= 0 (0 = no limit)'),
-  maxClientsPerAgent: integer(0, 'an integer >= 0 (0 = no limit)'),
-  maxHolds: integer(0, 'an integer >= 0 (0 = no limit)'),
-  maxAgentsPerStream: integer(1, 'an integer >= 1'),
-  flushIntervalMs: Type.Integer({ minimum: 0, maximum: 1000, description: 'an integer from 0 (at the end of the tick) to 1000' })
-} satisfies Record<Exclude<keyof AgentSseOptions, 'adapter' | FunctionOptions>, TSchema>
-
-const defaults: Omit<ResolvedOptions, 'adapter' | FunctionOptions> = {
-  prefix: '',
-  stopDelayMs: 2000,
-  defaultIntervalSeconds: 5,
-  minIntervalSeconds: 1,
-  maxIntervalSeconds: 3600,
-  adapterTimeoutMs: 10000,
-  retryMs: 3000,
-  replayBufferSize: 16,
-  heartbeatIntervalMs: 15000,
-  maxBufferedBytes: 65536,
-  stallTimeoutMs: 30000,
-  maxClients: 10000,
-  maxClientsPerAgent: 1000,
-  maxHolds: 1000,
-  maxAgentsPerStream: 100,
-  flushIntervalMs: 20
-}
-
 // Fastify's own register options reach the plugin's options object too.
 const registerOptions = ['logLevel', 'logSerializers']
-const knownOptions = ['adapter', 'authorizeAgent', 'coordinator', ...Object.keys(scalarOptions), ...registerOptions]
+const knownOptions = ['adapter', 'authorizeAgent', 'coordinator', ...Object.keys(pluginOptionRules), ...registerOptions]
 
 /** Validates and defaults the plugin options; throws FST_ERR_AGENT_SSE_INVALID_OPTION naming the first bad option. */
 export function resolveOptions (options: Partial<AgentSseOptions> | undefined): ResolvedOptions {
   const given: Record<string, unknown> = options ?? {}
-  // A misspelt option would otherwise be ignored silently (`stopDelay: 5` registering with the 2000 ms default).
-  for (const name of Object.keys(given)) {
-    if (!knownOptions.includes(name)) {
-      const nearest = nearestName(name, knownOptions)
-      throw new FST_ERR_AGENT_SSE_INVALID_OPTION(name, `is not an option of fastify-agent-sse${nearest === null ? '' : ` (did you mean "${nearest}"?)`}`)
-    }
+  assertKnownOptions(given, knownOptions, 'fastify-agent-sse')
+  assertAdapter(given.adapter)
+  assertOptionalFunction('authorizeAgent', given.authorizeAgent, 'a function (request, agentId) => boolean')
+  assertCoordinator(given.coordinator)
+  const result: ResolvedOptions = {
+    adapter: given.adapter as AgentAdapter,
+    authorizeAgent: given.authorizeAgent as ResolvedOptions['authorizeAgent'],
+    coordinator: given.coordinator as Coordinator | undefined,
+    ...resolveScalarOptions(given, pluginOptionRules)
   }
-  const adapterProblem = findAdapterProblem(given.adapter)
-  if (adapterProblem !== null) {
-    const expected = adapterProblem === 'adapter' ? 'is required: an object implementing AgentAdapter' : 'must be a function (see the AgentAdapter interface)'
-    throw new FST_ERR_AGENT_SSE_INVALID_OPTION(adapterProblem, expected)
-  }
-  if (given.authorizeAgent !== undefined && typeof given.authorizeAgent !== 'function') {
-    throw new FST_ERR_AGENT_SSE_INVALID_OPTION('authorizeAgent', `must be a function (request, agentId) => boolean, got ${inspect(given.authorizeAgent)}`)
-  }
-  if (given.coordinator !== undefined && typeof (given.coordinator as Coordinator | null)?.attach !== 'function') {
-    throw new FST_ERR_AGENT_SSE_INVALID_OPTION('coordinator', `must be a coordinator such as redisCoordinator({ redis }) from fastify-agent-sse/redis, got ${inspect(given.coordinator)}`)
-  }
-  const resolved: Record<string, unknown> = { adapter: given.adapter, authorizeAgent: given.authorizeAgent, coordinator: given.coordinator }
-  for (const [name, schema] of Object.entries(scalarOptions)) {
-    const value = given[name]
-    if (value === undefined) {
-      resolved[name] = defaults[name as keyof typeof defaults]
-    } else if (Value.Check(schema, value)) {
-      resolved[name] = value
-    } else {
-      throw new FST_ERR_AGENT_SSE_INVALID_OPTION(name, `must be ${schema.description}, got ${inspect(value)}`)
-    }
-  }
-  const result = resolved as unknown as ResolvedOptions
   if (result.maxIntervalSeconds < result.minIntervalSeconds) {
     throw new FST_ERR_AGENT_SSE_INVALID_OPTION('maxIntervalSeconds', `must be >= minIntervalSeconds (${result.minIntervalSeconds}), got ${result.maxIntervalSeconds}`)
   }
@@ -196,30 +133,4 @@ export function resolveOptions (options: Partial<AgentSseOptions> | undefined): 
   // A trailing slash would make every route start with "//".
   result.prefix = result.prefix.replace(/\/+$/, '')
   return result
-}
-
-/** The known name closest to `name` (case-insensitive edit distance, at most a third of its length), or null. */
-function nearestName (name: string, known: readonly string[]): string | null {
-  let best: string | null = null
-  let bestDistance = Math.max(2, Math.floor(name.length / 3)) + 1
-  for (const candidate of known) {
-    const distance = editDistance(name.toLowerCase(), candidate.toLowerCase())
-    if (distance < bestDistance || (candidate.toLowerCase().startsWith(name.toLowerCase()) && best === null)) {
-      best = candidate
-      bestDistance = Math.min(distance, bestDistance)
-    }
-  }
-  return best
-}
-
-function editDistance (a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, index) => index)
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i]
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
-    }
-    previous = current
-  }
-  return previous[b.length]!
 }

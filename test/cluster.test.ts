@@ -364,10 +364,11 @@ t.test('redisCoordinator options fail with a message naming the option', async (
   const cases: Array<[unknown, RegExp]> = [
     [{}, /"coordinator\.redis" must be an ioredis client/],
     [{ redis: {} }, /"coordinator\.redis"/],
-    [{ redis, leaseMs: 99 }, /"coordinator\.leaseMs" must be an integer >= 100 \(got 99\)/],
+    [{ redis, leaseMs: 99 }, /"coordinator\.leaseMs" must be an integer >= 100, got 99/],
     [{ redis, leaseMs: 1000.5 }, /"coordinator\.leaseMs"/],
     [{ redis, keyPrefix: 7 }, /"coordinator\.keyPrefix" must be a string/],
-    [{ redis, instanceId: '' }, /"coordinator\.instanceId" must be a non-empty string/]
+    [{ redis, instanceId: '' }, /"coordinator\.instanceId" must be a non-empty string/],
+    [{ redis, leaseMS: 5000 }, /"coordinator\.leaseMS" is not an option of redisCoordinator\(\) \(did you mean "coordinator\.leaseMs"\?\)/]
   ]
   for (const [options, message] of cases) {
     t.throws(() => redisCoordinator(options as never), { code: 'FST_ERR_AGENT_SSE_INVALID_OPTION', message })
@@ -379,7 +380,7 @@ t.test('redisCoordinator options fail with a message naming the option', async (
   const { StreamLifecycle } = await import('../lib/index.js')
   t.throws(() => new StreamLifecycle({ adapter: new TestAdapter(), coordinator: { attach: 1 } as never }), { message: /"coordinator"/ })
   const lifecycle = new StreamLifecycle({ adapter: new TestAdapter(), coordinator })
-  t.ok(lifecycle.distributed)
+  t.ok(lifecycle.coordinated)
   t.throws(() => new StreamLifecycle({ adapter: new TestAdapter(), coordinator }), { message: /already attached/ })
 })
 

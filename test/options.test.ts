@@ -1,6 +1,6 @@
 import Fastify from 'fastify'
 import t from 'tap'
-import agentSse, { type AgentSseOptions } from '../lib/index.js'
+import agentSse, { StreamLifecycle, type AgentSseOptions } from '../lib/index.js'
 import { TestAdapter } from './helpers/test-adapter.js'
 
 async function registerWith (options: Record<string, unknown>) {
@@ -53,6 +53,26 @@ t.test('a bad option fails register with a message naming it', async (t) => {
   for (const [options, message] of cases) {
     await t.rejects(registerWith(options), { code: 'FST_ERR_AGENT_SSE_INVALID_OPTION', message }, String(message))
   }
+})
+
+t.test('a standalone StreamLifecycle checks its options with the plugin\'s rules and messages', async (t) => {
+  const adapter = new TestAdapter()
+  const cases: Array<[Record<string, unknown>, string]> = [
+    [{ adapter, stopDelayMs: -1 }, 'stopDelayMs'],
+    [{ adapter, adapterTimeoutMs: 0 }, 'adapterTimeoutMs'],
+    [{ adapter, replayBufferSize: 2.5 }, 'replayBufferSize'],
+    [{ adapter, maxHolds: '10' }, 'maxHolds'],
+    [{ adapter: {} }, 'adapter.startMetricsStreaming']
+  ]
+  for (const [options, name] of cases) {
+    const fromPlugin = await registerWith(options).then(() => null, (err: Error) => err.message)
+    t.throws(() => new StreamLifecycle(options as never), { code: 'FST_ERR_AGENT_SSE_INVALID_OPTION', message: fromPlugin ?? 'a plugin error' }, `${name}: the same message as the plugin's`)
+    t.match(fromPlugin, `option "${name}"`)
+  }
+  t.throws(() => new StreamLifecycle({ adapter, stopDelay: 5 } as never), { message: 'fastify-agent-sse: option "stopDelay" is not an option of StreamLifecycle (did you mean "stopDelayMs"?)' })
+  const lifecycle = new StreamLifecycle({ adapter })
+  t.same([lifecycle.stopDelayMs, lifecycle.adapterTimeoutMs, lifecycle.replayBufferSize, lifecycle.maxHolds], [2000, 10000, 16, 1000], 'the plugin\'s defaults')
+  await lifecycle.close()
 })
 
 t.test('defaults apply when options are omitted', async (t) => {

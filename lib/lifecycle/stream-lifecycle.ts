@@ -1,5 +1,6 @@
-import { findAdapterProblem, type AgentAdapter } from '../adapter.js'
+import type { AgentAdapter } from '../adapter.js'
 import { FST_ERR_AGENT_SSE_ADAPTER_FAILED, FST_ERR_AGENT_SSE_CLOSED, FST_ERR_AGENT_SSE_INVALID_OPTION, FST_ERR_AGENT_SSE_TOO_MANY_HOLDS } from '../errors.js'
+import { assertAdapter, assertCoordinator, assertKnownOptions, lifecycleOptionRules, resolveScalarOptions } from '../option-rules.js'
 import { boundAdapterCall, invokeAdapter, unrefTimers } from './adapter-call.js'
 import type { CoordinatedStreams } from './coordinator.js'
 import { localCoordinator } from './local-streams.js'
@@ -15,6 +16,8 @@ import type {
   Subscription
 } from './types.js'
 
+const knownLifecycleOptions = ['adapter', 'coordinator', 'logger', 'timers', 'now', ...Object.keys(lifecycleOptionRules)]
+
 const silentLogger: LifecycleLogger = { info () {}, warn () {}, error () {} }
 
 /**
@@ -29,8 +32,11 @@ export class StreamLifecycle {
   readonly adapterTimeoutMs: number
   readonly replayBufferSize: number
   readonly maxHolds: number
-  /** A coordinator other than the in-process default was given (it may become unavailable). */
-  readonly distributed: boolean
+  /**
+   * A coordinator other than the in-process default was given: the counts live elsewhere, so the
+   * lifecycle may become unavailable (503) and status answers carry the streaming instance.
+   */
+  readonly coordinated: boolean
   private readonly adapter: AgentAdapter
   private readonly streams: CoordinatedStreams
   private readonly logger: LifecycleLogger
@@ -38,18 +44,18 @@ export class StreamLifecycle {
   private closing: Promise<void> | null = null
 
   constructor (options: StreamLifecycleOptions) {
-    const adapterProblem = findAdapterProblem(options?.adapter)
-    if (adapterProblem !== null) throw new FST_ERR_AGENT_SSE_INVALID_OPTION(adapterProblem, 'must be a function (see the AgentAdapter interface)')
+    const given = (options ?? {}) as unknown as Record<string, unknown>
+    assertKnownOptions(given, knownLifecycleOptions, 'StreamLifecycle')
+    assertAdapter(given.adapter)
+    assertCoordinator(given.coordinator)
+    const { stopDelayMs, adapterTimeoutMs, replayBufferSize, maxHolds } = resolveScalarOptions(given, lifecycleOptionRules)
     this.adapter = options.adapter
-    this.stopDelayMs = nonNegativeInteger('stopDelayMs', options.stopDelayMs, 2000)
-    this.adapterTimeoutMs = nonNegativeInteger('adapterTimeoutMs', options.adapterTimeoutMs, 10000, 1)
-    this.replayBufferSize = nonNegativeInteger('replayBufferSize', options.replayBufferSize, 16, 1)
-    this.maxHolds = nonNegativeInteger('maxHolds', options.maxHolds, 1000)
-    this.distributed = options.coordinator !== undefined
+    this.stopDelayMs = stopDelayMs
+    this.adapterTimeoutMs = adapterTimeoutMs
+    this.replayBufferSize = replayBufferSize
+    this.maxHolds = maxHolds
+    this.coordinated = options.coordinator !== undefined
     const coordinator = options.coordinator ?? localCoordinator()
-    if (typeof coordinator?.attach !== 'function') {
-      throw new FST_ERR_AGENT_SSE_INVALID_OPTION('coordinator', 'must come from a coordinator factory such as redisCoordinator()')
-    }
     this.logger = options.logger ?? silentLogger
     this.timers = options.timers ?? unrefTimers
     this.streams = coordinator.attach({
@@ -244,14 +250,6 @@ export class StreamLifecycle {
   private callAdapter<T> (operation: string, agentId: string, call: () => Promise<T> | T): Promise<T> {
     return boundAdapterCall(invokeAdapter(call), operation, agentId, this.adapterTimeoutMs, this.timers)
   }
-}
-
-function nonNegativeInteger (name: string, value: number | undefined, fallback: number, minimum = 0): number {
-  if (value === undefined) return fallback
-  if (!Number.isSafeInteger(value) || value < minimum) {
-    throw new FST_ERR_AGENT_SSE_INVALID_OPTION(name, `must be an integer >= ${minimum} (got ${String(value)})`)
-  }
-  return value
 }
 
 function assertInterval (intervalSeconds: unknown): void {

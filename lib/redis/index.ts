@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import { FST_ERR_AGENT_SSE_INVALID_OPTION } from '../errors.js'
 import type { Coordinator } from '../lifecycle/coordinator.js'
+import { assertKnownOptions, coordinatorOptionRules, resolveScalarOptions } from '../option-rules.js'
 import { ClusterStreams } from './cluster-streams.js'
 
 /** Options of {@link redisCoordinator}. */
@@ -30,6 +31,8 @@ export interface RedisCoordinatorOptions {
   instanceId?: string
 }
 
+const knownCoordinatorOptions = ['redis', ...Object.keys(coordinatorOptionRules)]
+
 /**
  * Cluster mode: every instance registered with a `redisCoordinator` on the same Redis (and
  * `keyPrefix`) shares one reference count and one agent stream per agent.
@@ -43,18 +46,11 @@ export function redisCoordinator (options: RedisCoordinatorOptions): Coordinator
   if (typeof redis?.duplicate !== 'function' || typeof redis.evalsha !== 'function' || typeof redis.status !== 'string') {
     throw new FST_ERR_AGENT_SSE_INVALID_OPTION('coordinator.redis', 'must be an ioredis client (new Redis(url))')
   }
-  const keyPrefix = options.keyPrefix ?? 'agent-sse:'
-  if (typeof keyPrefix !== 'string') {
-    throw new FST_ERR_AGENT_SSE_INVALID_OPTION('coordinator.keyPrefix', `must be a string (got ${String(keyPrefix)})`)
-  }
-  const leaseMs = options.leaseMs ?? 10000
-  if (!Number.isSafeInteger(leaseMs) || leaseMs < 100) {
-    throw new FST_ERR_AGENT_SSE_INVALID_OPTION('coordinator.leaseMs', `must be an integer >= 100 (got ${String(leaseMs)})`)
-  }
-  const instanceId = options.instanceId ?? randomUUID()
-  if (typeof instanceId !== 'string' || instanceId === '') {
-    throw new FST_ERR_AGENT_SSE_INVALID_OPTION('coordinator.instanceId', `must be a non-empty string (got ${String(instanceId)})`)
-  }
+  const given = options as unknown as Record<string, unknown>
+  assertKnownOptions(given, knownCoordinatorOptions, 'redisCoordinator()', 'coordinator.')
+  const resolved = resolveScalarOptions(given, coordinatorOptionRules, 'coordinator.')
+  const { keyPrefix, leaseMs } = resolved
+  const instanceId = resolved.instanceId ?? randomUUID()
   let attached = false
   return {
     attach (context) {

@@ -32,7 +32,7 @@ export async function agentSseRoutes (app: FastifyInstance, { diagnostics, ...co
     if (body === '') done(null, null)
     else jsonParser(request, body as string, done)
   })
-  if (context.lifecycle.distributed) {
+  if (context.lifecycle.coordinated) {
     // Cluster mode: while Redis is out of reach nothing here can answer truthfully.
     app.addHook('onRequest', (_request, reply, done) => {
       try {

@@ -11,8 +11,9 @@ const here = dirname(fileURLToPath(import.meta.url))
 const require = createRequire(import.meta.url)
 
 /**
- * `info` is what `GET /example/agents` answers: `agents` (ids), optional `labels` (a word per
- * agent id), `stop_delay_ms`, and anything else the pages may show.
+ * `info` is what `GET /example/agents` answers (or a function returning it, for a server whose
+ * agents come and go): `agents` (ids), optional `labels` (a word per agent id), `stop_delay_ms`,
+ * and anything else the pages may show.
  */
 export async function serveDashboard (app, info) {
   await app.register(fastifyStatic, { root: join(here, 'dashboard') })
@@ -24,5 +25,5 @@ export async function serveDashboard (app, info) {
   for (const [path, file] of Object.entries(modules)) {
     app.get(path, (_request, reply) => reply.type(path.endsWith('.css') ? 'text/css' : 'text/javascript').send(createReadStream(file)))
   }
-  app.get('/example/agents', async () => info)
+  app.get('/example/agents', async () => typeof info === 'function' ? info() : info)
 }

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, LogLevel } from 'fastify'
 import fp from 'fastify-plugin'
 import { StreamLifecycle } from './lifecycle/stream-lifecycle.js'
 import { resolveOptions, type AgentSseOptions } from './options.js'
@@ -34,13 +34,17 @@ declare module 'fastify' {
 
 async function agentSsePlugin (fastify: FastifyInstance, pluginOptions: AgentSseOptions): Promise<void> {
   const options = resolveOptions(pluginOptions)
+  // fastify-plugin skips encapsulation, so Fastify does not apply register's `logLevel` here:
+  // the plugin's own lines get it through a child logger, its routes through their scope.
+  const { logLevel } = pluginOptions as { logLevel?: LogLevel }
+  const log = logLevel === undefined ? fastify.log : fastify.log.child({}, { level: logLevel })
   const lifecycle = new StreamLifecycle({
     adapter: options.adapter,
     stopDelayMs: options.stopDelayMs,
     adapterTimeoutMs: options.adapterTimeoutMs,
     replayBufferSize: options.replayBufferSize,
     maxHolds: options.maxHolds,
-    logger: fastify.log,
+    logger: log,
     coordinator: options.coordinator
   })
   const diagnostics = { connections: (): SseConnectionInfo[] => [] }
@@ -55,7 +59,7 @@ async function agentSsePlugin (fastify: FastifyInstance, pluginOptions: AgentSse
   fastify.addHook('preClose', () => lifecycle.close())
   // fastify-plugin drops `prefix`, so the routes get their own encapsulated scope with it
   // while the decorators above still reach the host.
-  await fastify.register(agentSseRoutes, { prefix: options.prefix, lifecycle, options, diagnostics })
+  await fastify.register(agentSseRoutes, { prefix: options.prefix, ...(logLevel === undefined ? {} : { logLevel }), lifecycle, options, diagnostics })
 }
 
 /** The plugin. `fastify.register(agentSse, { adapter })`. */

@@ -106,6 +106,17 @@ t.test('one SSE client: only its agent collects, and stops after the grace windo
   t.ok(server.alive() && edge1.alive() && edge2.alive())
 })
 
+t.test('the server serves the dashboard, listing the expected agents and every connected one', async (t) => {
+  const server = await startServer(t, { EXPECTED_AGENTS: 'edge-1,edge-2' })
+  const page = await fetch(`${server.base}/`)
+  t.equal(page.status, 200, 'GET / is the fleet page')
+  t.match(page.headers.get('content-type'), /text\/html/)
+  t.match(await page.text(), /fleet\.js/)
+  t.same((await getJson(`${server.base}/example/agents`)).body.agents, ['edge-1', 'edge-2'], 'expected agents, before any connects')
+  await startRegisteredAgent(t, 'edge-7', server)
+  t.same((await getJson(`${server.base}/example/agents`)).body.agents, ['edge-1', 'edge-2', 'edge-7'], 'and the one that connected')
+})
+
 t.test('an agent process killed mid-stream ends its SSE clients with agent-offline', async (t) => {
   const server = await startServer(t)
   const edge1 = await startRegisteredAgent(t, 'edge-1', server)

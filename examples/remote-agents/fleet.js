@@ -14,7 +14,7 @@ const children = new Set()
 let stopping = false
 
 function run (name, args, onLine = () => {}) {
-  const child = spawn(process.execPath, args, { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, args, { env: { ...process.env, EXPECTED_AGENTS: agentIds.join(',') }, stdio: ['ignore', 'pipe', 'pipe'] })
   children.add(child)
   const prefix = `[${name}]`.padEnd(9)
   for (const stream of [child.stdout, child.stderr]) {

@@ -1,19 +1,22 @@
 // The server side of the remote-agents example: agent processes (agent.js) connect over WebSocket
 // at /agents/ws, and browsers stream their metrics over SSE through fastify-agent-sse.
 //
-//   PORT=3000 HOST=127.0.0.1 STOP_DELAY_MS=2000 node examples/remote-agents/server.js
+//   PORT=3000 HOST=127.0.0.1 STOP_DELAY_MS=2000 EXPECTED_AGENTS=edge-1,edge-2 node examples/remote-agents/server.js
 //
 // The plugin's routes are under the prefix '/api' (GET /api/agents/edge-1/metrics/stream,
 // GET /api/streams, …); the agents' WebSocket endpoint is outside it, at /agents/ws.
 import websocket from '@fastify/websocket'
 import Fastify from 'fastify'
 import agentSse from 'fastify-agent-sse'
+import { serveDashboard } from '../dashboard.js'
 import { MAX_PAYLOAD_BYTES } from './protocol.js'
 import { createWsAgentHub } from './ws-adapter.js'
 
 const port = Number(process.env.PORT ?? 3000)
 const host = process.env.HOST ?? '127.0.0.1'
 const stopDelayMs = Number(process.env.STOP_DELAY_MS ?? 2000)
+// Agents the dashboard shows even before they connect (fleet.js names the ones it starts).
+const expectedAgents = (process.env.EXPECTED_AGENTS ?? '').split(',').filter(Boolean)
 
 const app = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'info' } })
 
@@ -52,6 +55,11 @@ await app.register(websocket, {
 app.get('/agents/ws', { websocket: true }, (socket, request) => hub.handleConnection(socket, request))
 
 await app.register(agentSse, { adapter: hub.adapter, prefix: '/api', stopDelayMs, defaultIntervalSeconds: 1 })
+// The example dashboard at /: the expected agents and every one connected now.
+await serveDashboard(app, () => ({
+  agents: [...new Set([...expectedAgents, ...hub.connectedAgents()])].sort(),
+  stop_delay_ms: stopDelayMs
+}))
 
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.once(signal, () => { app.close().then(() => process.exit(0), () => process.exit(1)) })
@@ -61,6 +69,7 @@ const address = await app.listen({ port, host })
 const wsAddress = address.replace(/^http/, 'ws')
 console.log(`
 fastify-agent-sse remote agents: server on ${address}
+  dashboard: ${address}/ (reload it to see agents that connected since)
   agents connect to ${wsAddress}/agents/ws, for example:
     node examples/remote-agents/agent.js --id edge-7 --server ${wsAddress}/agents/ws
   API under ${address}/api, for example:

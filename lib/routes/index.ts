@@ -1,4 +1,6 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyError, FastifyInstance } from 'fastify'
+import { errorBody } from '../errors.js'
+import { wasReported } from '../lifecycle/reported-errors.js'
 import { retryAfterSeconds, type RouteContext } from './context.js'
 import { registerControlRoutes } from './control-routes.js'
 import { SseConnections } from './connections.js'
@@ -31,6 +33,12 @@ export async function agentSseRoutes (app: FastifyInstance, { diagnostics, ...co
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     if (body === '') done(null, null)
     else jsonParser(request, body as string, done)
+  })
+  // An adapter failure the lifecycle already logged is answered here, so that Fastify's 5xx
+  // logging does not log it again; every other error goes on to the host's error handler.
+  app.setErrorHandler((err: FastifyError, _request, reply) => {
+    if (!wasReported(err)) throw err
+    reply.code(err.statusCode ?? 500).send(errorBody(err))
   })
   if (context.lifecycle.coordinated) {
     // Cluster mode: while Redis is out of reach nothing here can answer truthfully.

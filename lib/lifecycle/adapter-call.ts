@@ -1,3 +1,4 @@
+import { adapterCallTraced, channels, type AdapterOperation } from '../diagnostics.js'
 import { FST_ERR_AGENT_SSE_ADAPTER_FAILED, FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT } from '../errors.js'
 import type { LifecycleTimers } from './types.js'
 
@@ -49,6 +50,33 @@ export function boundAdapterCall<T> (
     throw adapterFailure(operation, agentId, err)
   })
   return withTimeout(failed, timeoutMs, timers, () => new FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT(operation, agentId, timeoutMs))
+}
+
+/**
+ * One adapter call as the plugin makes it: a synchronous throw becomes a rejection, the outcome is
+ * bounded by `timeoutMs` (504) and mapped to a 502 on failure, and the whole is traced on the
+ * `fastify-agent-sse:adapter` TracingChannel when anyone listens.
+ */
+export function adapterCall<T> (
+  operation: AdapterOperation,
+  agentId: string,
+  call: () => Promise<T> | T,
+  timeoutMs: number,
+  timers: LifecycleTimers
+): Promise<T> {
+  // No closure and no context object unless someone listens.
+  if (!adapterCallTraced()) return boundAdapterCall(invokeAdapter(call), operation, agentId, timeoutMs, timers)
+  return traceAdapterCall(operation, agentId, () => boundAdapterCall(invokeAdapter(call), operation, agentId, timeoutMs, timers))
+}
+
+/**
+ * Runs `call`, an adapter call already bounded, inside the adapter TracingChannel (start and end
+ * around the synchronous part, so a subscriber's store is active while the adapter runs; asyncStart
+ * and asyncEnd when it settles; error before them on a failure or a timeout).
+ */
+export function traceAdapterCall<T> (operation: AdapterOperation, agentId: string, call: () => Promise<T>): Promise<T> {
+  if (!adapterCallTraced()) return call()
+  return channels.adapterCall.tracePromise(call, { operation, agentId })
 }
 
 /**

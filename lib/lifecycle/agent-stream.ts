@@ -1,6 +1,7 @@
 import type { AgentAdapter, MetricsSample, MetricsSink } from '../adapter.js'
+import { channels, type StreamStopReason } from '../diagnostics.js'
 import { FST_ERR_AGENT_SSE_CLOSED, FST_ERR_AGENT_SSE_HOLD_ENDED, FST_ERR_AGENT_SSE_STREAM_ENDED } from '../errors.js'
-import { adapterFailure, boundAdapterCall, describeError, invokeAdapter } from './adapter-call.js'
+import { adapterCall, adapterFailure, boundAdapterCall, describeError, invokeAdapter, traceAdapterCall } from './adapter-call.js'
 import { serialiseSample } from './sample.js'
 import { Audience } from './audience.js'
 import { catchUp, type HistoryEntry, type ReplayHistory } from './replay-history.js'
@@ -42,6 +43,8 @@ interface Run {
   closed: boolean
   /** The agent ended or failed while the start was still in flight; applied when it settles. */
   outcome: 'ended' | 'failed' | null
+  /** The reason the agent gave when it ended the task while the start was in flight. */
+  endReason: string | null
   /** Samples refused as not JSON objects (logged on the first and every 1000th, not per sample). */
   rejectedSamples: number
 }
@@ -146,14 +149,14 @@ export class AgentStream {
     if (this.state !== 'active' && this.state !== 'lingering') return null
     this.ctx.logger.info({ agentId: this.agentId, taskId: this.taskId }, `Cancelling metrics streaming task ${this.taskId} for agent ${this.agentId}`)
     this.audience.endAll((subscriber) => subscriber.end('cancelled'))
-    return this.stop()
+    return this.stop('cancelled')
   }
 
   /** Ends subscribers with `server-shutdown` and resolves once the agent's task is stopped. */
   shutdown (): Promise<void> {
     this.audience.endAll((subscriber) => subscriber.end('server-shutdown'))
     this.untilActive.rejectAll(new FST_ERR_AGENT_SSE_CLOSED())
-    if (this.state === 'active' || this.state === 'lingering') this.stop()
+    if (this.state === 'active' || this.state === 'lingering') this.stop('server-shutdown')
     // A start in flight is told we no longer want it; if it still succeeds it is stopped
     // once it settles (onStarted checks isClosing). `stopping` is already on its way to idle.
     if (this.state === 'starting') this.run!.abort.abort()
@@ -211,7 +214,7 @@ export class AgentStream {
 
   private start (): void {
     const intervalSeconds = this.audience.smallestInterval()
-    const run: Run = { intervalSeconds, abort: new AbortController(), taskId: null, startedAt: null, closed: false, outcome: null, rejectedSamples: 0 }
+    const run: Run = { intervalSeconds, abort: new AbortController(), taskId: null, startedAt: null, closed: false, outcome: null, endReason: null, rejectedSamples: 0 }
     this.run = run
     this.enter('starting')
     this.audience.tune(intervalSeconds)
@@ -221,15 +224,19 @@ export class AgentStream {
 
     const sink = this.sinkFor(run)
     const { adapter, adapterTimeoutMs, timers } = this.ctx
-    const raw = invokeAdapter(() => adapter.startMetricsStreaming(this.agentId, { intervalSeconds, signal: run.abort.signal }, sink))
-      .then((result) => {
-        // The task id is shown in status and addressed by the cancel route, which takes at most 256 characters.
-        if (typeof result?.taskId !== 'string' || result.taskId === '' || result.taskId.length > 256) {
-          throw new TypeError('startMetricsStreaming did not resolve to { taskId: string } (1-256 characters)')
-        }
-        return result.taskId
-      })
-    boundAdapterCall(raw, 'startMetricsStreaming', this.agentId, adapterTimeoutMs, timers).then(
+    // The raw call is kept: a start that answers after its timeout leaves a task to stop.
+    let raw!: Promise<string>
+    traceAdapterCall('startMetricsStreaming', this.agentId, () => {
+      raw = invokeAdapter(() => adapter.startMetricsStreaming(this.agentId, { intervalSeconds, signal: run.abort.signal }, sink))
+        .then((result) => {
+          // The task id is shown in status and addressed by the cancel route, which takes at most 256 characters.
+          if (typeof result?.taskId !== 'string' || result.taskId === '' || result.taskId.length > 256) {
+            throw new TypeError('startMetricsStreaming did not resolve to { taskId: string } (1-256 characters)')
+          }
+          return result.taskId
+        })
+      return boundAdapterCall(raw, 'startMetricsStreaming', this.agentId, adapterTimeoutMs, timers)
+    }).then(
       (taskId) => this.onStarted(run, taskId),
       (err: Error) => {
         this.onStartFailed(run, err)
@@ -244,14 +251,20 @@ export class AgentStream {
     run.taskId = taskId
     run.startedAt = this.ctx.now()
     this.ctx.logger.info({ agentId: this.agentId, taskId }, `Started metrics streaming for agent ${this.agentId} (task: ${taskId})`)
+    if (channels.streamStarted.hasSubscribers) channels.streamStarted.publish({ agentId: this.agentId, taskId, intervalSeconds: run.intervalSeconds })
     if (run.outcome === 'ended') {
       // The agent already ended this task: there is nothing to stop.
+      this.publishStopped(taskId, 'ended-by-agent', run.endReason)
       this.toIdle()
       return
     }
     this.enter('active')
-    if (run.outcome === 'failed' || this.ctx.isClosing()) {
-      this.stop()
+    if (run.outcome === 'failed') {
+      this.stop('stream-failed')
+      return
+    }
+    if (this.ctx.isClosing()) {
+      this.stop('server-shutdown')
       return
     }
     this.untilActive.resolveAll()
@@ -263,6 +276,7 @@ export class AgentStream {
     run.closed = true
     run.abort.abort(err)
     this.ctx.logger.error({ agentId: this.agentId, err }, `Failed to start metrics streaming for agent ${this.agentId}: ${err.message}`)
+    if (channels.streamFailed.hasSubscribers) channels.streamFailed.publish({ agentId: this.agentId, phase: 'start', taskId: null, error: err })
     this.untilActive.rejectAll(err)
     this.audience.endAll((subscriber) => subscriber.fail(err))
     this.toIdle()
@@ -284,7 +298,7 @@ export class AgentStream {
     }
     this.retuning = true
     const change = adapter.changeInterval.bind(adapter)
-    boundAdapterCall(invokeAdapter(() => change(this.agentId, taskId, wanted)), 'changeInterval', this.agentId, adapterTimeoutMs, timers).then(
+    adapterCall('changeInterval', this.agentId, () => change(this.agentId, taskId, wanted), adapterTimeoutMs, timers).then(
       () => {
         if (run.closed) return
         run.intervalSeconds = wanted
@@ -305,13 +319,13 @@ export class AgentStream {
   private restart (run: Run, intervalSeconds: number): void {
     this.ctx.logger.info({ agentId: this.agentId, taskId: run.taskId, from: run.intervalSeconds, to: intervalSeconds }, `Re-tuning metrics streaming for agent ${this.agentId} from ${run.intervalSeconds}s to ${intervalSeconds}s by restarting it`)
     this.restartReason = 'Interval change for'
-    this.stop()
+    this.stop('interval-change')
   }
 
   private stopLateTask (taskId: string): void {
     this.ctx.logger.warn({ agentId: this.agentId, taskId }, `Start of agent ${this.agentId} answered after its timeout, stopping task ${taskId}`)
     const { adapter, adapterTimeoutMs, timers } = this.ctx
-    boundAdapterCall(invokeAdapter(() => adapter.stopMetricsStreaming(this.agentId, taskId)), 'stopMetricsStreaming', this.agentId, adapterTimeoutMs, timers)
+    adapterCall('stopMetricsStreaming', this.agentId, () => adapter.stopMetricsStreaming(this.agentId, taskId), adapterTimeoutMs, timers)
       .catch((err: Error) => this.ctx.logger.error({ agentId: this.agentId, taskId, err }, `Failed to stop late task ${taskId} of agent ${this.agentId}: ${err.message}`))
   }
 
@@ -322,11 +336,12 @@ export class AgentStream {
     this.lingerTimer = this.ctx.timers.setTimeout(() => {
       this.lingerTimer = null
       // Re-check on expiry: the demand may have come and gone again within the window.
-      if (this.state === 'lingering' && this.demand === 0) this.stop()
+      if (this.state === 'lingering' && this.demand === 0) this.stop('no-demand')
     }, this.ctx.stopDelayMs)
   }
 
-  private stop (): Promise<void> {
+  /** Stops the live task; `reason` is what the `stream:stopped` channel is told (the first stop's, if one is under way). */
+  private stop (reason: StreamStopReason): Promise<void> {
     if (this.stopping) return this.stopping
     this.clearLingerTimer()
     const run = this.run as Run
@@ -335,17 +350,29 @@ export class AgentStream {
     run.closed = true
     run.abort.abort()
     const { adapter, adapterTimeoutMs, timers, logger } = this.ctx
-    this.stopping = boundAdapterCall(invokeAdapter(() => adapter.stopMetricsStreaming(this.agentId, taskId)), 'stopMetricsStreaming', this.agentId, adapterTimeoutMs, timers)
+    this.stopping = adapterCall('stopMetricsStreaming', this.agentId, () => adapter.stopMetricsStreaming(this.agentId, taskId), adapterTimeoutMs, timers)
       .then(
-        () => logger.info({ agentId: this.agentId, taskId }, `Stopped metrics streaming for agent ${this.agentId} (task: ${taskId})`),
+        () => {
+          logger.info({ agentId: this.agentId, taskId }, `Stopped metrics streaming for agent ${this.agentId} (task: ${taskId})`)
+          return null
+        },
         // No retry: a failed stop is logged and the agent is treated as idle, so a broken agent cannot cause a stop storm.
-        (err: Error) => logger.error({ agentId: this.agentId, taskId, err }, `Failed to stop metrics streaming for agent ${this.agentId} (task: ${taskId}), marking it idle: ${err.message}`)
+        (err: Error) => {
+          logger.error({ agentId: this.agentId, taskId, err }, `Failed to stop metrics streaming for agent ${this.agentId} (task: ${taskId}), marking it idle: ${err.message}`)
+          return err
+        }
       )
-      .then(() => {
+      .then((error) => {
         this.stopping = null
+        this.publishStopped(taskId, reason, null, error)
         this.toIdle()
       })
     return this.stopping
+  }
+
+  /** Told before the machine goes idle, so that a stream it starts again is told after this one's end. */
+  private publishStopped (taskId: string, reason: StreamStopReason, endReason: string | null, error: Error | null = null): void {
+    if (channels.streamStopped.hasSubscribers) channels.streamStopped.publish({ agentId: this.agentId, taskId, reason, endReason, error })
   }
 
   private toIdle (): void {
@@ -397,9 +424,11 @@ export class AgentStream {
     this.audience.endAll((subscriber) => subscriber.end(why))
     if (this.state === 'starting') {
       run.outcome = 'ended'
+      run.endReason = why
       this.untilActive.rejectAll(new FST_ERR_AGENT_SSE_STREAM_ENDED(this.agentId, why))
       return
     }
+    this.publishStopped(run.taskId as string, 'ended-by-agent', why)
     this.toIdle()
   }
 
@@ -407,6 +436,7 @@ export class AgentStream {
     if (run.closed) return
     const err = adapterFailure('stream', this.agentId, cause)
     this.ctx.logger.error({ agentId: this.agentId, taskId: run.taskId, err }, `Metrics stream of agent ${this.agentId} failed: ${err.message}`)
+    if (channels.streamFailed.hasSubscribers) channels.streamFailed.publish({ agentId: this.agentId, phase: 'stream', taskId: run.taskId, error: err })
     this.audience.endAll((subscriber) => subscriber.fail(err))
     if (this.state === 'starting') {
       run.closed = true
@@ -415,7 +445,7 @@ export class AgentStream {
       return
     }
     // The transport failed but the agent may still be collecting: stop it (no leak).
-    this.stop()
+    this.stop('stream-failed')
   }
 
   private enter (state: StreamState): void {

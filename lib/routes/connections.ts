@@ -1,8 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { channels } from '../diagnostics.js'
 import { FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS } from '../errors.js'
 import type { SseFrame } from '../sse/frame.js'
 import { SseHub, type SseClient } from '../sse/hub.js'
 import { refuseForNow, type RouteContext } from './context.js'
+import { STATUS_SLOT_PREFIX } from './fleet-connection.js'
 
 /** What an open SSE connection does when it closes, and what it is told when the server shuts down. */
 export interface StreamConnection {
@@ -20,6 +22,8 @@ export interface StreamConnection {
 export class SseConnections {
   readonly hub: SseHub
   private readonly connections = new Map<SseClient, StreamConnection>()
+  /** Connections opened on the fleet route (the diagnostics channels tell them apart). */
+  private readonly fleetClients = new WeakSet<SseClient>()
 
   constructor (app: FastifyInstance, private readonly context: RouteContext) {
     const { lifecycle, options } = context
@@ -31,11 +35,24 @@ export class SseConnections {
       flushIntervalMs: options.flushIntervalMs,
       onDisconnect: (client) => {
         app.log.info({ clientId: client.id, agentIds: client.rooms.slice() }, `SSE client disconnected: ${client.id}`)
+        if (channels.clientDisconnected.hasSubscribers) {
+          channels.clientDisconnected.publish({ clientId: client.id, agentIds: client.rooms.slice(), fleet: this.fleetClients.has(client) })
+        }
         this.connections.get(client)?.leave()
         this.connections.delete(client)
       },
       onStall (client, stalledForMs) {
         app.log.info({ clientId: client.id, stalledForMs, bufferedBytes: client.bufferedBytes }, `SSE client ${client.id} has not drained for ${stalledForMs} ms, disconnecting it`)
+        if (channels.clientStalled.hasSubscribers) {
+          channels.clientStalled.publish({ clientId: client.id, agentIds: client.rooms.slice(), stalledForMs, bufferedBytes: client.bufferedBytes })
+        }
+      },
+      onConflate (client, slot) {
+        if (!channels.clientConflated.hasSubscribers) return
+        // A single-agent connection offers in the default slot '' (see ClientSubscriber); a fleet connection in its agents' slots.
+        const status = slot.startsWith(STATUS_SLOT_PREFIX)
+        const agentId = slot === '' ? client.rooms[0] ?? null : status ? slot.slice(STATUS_SLOT_PREFIX.length) : slot
+        channels.clientConflated.publish({ clientId: client.id, agentId, frame: status ? 'status' : 'metrics', bufferedBytes: client.bufferedBytes })
       }
     })
     // preClose, not onClose: the server does not finish closing while SSE responses are open.
@@ -64,7 +81,7 @@ export class SseConnections {
    * Takes the response over from Fastify, opens the SSE stream in each agent's room and logs it.
    * Null (and nothing opened) if the client has already gone.
    */
-  open (request: FastifyRequest, reply: FastifyReply, agentIds: readonly string[], fields: object): SseClient | null {
+  open (request: FastifyRequest, reply: FastifyReply, agentIds: readonly string[], fields: { intervalSeconds: number, lastEventId: number | null }): SseClient | null {
     reply.hijack()
     const client = this.hub.open(String(request.id), request.raw, reply.raw, reply.getHeaders())
     if (client === null) {
@@ -73,6 +90,13 @@ export class SseConnections {
     }
     request.log.info({ clientId: client.id, agentIds, ...fields }, `SSE client connected: ${client.id}`)
     for (const agentId of agentIds) this.hub.join(client, agentId)
+    // The single-agent route names its agent in the path; the fleet route in the query.
+    const fleet = (request.params as { agentId?: string }).agentId === undefined
+    if (fleet) this.fleetClients.add(client)
+    if (channels.clientConnected.hasSubscribers) {
+      const { intervalSeconds, lastEventId } = fields
+      channels.clientConnected.publish({ clientId: client.id, agentIds: agentIds.slice(), fleet, intervalSeconds, lastEventId, remoteAddress: request.ip })
+    }
     return client
   }
 

@@ -1,11 +1,13 @@
 import type { SseFrame } from './frame.js'
 import type { FrameWriter } from './writer.js'
 
-/** Limits every client of a hub shares. */
+/** Flow control every client of a hub shares. */
 export interface FlowLimits {
   /** Bytes a client may have queued in user space before latest-value frames are conflated. */
   readonly maxBufferedBytes: number
   now (): number
+  /** A frame waiting in `slot` was replaced by a newer one: the client will never get it. */
+  onConflate? (client: SseClient, slot: string): void
 }
 
 /**
@@ -70,7 +72,7 @@ export class SseClient {
       this.blockedSince = this.limits.now()
     }
     this.waiting ??= new Map()
-    this.waiting.delete(slot)
+    if (this.waiting.delete(slot)) this.limits.onConflate?.(this, slot)
     this.waiting.set(slot, frame)
   }
 

@@ -1,5 +1,5 @@
 import type { OutgoingHttpHeaders } from 'node:http'
-import { SseClient } from './client.js'
+import { SseClient, type FlowLimits } from './client.js'
 import { encodeComment, encodeRetry, type SseFrame } from './frame.js'
 import { isGone, startStream, WriteBatch, type RawRequest, type RawResponse } from './writer.js'
 
@@ -21,6 +21,8 @@ export interface SseHubOptions {
   onDisconnect (client: SseClient): void
   /** Called when a stalled client is dropped (before its disconnect). */
   onStall? (client: SseClient, stalledForMs: number): void
+  /** Called when a blocked client's frame waiting in `slot` is replaced by a newer one (see `SseClient.offer`). */
+  onConflate? (client: SseClient, slot: string): void
   /** How long a client's frames are held to leave as one write (0: until the end of the tick). */
   flushIntervalMs?: number
   random?: () => number
@@ -37,14 +39,14 @@ const PING = encodeComment('ping')
 export class SseHub {
   private readonly clients = new Set<SseClient>()
   private readonly rooms = new Map<string, Set<SseClient>>()
-  private readonly limits: { maxBufferedBytes: number, now: () => number }
+  private readonly limits: FlowLimits
   private readonly batch: WriteBatch
   private readonly retryFrames = new Map<number, SseFrame>()
   private heartbeatTimer: NodeJS.Timeout | null = null
   private sweepTimer: NodeJS.Timeout | null = null
 
   constructor (private readonly options: SseHubOptions) {
-    this.limits = { maxBufferedBytes: options.maxBufferedBytes, now: options.now ?? Date.now }
+    this.limits = { maxBufferedBytes: options.maxBufferedBytes, now: options.now ?? Date.now, onConflate: options.onConflate }
     this.batch = new WriteBatch(options.flushIntervalMs ?? 0)
   }
 

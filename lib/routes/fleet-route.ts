@@ -5,15 +5,37 @@ import {
   FST_ERR_AGENT_SSE_INVALID_AGENTS,
   FST_ERR_AGENT_SSE_UNKNOWN_AGENT
 } from '../errors.js'
+import type { ResolvedOptions } from '../options.js'
 import { parseLastEventId } from '../sse/frame.js'
 import type { SseConnections } from './connections.js'
 import { filterAuthorized, mapBounded, requestedInterval, type RouteContext } from './context.js'
 import { FleetConnection } from './fleet-connection.js'
 import { FleetStatusFeed } from './fleet-status.js'
-import { AGENT_ID_PATTERN, ErrorSchema, fleetQuery } from './schemas.js'
+import { addSharedSchemas, AGENT_ID_PATTERN, errorResponses, eventStreamResponse, fleetQuery, operation, validationErrorFormatter } from './schemas.js'
 import { FleetFrames } from './sse-frames.js'
 
 const agentIdPattern = new RegExp(AGENT_ID_PATTERN)
+
+/** The fleet stream's events, for the OpenAPI document (README "Fleet streams" says the same). */
+function fleetDescription ({ maxAgentsPerStream, stopDelayMs, retryMs, heartbeatIntervalMs }: ResolvedOptions): string {
+  return `Many agents' metrics on one Server-Sent Events connection (browsers open at most six HTTP/1.1 connections \
+per origin). \`agents\` lists 1 to ${maxAgentsPerStream} distinct agent ids; each is checked (403, 404, 503) before anything \
+starts. The connection is one subscriber of each agent: the first starts an agent's metrics stream, the last one leaving \
+stops it ${stopDelayMs} ms later. The response opens at once with \`retry:\` (about ${retryMs} ms)\
+${heartbeatIntervalMs > 0 ? `, sends a \`: ping\` comment every ${heartbeatIntervalMs} ms` : ''} and these events:
+
+| event | \`id:\` | \`data:\` | after it |
+|---|---|---|---|
+| \`metrics\` | decimal integer from one sequence shared by every agent of the server: strictly increasing on the connection, never reused | \`{"agent_id": "edge-1", "metrics": <the sample>}\` | — |
+| \`status\` | — | the agent's status, as \`GET /agents/{agentId}/status\` answers it (\`AgentSseStreamStatus\`) | sent for each agent when the connection opens, then when it changes, at most once per agent per second |
+| \`gap\` | — | \`{"agent_id", "missed", "last_event_id"}\`: a resuming client missed \`missed\` samples of that agent that are no longer held | that agent's newest sample follows |
+| \`end\` | — | \`{"agent_id", "reason"}\` (\`"cancelled"\`, \`"server-shutdown"\` or the agent's reason, e.g. \`"agent-offline"\`) | that agent is over on this connection; the others go on |
+| \`error\` | — | \`{"agent_id", "statusCode", "code", "error", "message"}\` (502 the agent failed, 504 it did not answer) | that agent is over on this connection, like \`end\` |
+
+When every agent of the connection has ended or failed, the response ends. A reconnecting client sends \`Last-Event-ID\` \
+(or \`last_event_id\` in the query, from a new connection) and each agent resumes: the held samples after it in id \
+order, or its \`gap\` and its newest sample.`
+}
 
 /**
  * `GET /metrics/stream?agents=a,b,…`: many agents on one SSE connection (browsers allow six
@@ -26,14 +48,17 @@ export function registerFleetRoute (app: FastifyInstance, context: RouteContext,
   const { hub } = connections
   const frames = new FleetFrames()
   const statuses = new FleetStatusFeed(lifecycle, frames)
+  addSharedSchemas(app)
   app.addHook('onClose', async () => statuses.close())
 
   app.withTypeProvider<TypeBoxTypeProvider>().get('/metrics/stream', {
     exposeHeadRoute: false,
     schema: {
+      ...operation({ operationId: 'streamFleetMetrics', summary: "Stream many agents' metrics on one connection (SSE)", description: fleetDescription(options) }),
       querystring: fleetQuery(options.minIntervalSeconds, options.maxIntervalSeconds, options.maxAgentsPerStream),
-      response: { '4xx': ErrorSchema, '5xx': ErrorSchema }
-    }
+      response: { 200: eventStreamResponse('An SSE stream of the events above'), ...errorResponses }
+    },
+    schemaErrorFormatter: validationErrorFormatter(options)
   }, async function openFleetStream (request, reply) {
     const agentIds = parseAgentList(request.query.agents, options.maxAgentsPerStream)
     const intervalSeconds = requestedInterval(context, request.query.interval_seconds)

@@ -6,6 +6,19 @@ import { agentSseRoutes, type SseConnectionInfo } from './routes/index.js'
 
 export type { AgentAdapter, MetricsSample, MetricsSink, StartStreamingOptions } from './adapter.js'
 export * from './errors.js'
+export { diagnosticsChannels } from './diagnostics.js'
+export type {
+  AdapterCallContext,
+  AdapterOperation,
+  ClientConflatedMessage,
+  ClientConnectedMessage,
+  ClientDisconnectedMessage,
+  ClientStalledMessage,
+  StreamFailedMessage,
+  StreamStartedMessage,
+  StreamStopReason,
+  StreamStoppedMessage
+} from './diagnostics.js'
 export { StreamLifecycle } from './lifecycle/stream-lifecycle.js'
 export { localCoordinator } from './lifecycle/local-streams.js'
 export type { Coordinator, CoordinatorContext, CoordinatedStreams } from './lifecycle/coordinator.js'
@@ -59,7 +72,7 @@ async function agentSsePlugin (fastify: FastifyInstance, pluginOptions: AgentSse
   fastify.addHook('preClose', () => lifecycle.close())
   // fastify-plugin drops `prefix`, so the routes get their own encapsulated scope with it
   // while the decorators above still reach the host.
-  await fastify.register(agentSseRoutes, { prefix: options.prefix, ...(logLevel === undefined ? {} : { logLevel }), lifecycle, options, diagnostics })
+  await fastify.register(agentSseRoutes, { prefix: options.prefix, ...(logLevel === undefined ? {} : { logLevel }), lifecycle, options, log, diagnostics })
 }
 
 /** The plugin. `fastify.register(agentSse, { adapter })`. */

@@ -430,7 +430,7 @@ t.test('the constructor rejects a bad adapter or bad numbers, naming them', asyn
   t.throws(() => new StreamLifecycle({} as never), { code: 'FST_ERR_AGENT_SSE_INVALID_OPTION', message: /option "adapter"/ })
   t.throws(() => new StreamLifecycle({ adapter: { startMetricsStreaming () {}, stopMetricsStreaming: 1 } as never }), { message: /"adapter.stopMetricsStreaming"/ })
   t.throws(() => new StreamLifecycle({ adapter: { startMetricsStreaming () {}, stopMetricsStreaming () {}, getCurrentMetrics () {}, agentExists: true } as never }), { message: /"adapter.agentExists"/ })
-  t.throws(() => new StreamLifecycle({ adapter, stopDelayMs: -1 }), { message: /"stopDelayMs" must be an integer >= 0 \(got -1\)/ })
+  t.throws(() => new StreamLifecycle({ adapter, stopDelayMs: -1 }), { message: /"stopDelayMs" must be an integer >= 0, got -1/ })
   t.throws(() => new StreamLifecycle({ adapter, adapterTimeoutMs: 0 }), { message: /"adapterTimeoutMs"/ })
   t.throws(() => new StreamLifecycle({ adapter, adapterTimeoutMs: 1.5 }), { message: /"adapterTimeoutMs"/ })
   const lifecycle = new StreamLifecycle({ adapter })

@@ -128,3 +128,25 @@ function describeValue (value: unknown): string {
     }
   }
 }
+
+const adapterFailureCodes = new Set(['FST_ERR_AGENT_SSE_ADAPTER_FAILED', 'FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT', 'FST_ERR_AGENT_SSE_STREAM_ENDED'])
+
+/** Whether `err` is the plugin's error for a failed adapter call or stream (502/504). */
+export function isAdapterFailure (err: unknown): err is Error & { code: string, statusCode: number } {
+  return typeof err === 'object' && err !== null && adapterFailureCodes.has((err as { code?: unknown }).code as string)
+}
+
+/**
+ * The log fields of a failed adapter call, so that a line says the cause once: the plugin's
+ * message already ends with the cause's text, and pino's error serializer appends every
+ * `cause` again ("failed: boom: boom"). The line carries the adapter's own error (its message
+ * and stack) when it threw one, else the plugin's (a timeout, an unreadable value), and the code.
+ */
+export function failureLogFields (err: unknown): { code?: string, err: unknown } {
+  const code = (err as { code?: unknown } | null)?.code
+  const cause = (err as { cause?: unknown } | null)?.cause
+  return {
+    ...(typeof code === 'string' ? { code } : {}),
+    err: cause instanceof Error && isAdapterFailure(err) ? cause : err
+  }
+}

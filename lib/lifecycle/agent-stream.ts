@@ -1,7 +1,8 @@
 import type { AgentAdapter, MetricsSample, MetricsSink } from '../adapter.js'
 import { channels, type StreamStopReason } from '../diagnostics.js'
 import { FST_ERR_AGENT_SSE_CLOSED, FST_ERR_AGENT_SSE_HOLD_ENDED, FST_ERR_AGENT_SSE_STREAM_ENDED } from '../errors.js'
-import { adapterCall, adapterFailure, boundAdapterCall, describeError, invokeAdapter, traceAdapterCall } from './adapter-call.js'
+import { adapterCall, adapterFailure, boundAdapterCall, describeError, failureLogFields, invokeAdapter, traceAdapterCall } from './adapter-call.js'
+import { markReported } from './reported-errors.js'
 import { serialiseSample } from './sample.js'
 import { Audience } from './audience.js'
 import { catchUp, type HistoryEntry, type ReplayHistory } from './replay-history.js'
@@ -275,7 +276,9 @@ export class AgentStream {
   private onStartFailed (run: Run, err: Error): void {
     run.closed = true
     run.abort.abort(err)
-    this.ctx.logger.error({ agentId: this.agentId, err }, `Failed to start metrics streaming for agent ${this.agentId}: ${err.message}`)
+    this.ctx.logger.error({ agentId: this.agentId, ...failureLogFields(err) }, `Failed to start metrics streaming for agent ${this.agentId}`)
+    // Callers may answer it over HTTP (a manual start's 502/504): logged here, not there again.
+    markReported(err)
     if (channels.streamFailed.hasSubscribers) channels.streamFailed.publish({ agentId: this.agentId, phase: 'start', taskId: null, error: err })
     this.untilActive.rejectAll(err)
     this.audience.endAll((subscriber) => subscriber.fail(err))
@@ -306,7 +309,7 @@ export class AgentStream {
         logger.info({ agentId: this.agentId, taskId, intervalSeconds: wanted }, `Re-tuned metrics streaming for agent ${this.agentId} to ${wanted}s (task: ${taskId})`)
       },
       (err: Error) => {
-        logger.warn({ agentId: this.agentId, taskId, err }, `changeInterval failed for agent ${this.agentId}, restarting the stream instead: ${err.message}`)
+        logger.warn({ agentId: this.agentId, taskId, ...failureLogFields(err) }, `changeInterval failed for agent ${this.agentId}, restarting the stream instead`)
         // Only an active stream is restarted; a lingering one is left to its linger timer.
         if (!run.closed && this.state === 'active') this.restart(run, wanted)
       }
@@ -326,7 +329,7 @@ export class AgentStream {
     this.ctx.logger.warn({ agentId: this.agentId, taskId }, `Start of agent ${this.agentId} answered after its timeout, stopping task ${taskId}`)
     const { adapter, adapterTimeoutMs, timers } = this.ctx
     adapterCall('stopMetricsStreaming', this.agentId, () => adapter.stopMetricsStreaming(this.agentId, taskId), adapterTimeoutMs, timers)
-      .catch((err: Error) => this.ctx.logger.error({ agentId: this.agentId, taskId, err }, `Failed to stop late task ${taskId} of agent ${this.agentId}: ${err.message}`))
+      .catch((err: Error) => this.ctx.logger.error({ agentId: this.agentId, taskId, ...failureLogFields(err) }, `Failed to stop late task ${taskId} of agent ${this.agentId}`))
   }
 
   private linger (): void {
@@ -358,7 +361,7 @@ export class AgentStream {
         },
         // No retry: a failed stop is logged and the agent is treated as idle, so a broken agent cannot cause a stop storm.
         (err: Error) => {
-          logger.error({ agentId: this.agentId, taskId, err }, `Failed to stop metrics streaming for agent ${this.agentId} (task: ${taskId}), marking it idle: ${err.message}`)
+          logger.error({ agentId: this.agentId, taskId, ...failureLogFields(err) }, `Failed to stop metrics streaming for agent ${this.agentId} (task: ${taskId}), marking it idle`)
           return err
         }
       )
@@ -435,7 +438,7 @@ export class AgentStream {
   private onAgentFailed (run: Run, cause: unknown): void {
     if (run.closed) return
     const err = adapterFailure('stream', this.agentId, cause)
-    this.ctx.logger.error({ agentId: this.agentId, taskId: run.taskId, err }, `Metrics stream of agent ${this.agentId} failed: ${err.message}`)
+    this.ctx.logger.error({ agentId: this.agentId, taskId: run.taskId, ...failureLogFields(err) }, `Metrics stream of agent ${this.agentId} failed`)
     if (channels.streamFailed.hasSubscribers) channels.streamFailed.publish({ agentId: this.agentId, phase: 'stream', taskId: run.taskId, error: err })
     this.audience.endAll((subscriber) => subscriber.fail(err))
     if (this.state === 'starting') {

@@ -1,7 +1,8 @@
 import type { AgentAdapter } from '../adapter.js'
 import { FST_ERR_AGENT_SSE_ADAPTER_FAILED, FST_ERR_AGENT_SSE_CLOSED, FST_ERR_AGENT_SSE_INVALID_OPTION, FST_ERR_AGENT_SSE_TOO_MANY_HOLDS } from '../errors.js'
 import { assertAdapter, assertCoordinator, assertKnownOptions, lifecycleOptionRules, resolveScalarOptions } from '../option-rules.js'
-import { boundAdapterCall, invokeAdapter, unrefTimers } from './adapter-call.js'
+import type { AdapterOperation } from '../diagnostics.js'
+import { adapterCall, failureLogFields, unrefTimers } from './adapter-call.js'
 import type { CoordinatedStreams } from './coordinator.js'
 import { localCoordinator } from './local-streams.js'
 import { serialiseSample } from './sample.js'
@@ -144,7 +145,7 @@ export class StreamLifecycle {
     try {
       tasks = await this.callAdapter('listStreamingTasks', '*', () => adapter.listStreamingTasks!())
     } catch (err) {
-      logger.error({ err }, `Could not list streaming tasks to stop orphans: ${(err as Error).message}`)
+      logger.error(failureLogFields(err), 'Could not list streaming tasks to stop orphans')
       return []
     }
     const reported = Array.isArray(tasks) ? tasks.filter((task) => typeof task?.agentId === 'string' && typeof task.taskId === 'string') : []
@@ -154,7 +155,7 @@ export class StreamLifecycle {
       try {
         await this.callAdapter('stopMetricsStreaming', agentId, () => adapter.stopMetricsStreaming(agentId, taskId))
       } catch (err) {
-        logger.error({ agentId, taskId, err }, `Failed to stop orphaned task ${taskId} of agent ${agentId}: ${(err as Error).message}`)
+        logger.error({ agentId, taskId, ...failureLogFields(err) }, `Failed to stop orphaned task ${taskId} of agent ${agentId}`)
       }
     }))
     return orphans
@@ -247,8 +248,8 @@ export class StreamLifecycle {
     return this.closing
   }
 
-  private callAdapter<T> (operation: string, agentId: string, call: () => Promise<T> | T): Promise<T> {
-    return boundAdapterCall(invokeAdapter(call), operation, agentId, this.adapterTimeoutMs, this.timers)
+  private callAdapter<T> (operation: AdapterOperation, agentId: string, call: () => Promise<T> | T): Promise<T> {
+    return adapterCall(operation, agentId, call, this.adapterTimeoutMs, this.timers)
   }
 }
 

@@ -9,7 +9,7 @@ import {
   FST_ERR_AGENT_SSE_STREAM_ENDED,
   type AgentSseErrorBody
 } from '../errors.js'
-import { boundAdapterCall, invokeAdapter, withTimeout } from '../lifecycle/adapter-call.js'
+import { adapterCall, failureLogFields, withTimeout } from '../lifecycle/adapter-call.js'
 import type { AgentStreamContext } from '../lifecycle/agent-stream.js'
 import type { CoordinatedStreams, CoordinatorContext } from '../lifecycle/coordinator.js'
 import type { Subscriber } from '../lifecycle/subscriber.js'
@@ -386,9 +386,9 @@ export class ClusterStreams implements CoordinatedStreams {
 
   private stopPreviousTask (agentId: string, taskId: string): void {
     const { adapter, adapterTimeoutMs, timers, logger } = this.context
-    boundAdapterCall(invokeAdapter(() => adapter.stopMetricsStreaming(agentId, taskId)), 'stopMetricsStreaming', agentId, adapterTimeoutMs, timers).then(
+    adapterCall('stopMetricsStreaming', agentId, () => adapter.stopMetricsStreaming(agentId, taskId), adapterTimeoutMs, timers).then(
       () => logger.info({ agentId, taskId }, `Stopped the previous owner's task ${taskId} of agent ${agentId}`),
-      (err: Error) => logger.error({ agentId, taskId, err }, `Failed to stop the previous owner's task ${taskId} of agent ${agentId}: ${err.message}`)
+      (err: unknown) => logger.error({ agentId, taskId, ...failureLogFields(err) }, `Failed to stop the previous owner's task ${taskId} of agent ${agentId}`)
     )
   }
 

@@ -34,7 +34,7 @@ export class SseConnections {
       stallTimeoutMs: options.stallTimeoutMs,
       flushIntervalMs: options.flushIntervalMs,
       onDisconnect: (client) => {
-        app.log.info({ clientId: client.id, agentIds: client.rooms.slice() }, `SSE client disconnected: ${client.id}`)
+        context.log.info({ clientId: client.id, agentIds: client.rooms.slice() }, `SSE client disconnected: ${client.id}`)
         if (channels.clientDisconnected.hasSubscribers) {
           channels.clientDisconnected.publish({ clientId: client.id, agentIds: client.rooms.slice(), fleet: this.fleetClients.has(client) })
         }
@@ -42,7 +42,7 @@ export class SseConnections {
         this.connections.delete(client)
       },
       onStall (client, stalledForMs) {
-        app.log.info({ clientId: client.id, stalledForMs, bufferedBytes: client.bufferedBytes }, `SSE client ${client.id} has not drained for ${stalledForMs} ms, disconnecting it`)
+        context.log.info({ clientId: client.id, stalledForMs, bufferedBytes: client.bufferedBytes }, `SSE client ${client.id} has not drained for ${stalledForMs} ms, disconnecting it`)
         if (channels.clientStalled.hasSubscribers) {
           channels.clientStalled.publish({ clientId: client.id, agentIds: client.rooms.slice(), stalledForMs, bufferedBytes: client.bufferedBytes })
         }

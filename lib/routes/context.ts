@@ -1,4 +1,4 @@
-import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
 import {
   FST_ERR_AGENT_SSE_AUTHORIZATION_FAILED,
   FST_ERR_AGENT_SSE_FORBIDDEN,
@@ -12,6 +12,8 @@ import type { ResolvedOptions } from '../options.js'
 export interface RouteContext {
   lifecycle: StreamLifecycle
   options: ResolvedOptions
+  /** The plugin's logger, at register's `logLevel`, for lines not tied to one request. */
+  log: FastifyBaseLogger
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance } from 'fastify'
 import { errorBody } from '../errors.js'
+import { failureLogFields, isAdapterFailure } from '../lifecycle/adapter-call.js'
 import { wasReported } from '../lifecycle/reported-errors.js'
 import { retryAfterSeconds, type RouteContext } from './context.js'
 import { registerControlRoutes } from './control-routes.js'
@@ -34,11 +35,14 @@ export async function agentSseRoutes (app: FastifyInstance, { diagnostics, ...co
     if (body === '') done(null, null)
     else jsonParser(request, body as string, done)
   })
-  // An adapter failure the lifecycle already logged is answered here, so that Fastify's 5xx
-  // logging does not log it again; every other error goes on to the host's error handler.
-  app.setErrorHandler((err: FastifyError, _request, reply) => {
-    if (!wasReported(err)) throw err
-    reply.code(err.statusCode ?? 500).send(errorBody(err))
+  // Adapter failures (502/504) are answered here and logged once: by the lifecycle where it
+  // happened (a start, with its agent and task), else here, with the request, saying the cause
+  // once. Fastify's 5xx logging would log them again. Every other error goes on to the host's
+  // error handler.
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    if (!isAdapterFailure(err)) throw err
+    if (!wasReported(err)) request.log.error(failureLogFields(err), 'Adapter call failed')
+    reply.code(err.statusCode).send(errorBody(err))
   })
   if (context.lifecycle.coordinated) {
     // Cluster mode: while Redis is out of reach nothing here can answer truthfully.

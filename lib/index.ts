@@ -2,7 +2,7 @@ import type { FastifyInstance, LogLevel } from 'fastify'
 import fp from 'fastify-plugin'
 import { StreamLifecycle } from './lifecycle/stream-lifecycle.js'
 import { resolveOptions, type AgentSseOptions } from './options.js'
-import { agentSseRoutes, type SseConnectionInfo } from './routes/index.js'
+import { agentSseRoutes, type ConnectionsHandle, type SseConnectionInfo } from './routes/index.js'
 
 export type { AgentAdapter, MetricsSample, MetricsSink, StartStreamingOptions } from './adapter.js'
 export * from './errors.js'
@@ -60,19 +60,26 @@ async function agentSsePlugin (fastify: FastifyInstance, pluginOptions: AgentSse
     logger: log,
     coordinator: options.coordinator
   })
-  const diagnostics = { connections: (): SseConnectionInfo[] => [] }
+  const connectionsHandle: ConnectionsHandle = { list: () => [], closeAll: () => {} }
   // A cluster coordinator connects here: the server does not serve before it can (no 503s from a healthy start).
   await lifecycle.ready()
   fastify.decorate('streamLifecycle', lifecycle)
-  fastify.decorate('sseConnections', () => diagnostics.connections())
+  fastify.decorate('sseConnections', () => connectionsHandle.list())
   // Agents left streaming by a previous process of this server are stopped before it serves.
   fastify.addHook('onReady', async () => { await lifecycle.stopOrphans() })
-  // At the host's level (fastify-plugin), so it runs with the host's own preClose hooks in
-  // registration order: register this plugin before one whose preClose closes your agent transport.
-  fastify.addHook('preClose', () => lifecycle.close())
+  // One shutdown, at the host's level (fastify-plugin), so it runs with the host's own preClose hooks
+  // in registration order: register this plugin before one whose preClose closes your agent transport.
+  // preClose, not onClose: the server does not finish closing while SSE responses are open. The
+  // lifecycle closes first (subscribers hear `server-shutdown`), then every connection gets its
+  // farewell and is ended, and the hook waits for the adapter's stops.
+  fastify.addHook('preClose', async () => {
+    const closing = lifecycle.close()
+    connectionsHandle.closeAll()
+    await closing
+  })
   // fastify-plugin drops `prefix`, so the routes get their own encapsulated scope with it
   // while the decorators above still reach the host.
-  await fastify.register(agentSseRoutes, { prefix: options.prefix, ...(logLevel === undefined ? {} : { logLevel }), lifecycle, options, log, diagnostics })
+  await fastify.register(agentSseRoutes, { prefix: options.prefix, ...(logLevel === undefined ? {} : { logLevel }), lifecycle, options, log, connectionsHandle })
 }
 
 /** The plugin. `fastify.register(agentSse, { adapter })`. */

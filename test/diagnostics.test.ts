@@ -172,19 +172,26 @@ t.test('a client that stops reading: every frame it will never get is a conflate
   }
 })
 
-/** Every event of the adapter TracingChannel, with a copy of its context as it was then. */
+/**
+ * Every event of the adapter TracingChannel, with a copy of its context as it was then; the
+ * routes' `agentExists` checks (traced as well) are kept apart, in `existsChecks`.
+ */
 function recordTraces (t: Test) {
   const traces: Array<{ event: string, context: AdapterCallContext, same: AdapterCallContext }> = []
+  const existsChecks: string[] = []
   const channel = tracingChannel<unknown, AdapterCallContext>(diagnosticsChannels.adapterCall)
-  const on = (event: string) => (context: AdapterCallContext) => { traces.push({ event, context: { ...context }, same: context }) }
+  const on = (event: string) => (context: AdapterCallContext) => {
+    if (context.operation === 'agentExists') existsChecks.push(`${event} ${context.agentId}`)
+    else traces.push({ event, context: { ...context }, same: context })
+  }
   const handlers = { start: on('start'), end: on('end'), asyncStart: on('asyncStart'), asyncEnd: on('asyncEnd'), error: on('error') }
   channel.subscribe(handlers)
   t.teardown(() => { channel.unsubscribe(handlers) })
-  return { traces, channel }
+  return { traces, existsChecks, channel }
 }
 
 t.test('adapter calls are traced: start and end around the call, asyncStart and asyncEnd when it settles, in the caller\'s store', async (t) => {
-  const { traces, channel } = recordTraces(t)
+  const { traces, existsChecks, channel } = recordTraces(t)
   const store = new AsyncLocalStorage<AdapterCallContext>()
   channel.start.bindStore(store, (context) => context)
   t.teardown(() => { channel.start.unbindStore(store) })
@@ -205,6 +212,7 @@ t.test('adapter calls are traced: start and end around the call, asyncStart and 
   t.same(traces[0]!.context, { operation: 'startMetricsStreaming', agentId: 'agent1' })
   t.same(traces[2]!.context, { operation: 'startMetricsStreaming', agentId: 'agent1', result: 'task-1' }, 'the result is the task id')
   t.equal(seenByAdapter[0], traces[0]!.same, 'the adapter runs with the store bound to the start channel (an APM\'s active span)')
+  t.same(existsChecks.slice(0, 4), ['start agent1', 'end agent1', 'asyncStart agent1', 'asyncEnd agent1'], 'the route\'s agentExists check is traced too')
 
   const fast = await sse('/agents/agent1/metrics/stream?interval_seconds=2')
   await waitFor(() => changes.length === 1 && traces.length === 8, 'the traced re-tune')

@@ -39,7 +39,7 @@ const hub = createWsAgentHub({
 })
 
 // Stop the agents' tasks while their sockets are still open: @fastify/websocket closes every
-// socket in its own preClose hook, and root hooks run before the plugin's route-level one.
+// socket in its own preClose hook, registered before the plugin's (preClose hooks run in order).
 app.addHook('preClose', () => app.streamLifecycle.close())
 app.addHook('onClose', async () => hub.close())
 

@@ -26,7 +26,7 @@ export class SseConnections {
   private readonly fleetClients = new WeakSet<SseClient>()
 
   constructor (app: FastifyInstance, private readonly context: RouteContext) {
-    const { lifecycle, options } = context
+    const { options } = context
     this.hub = new SseHub({
       retryMs: options.retryMs,
       heartbeatIntervalMs: options.heartbeatIntervalMs,
@@ -55,12 +55,11 @@ export class SseConnections {
         channels.clientConflated.publish({ clientId: client.id, agentId, frame: status ? 'status' : 'metrics', bufferedBytes: client.bufferedBytes })
       }
     })
-    // preClose, not onClose: the server does not finish closing while SSE responses are open.
-    app.addHook('preClose', async () => {
-      const closing = lifecycle.close()
-      this.hub.closeAll((client) => this.connections.get(client)?.farewell() ?? null)
-      await closing
-    })
+  }
+
+  /** The server is shutting down: every connection gets its farewell frame(s) and is ended. */
+  closeAll (): void {
+    this.hub.closeAll((client) => this.connections.get(client)?.farewell() ?? null)
   }
 
   /** 503 with Retry-After unless one more connection fits, and one more client of each agent. Synchronous: checked as the stream opens. */

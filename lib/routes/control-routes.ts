@@ -3,7 +3,6 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { FST_ERR_AGENT_SSE_UNKNOWN_TASK } from '../errors.js'
 import { agentGuard, filterAuthorized, refuseForNow, requestedInterval, type RouteContext } from './context.js'
 import {
-  addSharedSchemas,
   AgentParams,
   DEFAULT_PAGE_SIZE,
   errorResponses as errors,
@@ -13,8 +12,7 @@ import {
   StreamListQuery,
   StreamListRef,
   StreamStatusRef,
-  TaskParams,
-  validationErrorFormatter
+  TaskParams
 } from './schemas.js'
 
 /** Manual control: start/stop hold, current metrics, status, stream list, task cancellation. */
@@ -22,9 +20,6 @@ export function registerControlRoutes (fastify: FastifyInstance, context: RouteC
   const { lifecycle, options } = context
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   const ensureAgentExists = agentGuard(context)
-  // One message per bad request (`body/interval_seconds must be an integer from 1 to 3600`), not Ajv's list.
-  const formatSchemaErrors = validationErrorFormatter(options)
-  addSharedSchemas(fastify)
 
   app.post('/agents/:agentId/metrics/streaming/start', {
     schema: {
@@ -39,7 +34,6 @@ export function registerControlRoutes (fastify: FastifyInstance, context: RouteC
       body: startBody(options.minIntervalSeconds, options.maxIntervalSeconds),
       response: { 200: StreamStatusRef, ...errors }
     },
-    schemaErrorFormatter: formatSchemaErrors,
     preHandler: ensureAgentExists
   }, async (request, reply) => {
     const intervalSeconds = requestedInterval(context, request.body?.interval_seconds)
@@ -61,7 +55,6 @@ export function registerControlRoutes (fastify: FastifyInstance, context: RouteC
       params: AgentParams,
       response: { 200: StreamStatusRef, ...errors }
     },
-    schemaErrorFormatter: formatSchemaErrors,
     preHandler: ensureAgentExists
   }, async (request) => lifecycle.release(request.params.agentId))
 
@@ -71,7 +64,6 @@ export function registerControlRoutes (fastify: FastifyInstance, context: RouteC
       params: AgentParams,
       response: { 200: MetricsRef, ...errors }
     },
-    schemaErrorFormatter: formatSchemaErrors,
     preHandler: ensureAgentExists
   }, async (request) => lifecycle.getCurrentMetrics(request.params.agentId))
 
@@ -81,7 +73,6 @@ export function registerControlRoutes (fastify: FastifyInstance, context: RouteC
       params: AgentParams,
       response: { 200: StreamStatusRef, ...errors }
     },
-    schemaErrorFormatter: formatSchemaErrors,
     preHandler: ensureAgentExists
   }, async (request) => lifecycle.status(request.params.agentId))
 
@@ -94,8 +85,7 @@ export function registerControlRoutes (fastify: FastifyInstance, context: RouteC
       }),
       querystring: StreamListQuery,
       response: { 200: StreamListRef, ...errors }
-    },
-    schemaErrorFormatter: formatSchemaErrors
+    }
   }, async (request) => {
     // One page at a time: a list of every stream of a large fleet would block the event loop.
     const { streams, next } = lifecycle.page(request.query.cursor ?? null, request.query.limit ?? DEFAULT_PAGE_SIZE)
@@ -114,8 +104,7 @@ export function registerControlRoutes (fastify: FastifyInstance, context: RouteC
       }),
       params: TaskParams,
       response: { 200: StreamStatusRef, ...errors }
-    },
-    schemaErrorFormatter: formatSchemaErrors
+    }
   }, async (request) => {
     const { taskId } = request.params
     // One lookup, then only an agent this request may touch is cancelled. A task of an agent it may

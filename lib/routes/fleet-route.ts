@@ -11,7 +11,7 @@ import type { SseConnections } from './connections.js'
 import { filterAuthorized, mapBounded, requestedInterval, type RouteContext } from './context.js'
 import { FleetConnection } from './fleet-connection.js'
 import { FleetStatusFeed } from './fleet-status.js'
-import { addSharedSchemas, AGENT_ID_PATTERN, errorResponses, eventStreamResponse, fleetQuery, operation, validationErrorFormatter } from './schemas.js'
+import { AGENT_ID_PATTERN, errorResponses, eventStreamResponse, fleetQuery, operation } from './schemas.js'
 import { FleetFrames } from './sse-frames.js'
 
 const agentIdPattern = new RegExp(AGENT_ID_PATTERN)
@@ -48,7 +48,6 @@ export function registerFleetRoute (app: FastifyInstance, context: RouteContext,
   const { hub } = connections
   const frames = new FleetFrames()
   const statuses = new FleetStatusFeed(lifecycle, frames)
-  addSharedSchemas(app)
   app.addHook('onClose', async () => statuses.close())
 
   app.withTypeProvider<TypeBoxTypeProvider>().get('/metrics/stream', {
@@ -57,8 +56,7 @@ export function registerFleetRoute (app: FastifyInstance, context: RouteContext,
       ...operation({ operationId: 'streamFleetMetrics', summary: "Stream many agents' metrics on one connection (SSE)", description: fleetDescription(options) }),
       querystring: fleetQuery(options.minIntervalSeconds, options.maxIntervalSeconds, options.maxAgentsPerStream),
       response: { 200: eventStreamResponse('An SSE stream of the events above'), ...errorResponses }
-    },
-    schemaErrorFormatter: validationErrorFormatter(options)
+    }
   }, async function openFleetStream (request, reply) {
     const agentIds = parseAgentList(request.query.agents, options.maxAgentsPerStream)
     const intervalSeconds = requestedInterval(context, request.query.interval_seconds)

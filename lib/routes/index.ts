@@ -6,6 +6,7 @@ import { retryAfterSeconds, type RouteContext } from './context.js'
 import { registerControlRoutes } from './control-routes.js'
 import { SseConnections } from './connections.js'
 import { registerFleetRoute } from './fleet-route.js'
+import { addSharedSchemas, validationErrorFormatter } from './schemas.js'
 import { registerStreamRoute } from './stream-route.js'
 
 /** One open SSE connection, as `app.sseConnections()` reports it. */
@@ -21,13 +22,18 @@ export interface SseConnectionInfo {
   blockedForMs: number
 }
 
+/** What the plugin (at the host's level) needs of the routes' SSE connections; filled in by the routes. */
+export interface ConnectionsHandle {
+  list: () => SseConnectionInfo[]
+  closeAll: () => void
+}
+
 export interface RoutesOptions extends RouteContext {
-  /** Filled in by the routes so that the host-level decorator can report on their connections. */
-  diagnostics: { connections: () => SseConnectionInfo[] }
+  connectionsHandle: ConnectionsHandle
 }
 
 /** The encapsulated routes plugin, registered under the user's `prefix`. */
-export async function agentSseRoutes (app: FastifyInstance, { diagnostics, ...context }: RoutesOptions): Promise<void> {
+export async function agentSseRoutes (app: FastifyInstance, { connectionsHandle, ...context }: RoutesOptions): Promise<void> {
   // In this scope only: a POST with `Content-Type: application/json` and no body is a start
   // with defaults (fetch sends exactly that), not a 400; any other body goes to Fastify's parser.
   const jsonParser = app.getDefaultJsonParser('error', 'error')
@@ -35,6 +41,9 @@ export async function agentSseRoutes (app: FastifyInstance, { diagnostics, ...co
     if (body === '') done(null, null)
     else jsonParser(request, body as string, done)
   })
+  addSharedSchemas(app)
+  // One message per bad request (`body/interval_seconds must be an integer from 1 to 3600`), not Ajv's list.
+  app.setSchemaErrorFormatter(validationErrorFormatter(context.options))
   // Adapter failures (502/504) are answered here and logged once: by the lifecycle where it
   // happened (a start, with its agent and task), else here, with the request, saying the cause
   // once. Fastify's 5xx logging would log them again. Every other error goes on to the host's
@@ -61,7 +70,8 @@ export async function agentSseRoutes (app: FastifyInstance, { diagnostics, ...co
   registerStreamRoute(app, context, connections)
   registerFleetRoute(app, context, connections)
   registerControlRoutes(app, context)
-  diagnostics.connections = () => {
+  connectionsHandle.closeAll = () => connections.closeAll()
+  connectionsHandle.list = () => {
     const now = Date.now()
     return [...hub.all()].map((client) => ({
       id: client.id,

@@ -104,11 +104,9 @@ export const MetricsSchema = Type.Object({}, { $id: 'AgentSseMetrics', additiona
 
 const SHARED_SCHEMAS = [ErrorSchema, StreamStatusSchema, StreamListSchema, MetricsSchema]
 
-/** The shared schemas, in `scope` once: each route registration calls it, whichever comes first adds them. */
+/** The shared schemas, added once to the routes' scope. */
 export function addSharedSchemas (scope: FastifyInstance): void {
-  for (const schema of SHARED_SCHEMAS) {
-    if (scope.getSchema(schema.$id!) === undefined) scope.addSchema(schema)
-  }
+  for (const schema of SHARED_SCHEMAS) scope.addSchema(schema)
 }
 
 /** A `$ref` to a shared schema, typed as the schema itself. */

@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { ResolvedOptions } from '../options.js'
 import { parseLastEventId } from '../sse/frame.js'
 import { agentGuard, requestedInterval, type RouteContext } from './context.js'
-import { addSharedSchemas, AgentParams, errorResponses, eventStreamResponse, operation, streamQuery, validationErrorFormatter } from './schemas.js'
+import { AgentParams, errorResponses, eventStreamResponse, operation, streamQuery } from './schemas.js'
 import { ClientSubscriber } from './client-subscriber.js'
 import type { SseConnections } from './connections.js'
 import { SseFrames } from './sse-frames.js'
@@ -29,7 +29,6 @@ export function registerStreamRoute (app: FastifyInstance, context: RouteContext
   const { lifecycle, options } = context
   const frames = new SseFrames()
   const shutdownFrame = frames.endFrame('server-shutdown')
-  addSharedSchemas(app)
 
   app.withTypeProvider<TypeBoxTypeProvider>().get('/agents/:agentId/metrics/stream', {
     // A HEAD has no body to stream: without this Fastify would run the handler and start the agent.
@@ -40,7 +39,6 @@ export function registerStreamRoute (app: FastifyInstance, context: RouteContext
       querystring: streamQuery(options.minIntervalSeconds, options.maxIntervalSeconds),
       response: { 200: eventStreamResponse('An SSE stream of the events above'), ...errorResponses }
     },
-    schemaErrorFormatter: validationErrorFormatter(options),
     preHandler: agentGuard(context)
     // Synchronous on purpose: connection setup is a hot path, and nothing here awaits.
   }, function openStream (request, reply) {

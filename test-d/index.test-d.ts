@@ -2,6 +2,9 @@ import Fastify from 'fastify'
 import { expectAssignable, expectError, expectType } from 'tsd'
 import agentSse, {
   agentSse as namedAgentSse,
+  FST_ERR_AGENT_SSE_CLOSED,
+  FST_ERR_AGENT_SSE_INVALID_OPTION,
+  FST_ERR_AGENT_SSE_UNKNOWN_AGENT,
   StreamLifecycle,
   type AgentAdapter,
   type AgentSseOptions,
@@ -52,6 +55,17 @@ expectError(app.register(agentSse, {}))
 expectError(app.register(agentSse, { adapter, stopDelayMs: '2000' }))
 // An adapter missing a method is not an AgentAdapter.
 expectError<AgentAdapter>({ async startMetricsStreaming () { return { taskId: 'x' } } })
+
+// The error classes are typed (issue 16: under `moduleResolution: bundler` they were `any`): literal code and
+// status code, and their message arguments. test/package-types.test.ts checks the same under every resolver.
+const unknownAgent = new FST_ERR_AGENT_SSE_UNKNOWN_AGENT('agent1')
+expectType<'FST_ERR_AGENT_SSE_UNKNOWN_AGENT'>(unknownAgent.code)
+expectType<404>(unknownAgent.statusCode)
+expectAssignable<Error>(unknownAgent)
+expectType<'FST_ERR_AGENT_SSE_INVALID_OPTION'>(FST_ERR_AGENT_SSE_INVALID_OPTION('stopDelayMs', 'must be a number').code)
+expectType<503>(new FST_ERR_AGENT_SSE_CLOSED().statusCode)
+expectError(new FST_ERR_AGENT_SSE_UNKNOWN_AGENT(42))
+expectError(new FST_ERR_AGENT_SSE_CLOSED('unexpected'))
 
 const lifecycle = new StreamLifecycle({ adapter, stopDelayMs: 100, adapterTimeoutMs: 1000 })
 expectType<Promise<void>>(lifecycle.close())

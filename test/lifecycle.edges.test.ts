@@ -55,7 +55,7 @@ t.test('subscribing again from a server-shutdown callback is refused, and close(
   t.match(refusals, [{ code: 'FST_ERR_AGENT_SSE_CLOSED' }])
   t.equal(adapter.startCalls.length, 1)
   t.equal(adapter.stopCalls.length, 1)
-  t.equal(lifecycle.status('x').sse_clients, 0)
+  t.equal(lifecycle.status('x').subscribers, 0)
 })
 
 t.test('close() aborts the signal of a start in flight', async (t) => {

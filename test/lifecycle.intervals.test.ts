@@ -17,7 +17,7 @@ for (const inPlace of [false, true]) {
     await flush()
     t.equal(adapter.startCalls.length, 1, 'one start')
     t.equal(adapter.startCalls[0]!.intervalSeconds, 1, 'the agent runs at the smallest interval')
-    t.match(lifecycle.status('agent1'), { interval_seconds: 1, requested_intervals: [1, 5], sse_clients: 2 })
+    t.match(lifecycle.status('agent1'), { intervalSeconds: 1, requestedIntervals: [1, 5], subscribers: 2 })
     t.same(changes, [], 'nothing to re-tune')
     for (let i = 0; i < 20; i++) adapter.push('agent1', { i })
     t.equal(fast.received.samples.length, 20, 'k = 1: every sample')
@@ -25,8 +25,8 @@ for (const inPlace of [false, true]) {
 
     fastSub.unsubscribe()
     await flush()
-    t.equal(lifecycle.status('agent1').interval_seconds, 5, 're-tuned to 5 s')
-    t.same(lifecycle.status('agent1').requested_intervals, [5])
+    t.equal(lifecycle.status('agent1').intervalSeconds, 5, 're-tuned to 5 s')
+    t.same(lifecycle.status('agent1').requestedIntervals, [5])
     if (inPlace) {
       t.same(changes, [{ agentId: 'agent1', taskId: 'task-1', intervalSeconds: 5 }])
       t.equal(adapter.startCalls.length, 1)
@@ -50,12 +50,12 @@ for (const inPlace of [false, true]) {
     lifecycle.subscribe('agent1', recorder(2).options)
     t.equal(adapter.startCalls[0]!.intervalSeconds, 5)
     await flush()
-    t.equal(lifecycle.status('agent1').interval_seconds, 2)
+    t.equal(lifecycle.status('agent1').intervalSeconds, 2)
     if (inPlace) t.same(changes.map((c) => c.intervalSeconds), [2])
     else t.same(adapter.startCalls.map((c) => c.intervalSeconds), [5, 2])
     lifecycle.subscribe('agent1', recorder(1).options)
     await flush()
-    t.equal(lifecycle.status('agent1').interval_seconds, 1)
+    t.equal(lifecycle.status('agent1').intervalSeconds, 1)
     t.equal(adapter.maxConcurrentPerAgent, 1)
     t.equal(adapter.liveTasks.size, 1)
   })
@@ -65,16 +65,16 @@ for (const inPlace of [false, true]) {
     if (inPlace) adapter.enableChangeInterval()
     lifecycle.subscribe('agent1', recorder(10).options)
     await flush()
-    t.equal(lifecycle.status('agent1').interval_seconds, 10)
+    t.equal(lifecycle.status('agent1').intervalSeconds, 10)
     await lifecycle.hold('agent1', { intervalSeconds: 2 })
     await flush()
-    t.match(lifecycle.status('agent1'), { interval_seconds: 2, requested_intervals: [2, 10], manual_hold: true })
+    t.match(lifecycle.status('agent1'), { intervalSeconds: 2, requestedIntervals: [2, 10], manualHold: true })
     await lifecycle.hold('agent1', { intervalSeconds: 4 })
     await flush()
-    t.match(lifecycle.status('agent1'), { interval_seconds: 4, requested_intervals: [4, 10] }, 'a repeated hold updates its interval')
+    t.match(lifecycle.status('agent1'), { intervalSeconds: 4, requestedIntervals: [4, 10] }, 'a repeated hold updates its interval')
     await lifecycle.release('agent1')
     await flush()
-    t.match(lifecycle.status('agent1'), { interval_seconds: 10, requested_intervals: [10], manual_hold: false, state: 'active' })
+    t.match(lifecycle.status('agent1'), { intervalSeconds: 10, requestedIntervals: [10], manualHold: false, state: 'active' })
     t.equal(adapter.maxConcurrentPerAgent, 1)
   })
 }
@@ -89,7 +89,7 @@ t.test('a failing changeInterval falls back to stop+start', async (t) => {
   t.equal(changes.length, 1)
   t.equal(adapter.stopCalls.length, 1)
   t.equal(adapter.startCalls.at(-1)!.intervalSeconds, 1)
-  t.equal(lifecycle.status('agent1').interval_seconds, 1)
+  t.equal(lifecycle.status('agent1').intervalSeconds, 1)
   t.ok(logger.messages().some((m) => m.includes('changeInterval failed')))
 })
 
@@ -112,7 +112,7 @@ t.test('no re-tune while the changeInterval call is in flight; demand is re-chec
   t.same(calls, [5, 2], 'then the newest minimum')
   answer()
   await flush()
-  t.equal(lifecycle.status('agent1').interval_seconds, 2)
+  t.equal(lifecycle.status('agent1').intervalSeconds, 2)
 })
 
 t.test('a late subscriber gets the newest sample at once if it is younger than its interval', async (t) => {
@@ -163,7 +163,7 @@ t.test('Last-Event-ID older than the replay buffer: a gap, then only the newest 
   const gaps: unknown[] = []
   const back = recorder(1)
   lifecycle.subscribe('agent1', { ...back.options, lastEventId: 3, onGap: (info) => gaps.push(info) })
-  t.same(gaps, [{ missed: 36, last_event_id: 3 }], 'samples 4..39 are not sent')
+  t.same(gaps, [{ missed: 36, lastEventId: 3 }], 'samples 4..39 are not sent')
   t.same(ids(back), [40])
   const edge = recorder(1)
   const edgeGaps: unknown[] = []
@@ -172,7 +172,7 @@ t.test('Last-Event-ID older than the replay buffer: a gap, then only the newest 
   t.same(edgeGaps, [])
   const zero = recorder(1)
   lifecycle.subscribe('agent1', { ...zero.options, lastEventId: 0, onGap: (info) => gaps.push(info) })
-  t.same(gaps.at(-1), { missed: 39, last_event_id: 0 })
+  t.same(gaps.at(-1), { missed: 39, lastEventId: 0 })
 })
 
 t.test('ids and replay survive the agent stream stopping and starting again', async (t) => {
@@ -203,7 +203,7 @@ t.test('a replay buffer size option bounds what is held', async (t) => {
   const gaps: unknown[] = []
   const back = recorder(1)
   lifecycle.subscribe('a', { ...back.options, lastEventId: 2, onGap: (info) => gaps.push(info) })
-  t.same(gaps, [{ missed: 2, last_event_id: 2 }])
+  t.same(gaps, [{ missed: 2, lastEventId: 2 }])
   t.same(ids(back), [5])
   t.throws(() => new StreamLifecycle({ adapter, replayBufferSize: 0 }), { message: /"replayBufferSize"/ })
   await lifecycle.close()
@@ -222,5 +222,5 @@ t.test('a hold that re-tunes the stream by a restart answers once the restarted 
   await flush()
   t.equal(answered, false, 'not while the new start is in flight')
   adapter.startCalls[1]!.answer.resolve({ taskId: 'task-2' })
-  t.match(await held, { state: 'active', task_id: 'task-2', interval_seconds: 2, manual_hold: true })
+  t.match(await held, { state: 'active', taskId: 'task-2', intervalSeconds: 2, manualHold: true })
 })

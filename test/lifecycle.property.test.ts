@@ -126,16 +126,16 @@ async function runSchedule (commands: Command[], inPlaceRetune: boolean): Promis
     for (const id of agents) {
       const status = lifecycle.status(id)
       const clientsOfAgent = clients.filter((c) => c.agent === id && !c.gone).length
-      if (status.sse_clients !== clientsOfAgent) throw new Error(`${step}: ${id} sse_clients ${status.sse_clients} != ${clientsOfAgent}`)
-      holdChanged(id, status.manual_hold)
-      if (status.streaming_active !== (status.state !== 'idle')) throw new Error(`${step}: streaming_active disagrees with state`)
-      const demand = clientsOfAgent > 0 || status.manual_hold
-      if (closedAt && (clientsOfAgent > 0 || status.manual_hold)) throw new Error(`${step}: demand after close`)
-      if (demand && !status.streaming_active) throw new Error(`${step}: ${id} has demand but is idle`)
+      if (status.subscribers !== clientsOfAgent) throw new Error(`${step}: ${id} subscribers ${status.subscribers} != ${clientsOfAgent}`)
+      holdChanged(id, status.manualHold)
+      if (status.streamingActive !== (status.state !== 'idle')) throw new Error(`${step}: streamingActive disagrees with state`)
+      const demand = clientsOfAgent > 0 || status.manualHold
+      if (closedAt && (clientsOfAgent > 0 || status.manualHold)) throw new Error(`${step}: demand after close`)
+      if (demand && !status.streamingActive) throw new Error(`${step}: ${id} has demand but is idle`)
       if (status.state === 'lingering' && demand) throw new Error(`${step}: ${id} lingers with demand`)
       if (status.state === 'active' && !demand) throw new Error(`${step}: ${id} active without demand`)
-      if ((status.state === 'active' || status.state === 'lingering') && live.get(status.task_id ?? '') !== id) {
-        throw new Error(`${step}: ${id} is ${status.state} but its task ${status.task_id} is not live`)
+      if ((status.state === 'active' || status.state === 'lingering') && live.get(status.taskId ?? '') !== id) {
+        throw new Error(`${step}: ${id} is ${status.state} but its task ${status.taskId} is not live`)
       }
     }
   }
@@ -224,7 +224,7 @@ async function runSchedule (commands: Command[], inPlaceRetune: boolean): Promis
         adapter.startCalls.filter((c) => c.agentId === cmd.agent).at(-1)?.sink.push({ n: index })
         break
       case 'cancel': {
-        const taskId = lifecycle.status(cmd.agent).task_id
+        const taskId = lifecycle.status(cmd.agent).taskId
         if (taskId) lifecycle.cancelTask(taskId).catch(() => {})
         break
       }

@@ -15,8 +15,8 @@ t.test('first subscriber starts the stream once; later subscribers share it', as
   t.equal(adapter.startsFor('agent1'), 1, 'exactly one start')
   t.equal(adapter.startCalls[0]!.intervalSeconds, 5)
   const status = lifecycle.status('agent1')
-  t.match(status, { agent_id: 'agent1', streaming_active: true, state: 'active', sse_clients: 2, manual_hold: false, task_id: 'task-1', interval_seconds: 5 })
-  t.equal(status.started_at, new Date(1_700_000_000_000).toISOString())
+  t.match(status, { agentId: 'agent1', streamingActive: true, state: 'active', subscribers: 2, manualHold: false, taskId: 'task-1', intervalSeconds: 5 })
+  t.equal(status.startedAt, new Date(1_700_000_000_000).toISOString())
 
   adapter.push('agent1', { cpu: 1 })
   t.same(a.received.samples, [{ sample: { cpu: 1 }, eventId: 1 }])
@@ -33,7 +33,7 @@ t.test('last subscriber leaving stops the stream after stopDelayMs', async (t) =
   sub.unsubscribe()
   sub.unsubscribe() // idempotent
   t.equal(lifecycle.status('agent1').state, 'lingering')
-  t.equal(lifecycle.status('agent1').streaming_active, true, 'still streaming during the window')
+  t.equal(lifecycle.status('agent1').streamingActive, true, 'still streaming during the window')
   t.ok(logger.messages().includes('Last SSE client disconnected from agent agent1, stopping metrics streaming'))
   await timers.advance(1999)
   t.equal(adapter.stopCalls.length, 0, 'no stop before the window closes')
@@ -41,7 +41,7 @@ t.test('last subscriber leaving stops the stream after stopDelayMs', async (t) =
   t.equal(adapter.stopCalls.length, 1)
   t.same(adapter.stopCalls[0]!.taskId, 'task-1')
   t.equal(lifecycle.status('agent1').state, 'idle')
-  t.equal(lifecycle.status('agent1').streaming_active, false)
+  t.equal(lifecycle.status('agent1').streamingActive, false)
   t.ok(adapter.startCalls[0]!.signal.aborted, 'the start signal aborts when we stop')
   t.ok(logger.messages().includes('Stopped metrics streaming for agent agent1 (task: task-1)'))
   t.same(lifecycle.list(), [])
@@ -108,7 +108,7 @@ t.test('a subscriber arriving while stop is in flight: start again after the sto
   const second = recorder()
   lifecycle.subscribe('agent1', second.options)
   t.equal(adapter.startCalls.length, 1, 'no second start while the stop is in flight')
-  t.equal(lifecycle.status('agent1').sse_clients, 1)
+  t.equal(lifecycle.status('agent1').subscribers, 1)
   adapter.stopCalls[0]!.answer.resolve()
   await flush()
   t.equal(adapter.startCalls.length, 2, 'started again once the stop resolved')
@@ -133,7 +133,7 @@ t.test('start failure: subscribers get a 502 error, the agent is idle, the next 
     t.equal(received.errors.length, 1)
     t.match(received.errors[0], { statusCode: 502, code: 'FST_ERR_AGENT_SSE_ADAPTER_FAILED', message: /agent unreachable/ })
   }
-  t.match(lifecycle.status('agent1'), { state: 'idle', sse_clients: 0, streaming_active: false })
+  t.match(lifecycle.status('agent1'), { state: 'idle', subscribers: 0, streamingActive: false })
   lifecycle.subscribe('agent1', recorder().options)
   t.equal(adapter.startCalls.length, 2, 'a later client may start again')
   adapter.startCalls[1]!.answer.resolve({ taskId: 'task-2' })
@@ -183,7 +183,7 @@ t.test('start timeout: 504 to subscribers, signal aborted, a late start is stopp
 t.test('manual hold keeps the stream with no subscribers; repeated holds are idempotent', async (t) => {
   const { lifecycle, adapter, timers } = lifecycleFixture()
   const status = await lifecycle.hold('agent1', { intervalSeconds: 10 })
-  t.match(status, { state: 'active', manual_hold: true, sse_clients: 0, interval_seconds: 10, task_id: 'task-1' })
+  t.match(status, { state: 'active', manualHold: true, subscribers: 0, intervalSeconds: 10, taskId: 'task-1' })
   await lifecycle.hold('agent1', { intervalSeconds: 10 })
   t.equal(adapter.startCalls.length, 1)
   const sub = lifecycle.subscribe('agent1', recorder(10).options)
@@ -191,7 +191,7 @@ t.test('manual hold keeps the stream with no subscribers; repeated holds are ide
   await timers.advance(10_000)
   t.equal(adapter.stopCalls.length, 0, 'the hold keeps it alive with 0 clients')
   const released = await lifecycle.release('agent1')
-  t.match(released, { manual_hold: false, state: 'lingering' })
+  t.match(released, { manualHold: false, state: 'lingering' })
   await timers.advance(2000)
   t.equal(adapter.stopCalls.length, 1)
   t.equal(lifecycle.status('agent1').state, 'idle')
@@ -216,11 +216,11 @@ t.test('a hold whose start fails rejects and leaves no hold', async (t) => {
   const held = t.rejects(lifecycle.hold('agent1', { intervalSeconds: 5 }), { statusCode: 504, code: 'FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT' })
   await timers.advance(500)
   await held
-  t.match(lifecycle.status('agent1'), { state: 'idle', manual_hold: false })
+  t.match(lifecycle.status('agent1'), { state: 'idle', manualHold: false })
   const again = lifecycle.hold('agent1', { intervalSeconds: 5 })
   adapter.startCalls[1]!.answer.reject(new Error('nope'))
   await t.rejects(again, { statusCode: 502, code: 'FST_ERR_AGENT_SSE_ADAPTER_FAILED' })
-  t.equal(lifecycle.status('agent1').manual_hold, false)
+  t.equal(lifecycle.status('agent1').manualHold, false)
 })
 
 t.test('a hold during a stop in flight waits for the restart', async (t) => {
@@ -235,7 +235,7 @@ t.test('a hold during a stop in flight waits for the restart', async (t) => {
   await flush()
   t.equal(done, false)
   adapter.startCalls[1]!.answer.resolve({ taskId: 'task-2' })
-  t.match(await held, { state: 'active', task_id: 'task-2', manual_hold: true })
+  t.match(await held, { state: 'active', taskId: 'task-2', manualHold: true })
 })
 
 t.test('cancelTask: ends subscribers with cancelled, releases the hold, resolves after the adapter stop', async (t) => {
@@ -253,7 +253,7 @@ t.test('cancelTask: ends subscribers with cancelled, releases the hold, resolves
   t.equal(settled, false, 'waits for the adapter stop')
   t.equal(await lifecycle.cancelTask('task-1'), false, 'a task being stopped is not live')
   adapter.stopCalls[0]!.answer.resolve()
-  t.match(await cancelled, { state: 'idle', manual_hold: false, sse_clients: 0, streaming_active: false })
+  t.match(await cancelled, { state: 'idle', manualHold: false, subscribers: 0, streamingActive: false })
   t.equal(await lifecycle.cancelTask('nope'), false)
 })
 
@@ -264,7 +264,7 @@ t.test('sink.end: subscribers end with the reason, no stop call, the agent is id
   await lifecycle.hold('agent1', { intervalSeconds: 5 })
   adapter.endTask('agent1', 'agent-offline')
   t.same(a.received.ends, ['agent-offline'])
-  t.match(lifecycle.status('agent1'), { state: 'idle', manual_hold: false, sse_clients: 0 })
+  t.match(lifecycle.status('agent1'), { state: 'idle', manualHold: false, subscribers: 0 })
   adapter.push('agent1', { after: 'end' })
   t.equal(a.received.samples.length, 0)
   await timers.advance(5000)
@@ -289,7 +289,7 @@ t.test('sink.end while the start is in flight: ended subscribers, no stop, newco
   t.equal(adapter.startCalls.length, 2, 'the newcomer gets its own start')
   adapter.startCalls[1]!.answer.resolve({ taskId: 'task-2' })
   await flush()
-  t.match(lifecycle.status('agent1'), { state: 'active', task_id: 'task-2', sse_clients: 1 })
+  t.match(lifecycle.status('agent1'), { state: 'active', taskId: 'task-2', subscribers: 1 })
 })
 
 t.test('sink.error: subscribers get a 502 error and the task is stopped', async (t) => {
@@ -413,7 +413,7 @@ t.test('close ends subscribers with server-shutdown and stops every stream, even
 
 t.test('getCurrentMetrics and agentExists go through the adapter with errors mapped', async (t) => {
   const { lifecycle, adapter } = lifecycleFixture()
-  t.same(await lifecycle.getCurrentMetrics('a'), { agent_id: 'a', cpu_percent: 12.5 })
+  t.same(await lifecycle.getCurrentMetrics('a'), { agentId: 'a', cpu_percent: 12.5 })
   t.equal(await lifecycle.agentExists('a'), true)
   adapter.knownAgents = new Set(['b'])
   t.equal(await lifecycle.agentExists('a'), false)

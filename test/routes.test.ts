@@ -219,7 +219,7 @@ t.test('a client that leaves while an async guard runs leaves nothing behind', a
   setTimeout(() => abort.abort(), 30)
   t.equal(await pending, 'aborted')
   await waitFor(() => logs.some((l) => l.msg === 'SSE client left before its stream opened'), 'the handler to notice')
-  t.equal(app.streamLifecycle.status('a1').sse_clients, 0)
+  t.equal(app.streamLifecycle.status('a1').subscribers, 0)
   t.same(app.sseConnections(), [])
   t.equal(adapter.startCalls.length, 0, 'no agent stream for a client that is gone')
 })

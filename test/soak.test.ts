@@ -56,7 +56,7 @@ t.test(`soak: ${CYCLES} SSE connect/disconnect cycles against one agent, ${PARAL
   }))
   const elapsed = Date.now() - started
   await waitFor(() => app.sseConnections().length === 0, 'every client to be gone', 10_000)
-  t.equal(app.streamLifecycle.status('soak').sse_clients, 0, 'no remaining clients')
+  t.equal(app.streamLifecycle.status('soak').subscribers, 0, 'no remaining clients')
   t.equal(adapter.startCalls.length - startsBefore, 1, 'exactly one start for the whole soak')
   await waitFor(() => adapter.liveTasks.size === 0, 'the stream to stop after the grace window', 10_000)
   t.equal(adapter.stopCalls.length - stopsBefore, 1, 'and exactly one stop')

@@ -136,7 +136,7 @@ app.get('/stats', async (request) => {
   let notActive = 0
   for (let i = 0; i < AGENTS; i++) {
     const status = app.streamLifecycle.status(agentId(i))
-    subscriptions += status.sse_clients
+    subscriptions += status.subscribers
     if (status.state !== 'active') notActive++
   }
   // Event loop utilisation and delay since the previous /stats call.

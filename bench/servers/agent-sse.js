@@ -52,12 +52,12 @@ app.post('/broadcast', async (request, reply) => {
   const samples = buildSamples(params.events, params.size)
   const sink = task.sink
   for (let i = 0; i < samples.length; i++) sink.push(samples[i])
-  return { events: params.events, clients: app.streamLifecycle.status(AGENT).sse_clients }
+  return { events: params.events, clients: app.streamLifecycle.status(AGENT).subscribers }
 })
 
 app.get('/stats', async (request) => {
   const status = app.streamLifecycle.status(AGENT)
-  return stats(request.url, status.sse_clients, { starts: counts.starts, stops: counts.stops, state: status.state })
+  return stats(request.url, status.subscribers, { starts: counts.starts, stops: counts.stops, state: status.state })
 })
 
 await app.listen({ port: 0, host: '127.0.0.1' })

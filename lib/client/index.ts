@@ -3,10 +3,10 @@
  * No runtime dependencies: it uses `fetch` and an `EventSource` (the browser's, or
  * the `eventsource` package in Node 20, which has none built in).
  */
-import type { GapInfo } from '../lifecycle/types.js'
-import type { StreamListBody, StreamStatusBody } from '../routes/schemas.js'
+import type { GapBody, StreamListBody, StreamStatusBody } from '../routes/schemas.js'
 
-export type { GapInfo } from '../lifecycle/types.js'
+/** An `event: gap` frame: `missed` samples after `last_event_id` are no longer held. */
+export type GapInfo = GapBody
 /** `GET /agents/:agentId/status`, and every control route's answer. */
 export type StreamStatus = StreamStatusBody
 /** `GET /streams`. */

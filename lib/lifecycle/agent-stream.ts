@@ -168,15 +168,15 @@ export class AgentStream {
   status (): StreamStatus {
     const run = this.run
     return {
-      agent_id: this.agentId,
-      streaming_active: this.state !== 'idle',
+      agentId: this.agentId,
+      streamingActive: this.state !== 'idle',
       state: this.state,
-      sse_clients: this.audience.size,
-      manual_hold: this.audience.holdIntervalSeconds !== null,
-      task_id: run?.taskId ?? null,
-      interval_seconds: run?.intervalSeconds ?? null,
-      started_at: run?.startedAt == null ? null : new Date(run.startedAt).toISOString(),
-      requested_intervals: this.audience.intervals()
+      subscribers: this.audience.size,
+      manualHold: this.audience.holdIntervalSeconds !== null,
+      taskId: run?.taskId ?? null,
+      intervalSeconds: run?.intervalSeconds ?? null,
+      startedAt: run?.startedAt == null ? null : new Date(run.startedAt).toISOString(),
+      requestedIntervals: this.audience.intervals()
     }
   }
 

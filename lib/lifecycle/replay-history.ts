@@ -91,7 +91,7 @@ export function catchUp (subscriber: Subscriber, history: ReplayHistory, newestI
   // An id above every id issued is not one of ours (another server's, or made up): treated as absent.
   if (typeof lastEventId === 'number' && lastEventId >= 0 && lastEventId <= newestIssuedId) {
     const { missed, entries } = history.after(lastEventId)
-    if (missed > 0) notifier.notify(subscriber, () => subscriber.gap({ missed, last_event_id: lastEventId }))
+    if (missed > 0) notifier.notify(subscriber, () => subscriber.gap({ missed, lastEventId }))
     for (const entry of entries) notifier.notify(subscriber, () => subscriber.send(entry))
     return false
   }

@@ -103,7 +103,7 @@ export class StreamLifecycle {
     assertInterval(options?.intervalSeconds)
     this.streams.assertAvailable()
     // Each hold is a live adapter task with nobody watching: bounded, as clients are.
-    if (this.maxHolds > 0 && this.streams.holdCount() >= this.maxHolds && !this.streams.status(agentId).manual_hold) {
+    if (this.maxHolds > 0 && this.streams.holdCount() >= this.maxHolds && !this.streams.status(agentId).manualHold) {
       throw new FST_ERR_AGENT_SSE_TOO_MANY_HOLDS(this.maxHolds)
     }
     return this.streams.hold(agentId, options.intervalSeconds)
@@ -204,7 +204,7 @@ export class StreamLifecycle {
     const streams: StreamStatus[] = []
     for (const agentId of agentIds) {
       const status = this.streams.status(agentId)
-      if (status.streaming_active) streams.push(status)
+      if (status.streamingActive) streams.push(status)
     }
     return streams
   }

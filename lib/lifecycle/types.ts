@@ -11,39 +11,42 @@ import type { AgentAdapter, MetricsSample } from '../adapter.js'
  */
 export type StreamState = 'idle' | 'starting' | 'active' | 'lingering' | 'stopping'
 
-/** What `status()` / `GET /agents/:agentId/status` report. Field names are snake_case as on the wire. */
+/**
+ * What `status()` reports. The HTTP routes send it as snake_case JSON (`GET /agents/:agentId/status`:
+ * `streamingActive` is `streaming_active`, `subscribers` is `sse_clients`, …), mapped at the edge.
+ */
 export interface StreamStatus {
-  agent_id: string
+  agentId: string
   /** `state !== 'idle'`: the agent has (or is getting, or is dropping) a metrics stream. */
-  streaming_active: boolean
+  streamingActive: boolean
   state: StreamState
-  /** Subscribers counted for this agent (one per SSE client). */
-  sse_clients: number
+  /** Subscribers counted for this agent (over HTTP, one per SSE client). */
+  subscribers: number
   /** A manual start is holding the stream open. */
-  manual_hold: boolean
-  task_id: string | null
+  manualHold: boolean
+  taskId: string | null
   /** The interval the agent stream runs at: the smallest requested when it was (re)tuned. */
-  interval_seconds: number | null
+  intervalSeconds: number | null
   /** ISO 8601 time the current task became active. */
-  started_at: string | null
+  startedAt: string | null
   /** Every subscriber's interval and the hold's, ascending. */
-  requested_intervals: number[]
-  /** Cluster mode only: the instance that streams the agent (null when idle). */
+  requestedIntervals: number[]
+  /** With a coordinator (cluster mode) only: the instance that streams the agent (null when idle). */
   owner?: string | null
 }
 
 /** The status of an agent nobody streams. */
 export function idleStatus (agentId: string): StreamStatus {
   return {
-    agent_id: agentId,
-    streaming_active: false,
+    agentId,
+    streamingActive: false,
     state: 'idle',
-    sse_clients: 0,
-    manual_hold: false,
-    task_id: null,
-    interval_seconds: null,
-    started_at: null,
-    requested_intervals: []
+    subscribers: 0,
+    manualHold: false,
+    taskId: null,
+    intervalSeconds: null,
+    startedAt: null,
+    requestedIntervals: []
   }
 }
 
@@ -59,9 +62,9 @@ export interface HistoryEntry {
 
 /** Sent instead of a replay when a reconnecting client's `lastEventId` is older than the replay buffer. */
 export interface GapInfo {
-  /** Samples after `last_event_id` that the client will not get (the newest one is sent after the gap). */
+  /** Samples after `lastEventId` that the client will not get (the newest one is sent after the gap). */
   missed: number
-  last_event_id: number
+  lastEventId: number
 }
 
 export interface SubscribeOptions {
@@ -123,7 +126,7 @@ export interface StreamLifecycleOptions {
   maxHolds?: number
   logger?: LifecycleLogger
   timers?: LifecycleTimers
-  /** Wall clock for `started_at`. @default Date.now */
+  /** Wall clock for `startedAt`. @default Date.now */
   now?: () => number
   /**
    * Where the reference counts live. The default is this process; `redisCoordinator()`

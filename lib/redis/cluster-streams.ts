@@ -198,14 +198,14 @@ export class ClusterStreams implements CoordinatedStreams {
     const streaming = owner !== null && info?.state !== 'idle'
     return {
       ...base,
-      streaming_active: streaming,
+      streamingActive: streaming,
       state: streaming ? info?.state ?? 'starting' : 'idle',
-      sse_clients: peers.clients + this.locals.count(agentId),
-      manual_hold: hold !== undefined || peers.hold !== null,
-      task_id: streaming ? info?.task_id ?? null : null,
-      interval_seconds: streaming ? info?.interval_seconds ?? null : null,
-      started_at: streaming ? info?.started_at ?? null : null,
-      requested_intervals: intervals.sort((a, b) => a - b),
+      subscribers: peers.clients + this.locals.count(agentId),
+      manualHold: hold !== undefined || peers.hold !== null,
+      taskId: streaming ? info?.task_id ?? null : null,
+      intervalSeconds: streaming ? info?.interval_seconds ?? null : null,
+      startedAt: streaming ? info?.started_at ?? null : null,
+      requestedIntervals: intervals.sort((a, b) => a - b),
       owner: streaming ? owner : null
     }
   }

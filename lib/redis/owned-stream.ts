@@ -102,7 +102,7 @@ export class OwnedStream {
 
   /** What the owner publishes about the stream. */
   info (): OwnedStreamInfo {
-    const { state, task_id: taskId, interval_seconds: intervalSeconds, started_at: startedAt } = this.stream.status()
+    const { state, taskId, intervalSeconds, startedAt } = this.stream.status()
     return { state, task_id: taskId, interval_seconds: intervalSeconds, started_at: startedAt }
   }
 

@@ -12,7 +12,8 @@ import {
   StreamListQuery,
   StreamListRef,
   StreamStatusRef,
-  TaskParams
+  TaskParams,
+  toStatusBody
 } from './schemas.js'
 
 /** Manual control: start/stop hold, current metrics, status, stream list, task cancellation. */
@@ -38,7 +39,7 @@ export function registerControlRoutes (fastify: FastifyInstance, context: RouteC
   }, async (request, reply) => {
     const intervalSeconds = requestedInterval(context, request.body?.interval_seconds)
     try {
-      return await lifecycle.hold(request.params.agentId, { intervalSeconds })
+      return toStatusBody(await lifecycle.hold(request.params.agentId, { intervalSeconds }))
     } catch (err) {
       if ((err as { code?: string }).code === 'FST_ERR_AGENT_SSE_TOO_MANY_HOLDS') refuseForNow(context, reply, err as Error)
       throw err
@@ -56,7 +57,7 @@ export function registerControlRoutes (fastify: FastifyInstance, context: RouteC
       response: { 200: StreamStatusRef, ...errors }
     },
     preHandler: ensureAgentExists
-  }, async (request) => lifecycle.release(request.params.agentId))
+  }, async (request) => toStatusBody(await lifecycle.release(request.params.agentId)))
 
   app.get('/agents/:agentId/metrics/current', {
     schema: {
@@ -74,7 +75,7 @@ export function registerControlRoutes (fastify: FastifyInstance, context: RouteC
       response: { 200: StreamStatusRef, ...errors }
     },
     preHandler: ensureAgentExists
-  }, async (request) => lifecycle.status(request.params.agentId))
+  }, async (request) => toStatusBody(lifecycle.status(request.params.agentId)))
 
   app.get('/streams', {
     schema: {
@@ -90,8 +91,8 @@ export function registerControlRoutes (fastify: FastifyInstance, context: RouteC
     // One page at a time: a list of every stream of a large fleet would block the event loop.
     const { streams, next } = lifecycle.page(request.query.cursor ?? null, request.query.limit ?? DEFAULT_PAGE_SIZE)
     // Only the agents this request may see (a page may hold fewer than `limit`).
-    const visible = new Set(await filterAuthorized(context, request, streams.map((status) => status.agent_id)))
-    return { streams: streams.filter((status) => visible.has(status.agent_id)), next_cursor: next }
+    const visible = new Set(await filterAuthorized(context, request, streams.map((status) => status.agentId)))
+    return { streams: streams.filter((status) => visible.has(status.agentId)).map(toStatusBody), next_cursor: next }
   })
 
   app.post('/tasks/:taskId/cancel', {
@@ -112,6 +113,6 @@ export function registerControlRoutes (fastify: FastifyInstance, context: RouteC
     const [agentId] = await filterAuthorized(context, request, lifecycle.agentsOfTask(taskId))
     const status = agentId === undefined ? false : await lifecycle.cancelTask(taskId, agentId)
     if (status === false) throw new FST_ERR_AGENT_SSE_UNKNOWN_TASK(taskId)
-    return status
+    return toStatusBody(status)
   })
 }

@@ -1,5 +1,6 @@
 import type { StreamLifecycle } from '../lifecycle/stream-lifecycle.js'
 import type { FleetConnection } from './fleet-connection.js'
+import { toStatusBody } from './schemas.js'
 import type { FleetFrames } from './sse-frames.js'
 
 /** How often watched agents' statuses are compared: at most one `status` event per agent per this period. */
@@ -27,7 +28,7 @@ export class FleetStatusFeed {
       this.watchers.set(agentId, watchers)
     }
     watchers.add(connection)
-    const json = JSON.stringify(this.lifecycle.status(agentId))
+    const json = JSON.stringify(toStatusBody(this.lifecycle.status(agentId)))
     connection.status(agentId, json, this.frames.statusFrame(json))
     this.timer ??= setInterval(() => this.tick(), STATUS_PERIOD_MS).unref()
   }
@@ -50,7 +51,7 @@ export class FleetStatusFeed {
 
   private tick (): void {
     for (const [agentId, watchers] of this.watchers) {
-      const json = JSON.stringify(this.lifecycle.status(agentId))
+      const json = JSON.stringify(toStatusBody(this.lifecycle.status(agentId)))
       if (json === this.lastJson.get(agentId)) continue
       this.lastJson.set(agentId, json)
       const frame = this.frames.statusFrame(json)

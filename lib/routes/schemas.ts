@@ -1,6 +1,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import type { FastifyInstance, FastifySchemaValidationError } from 'fastify'
 import type { AgentSseErrorBody } from '../errors.js'
+import type { GapInfo, StreamStatus } from '../lifecycle/types.js'
 import type { ResolvedOptions } from '../options.js'
 
 // Ids made only of dots (`.`, `..`, also sent as `%2e%2e`) are refused: an adapter may build a path or URL from the id.
@@ -124,6 +125,34 @@ export const errorResponses = { '4xx': ErrorRef, '5xx': ErrorRef }
 
 export type StreamStatusBody = Static<typeof StreamStatusSchema>
 export type StreamListBody = Static<typeof StreamListSchema>
+
+/** The lifecycle's status as the wire carries it (the one place the two shapes meet). */
+export function toStatusBody (status: StreamStatus): StreamStatusBody {
+  const body: StreamStatusBody = {
+    agent_id: status.agentId,
+    streaming_active: status.streamingActive,
+    state: status.state,
+    sse_clients: status.subscribers,
+    manual_hold: status.manualHold,
+    task_id: status.taskId,
+    interval_seconds: status.intervalSeconds,
+    started_at: status.startedAt,
+    requested_intervals: status.requestedIntervals
+  }
+  if (status.owner !== undefined) body.owner = status.owner
+  return body
+}
+
+/** An `event: gap` frame's data: what a resuming client missed that is no longer held. */
+export interface GapBody {
+  missed: number
+  last_event_id: number
+}
+
+/** A gap as the wire carries it. */
+export function toGapBody (gap: GapInfo): GapBody {
+  return { missed: gap.missed, last_event_id: gap.lastEventId }
+}
 
 // ---- OpenAPI: what @fastify/swagger reads from a route schema besides the JSON schemas.
 

@@ -1,6 +1,7 @@
 import { errorBody } from '../errors.js'
 import type { GapInfo } from '../lifecycle/types.js'
 import { encodeEvent, type SseFrame } from '../sse/frame.js'
+import { toGapBody } from './schemas.js'
 
 /** Replayed frames kept for a reconnect wave, in bytes (the oldest go first past it). */
 const REPLAY_CACHE_BYTES = 8 * 1024 * 1024
@@ -69,7 +70,7 @@ export class SseFrames {
   }
 
   gapFrame (gap: GapInfo): SseFrame {
-    return encodeEvent('gap', JSON.stringify(gap))
+    return encodeEvent('gap', JSON.stringify(toGapBody(gap)))
   }
 
   endFrame (reason: string): SseFrame {
@@ -94,7 +95,7 @@ export class FleetFrames {
   }
 
   gapFrame (agentId: string, gap: GapInfo): SseFrame {
-    return encodeEvent('gap', JSON.stringify({ agent_id: agentId, ...gap }))
+    return encodeEvent('gap', JSON.stringify({ agent_id: agentId, ...toGapBody(gap) }))
   }
 
   endFrame (agentId: string, reason: string): SseFrame {

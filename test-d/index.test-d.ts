@@ -41,9 +41,12 @@ expectType<{ streams: StreamStatus[], next: string | null }>(app.streamLifecycle
 expectType<Promise<StreamStatus>>(app.streamLifecycle.hold('a', { intervalSeconds: 5 }))
 
 const status = app.streamLifecycle.status('a')
-expectType<boolean>(status.streaming_active)
+expectType<boolean>(status.streamingActive)
 expectType<'idle' | 'starting' | 'active' | 'lingering' | 'stopping'>(status.state)
-expectType<string | null>(status.task_id)
+expectType<string | null>(status.taskId)
+expectType<number>(status.subscribers)
+// The wire's snake_case names are the routes' business, not the lifecycle's.
+expectError(status.sse_clients)
 
 const sub = app.streamLifecycle.subscribe('a', { intervalSeconds: 5, onSample (sample, id) { expectType<number>(id); expectType<Record<string, unknown>>(sample) } })
 expectType<Subscription>(sub)

@@ -20,6 +20,14 @@ export const FST_ERR_AGENT_SSE_INVALID_OPTION: FastifyErrorConstructor<{ code: '
   TypeError
 )
 
+export const FST_ERR_AGENT_SSE_ALREADY_REGISTERED: FastifyErrorConstructor<{ code: 'FST_ERR_AGENT_SSE_ALREADY_REGISTERED' }, []> = createError(
+  'FST_ERR_AGENT_SSE_ALREADY_REGISTERED',
+  'fastify-agent-sse: the plugin is already registered in this encapsulation context (app.streamLifecycle exists); ' +
+    'to serve it twice, under two prefixes, register each inside its own plugin: ' +
+    'app.register(async (scope) => { await scope.register(agentSse, { adapter, prefix: "/a" }) })',
+  500
+)
+
 export const FST_ERR_AGENT_SSE_UNKNOWN_AGENT: AgentSseErrorClass<'FST_ERR_AGENT_SSE_UNKNOWN_AGENT', 404, [string]> = createError(
   'FST_ERR_AGENT_SSE_UNKNOWN_AGENT',
   'fastify-agent-sse: unknown agent "%s"',

@@ -1,5 +1,6 @@
 import type { FastifyInstance, LogLevel } from 'fastify'
 import fp from 'fastify-plugin'
+import { FST_ERR_AGENT_SSE_ALREADY_REGISTERED } from './errors.js'
 import { StreamLifecycle } from './lifecycle/stream-lifecycle.js'
 import { resolveOptions, type AgentSseOptions } from './options.js'
 import { agentSseRoutes, type ConnectionsHandle, type SseConnectionInfo } from './routes/index.js'
@@ -46,6 +47,8 @@ declare module 'fastify' {
 }
 
 async function agentSsePlugin (fastify: FastifyInstance, pluginOptions: AgentSseOptions): Promise<void> {
+  // Fastify's own FST_ERR_DEC_ALREADY_PRESENT would name a decorator, not the fix.
+  if (fastify.hasDecorator('streamLifecycle')) throw new FST_ERR_AGENT_SSE_ALREADY_REGISTERED()
   const options = resolveOptions(pluginOptions)
   // fastify-plugin skips encapsulation, so Fastify does not apply register's `logLevel` here:
   // the plugin's own lines get it through a child logger, its routes through their scope.

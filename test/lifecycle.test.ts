@@ -413,7 +413,7 @@ t.test('close ends subscribers with server-shutdown and stops every stream, even
 
 t.test('getCurrentMetrics and agentExists go through the adapter with errors mapped', async (t) => {
   const { lifecycle, adapter } = lifecycleFixture()
-  t.same(await lifecycle.getCurrentMetrics('a'), { agentId: 'a', cpu_percent: 12.5 })
+  t.same(await lifecycle.getCurrentMetrics('a'), { agent_id: 'a', cpu_percent: 12.5 })
   t.equal(await lifecycle.agentExists('a'), true)
   adapter.knownAgents = new Set(['b'])
   t.equal(await lifecycle.agentExists('a'), false)

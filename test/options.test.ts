@@ -88,9 +88,30 @@ t.test('defaults apply when options are omitted', async (t) => {
   t.equal(low.statusCode, 400, 'minIntervalSeconds defaults to 1')
 })
 
-t.test('registering twice on one instance is refused by the decorator', async (t) => {
+t.test('registering twice in one context fails with a clear error; in two scopes, two prefixes each have their own lifecycle', async (t) => {
   const app = Fastify()
   t.teardown(() => app.close())
   await app.register(agentSse, { adapter: new TestAdapter() })
-  await t.rejects(async () => { await app.register(agentSse, { adapter: new TestAdapter() }) }, { code: 'FST_ERR_DEC_ALREADY_PRESENT' })
+  await t.rejects(async () => { await app.register(agentSse, { adapter: new TestAdapter() }) }, {
+    code: 'FST_ERR_AGENT_SSE_ALREADY_REGISTERED',
+    message: /already registered in this encapsulation context.*register each inside its own plugin/
+  })
+
+  const two = Fastify()
+  t.teardown(() => two.close())
+  const adapters = { a: new TestAdapter(), b: new TestAdapter() }
+  const lifecycles: Record<string, StreamLifecycle> = {}
+  for (const name of ['a', 'b'] as const) {
+    await two.register(async (scope) => {
+      await scope.register(agentSse, { adapter: adapters[name], prefix: `/${name}` })
+      lifecycles[name] = scope.streamLifecycle
+    })
+  }
+  await two.ready()
+  const started = await two.inject({ method: 'POST', url: '/b/agents/x/metrics/streaming/start' })
+  t.equal(started.statusCode, 200)
+  t.same([adapters.a.startsFor('x'), adapters.b.startsFor('x')], [0, 1], 'the /b registration drives its own adapter')
+  t.not(lifecycles.a, lifecycles.b)
+  t.equal(lifecycles.b!.status('x').state, 'active')
+  t.equal((await two.inject('/a/agents/x/status')).json().state, 'idle', '/a has its own counts')
 })

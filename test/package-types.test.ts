@@ -54,7 +54,7 @@ app.register(agentSse, { adapter, coordinator: redisCoordinator(options) })
 app.register(namedAgentSse, { adapter, stopDelayMs: 2000 })
 const lifecycle: StreamLifecycle = app.streamLifecycle
 const status: StreamStatus = lifecycle.status('a')
-const active: boolean = status.streaming_active
+const active: boolean = status.streamingActive
 // @ts-expect-error options are typed
 app.register(agentSse, { adapter, stopDelayMs: '2000' })
 

@@ -3,6 +3,7 @@
  * No runtime dependencies: it uses `fetch` and an `EventSource` (the browser's, or
  * the `eventsource` package in Node 20, which has none built in).
  */
+import type { AgentSseErrorBody } from '../errors.js'
 import type { GapBody, StreamListBody, StreamStatusBody } from '../routes/schemas.js'
 
 /** An `event: gap` frame: `missed` samples after `last_event_id` are no longer held. */
@@ -112,7 +113,7 @@ export class AgentStreamClientError extends Error {
   readonly code: string
   readonly error: string
 
-  constructor (body: { statusCode: number, code: string, error: string, message: string }) {
+  constructor (body: AgentSseErrorBody) {
     super(body.message)
     this.name = 'AgentStreamClientError'
     this.statusCode = body.statusCode
@@ -151,7 +152,7 @@ export class AgentStreamClient {
     })
     source.addEventListener('error', (event) => {
       // The EventSource's own connection errors carry no data; the plugin's `event: error` does.
-      const body = typeof event?.data === 'string' ? parseJson<ErrorBody>(event.data) : undefined
+      const body = typeof event?.data === 'string' ? parseJson<AgentSseErrorBody>(event.data) : undefined
       if (body && typeof body.statusCode === 'number') handlers.onServerError?.(new AgentStreamClientError(body))
     })
     return source
@@ -203,7 +204,7 @@ export class AgentStreamClient {
       opened.addEventListener('error', (event) => {
         const body = typeof event?.data === 'string' ? agentOf(event.data) : undefined
         if (typeof body?.agent_id !== 'string' || typeof body.statusCode !== 'number') return
-        handlers.onServerError?.(body.agent_id, new AgentStreamClientError(body as unknown as ErrorBody))
+        handlers.onServerError?.(body.agent_id, new AgentStreamClientError(body as unknown as AgentSseErrorBody))
         isOver(body.agent_id)
       })
     }
@@ -289,7 +290,7 @@ export class AgentStreamClient {
     const text = await response.text()
     const parsed = parseJson<unknown>(text)
     if (!response.ok) {
-      const error = parsed as Partial<ErrorBody> | undefined
+      const error = parsed as Partial<AgentSseErrorBody> | undefined
       throw new AgentStreamClientError({
         statusCode: response.status,
         code: typeof error?.code === 'string' ? error.code : 'FST_ERR_AGENT_SSE_CLIENT_HTTP',
@@ -299,13 +300,6 @@ export class AgentStreamClient {
     }
     return parsed as T
   }
-}
-
-interface ErrorBody {
-  statusCode: number
-  code: string
-  error: string
-  message: string
 }
 
 function parseJson<T> (text: string): T | undefined {

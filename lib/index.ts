@@ -20,7 +20,7 @@ export type {
   StreamStopReason,
   StreamStoppedMessage
 } from './diagnostics.js'
-export { StreamLifecycle } from './lifecycle/stream-lifecycle.js'
+export { StreamLifecycle, type StreamLifecycleOptions } from './lifecycle/stream-lifecycle.js'
 export { localCoordinator } from './lifecycle/local-streams.js'
 export type { Coordinator, CoordinatorContext, CoordinatedStreams } from './lifecycle/coordinator.js'
 export type {
@@ -28,7 +28,6 @@ export type {
   HoldOptions,
   LifecycleLogger,
   LifecycleTimers,
-  StreamLifecycleOptions,
   StreamState,
   StreamStatus,
   SubscribeOptions,

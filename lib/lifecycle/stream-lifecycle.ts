@@ -3,7 +3,7 @@ import { FST_ERR_AGENT_SSE_ADAPTER_FAILED, FST_ERR_AGENT_SSE_CLOSED, FST_ERR_AGE
 import { assertAdapter, assertCoordinator, assertKnownOptions, lifecycleOptionRules, resolveScalarOptions } from '../option-rules.js'
 import type { AdapterOperation } from '../diagnostics.js'
 import { adapterCall, failureLogFields, unrefTimers } from './adapter-call.js'
-import type { CoordinatedStreams } from './coordinator.js'
+import type { CoordinatedStreams, Coordinator } from './coordinator.js'
 import { localCoordinator } from './local-streams.js'
 import { serialiseSample } from './sample.js'
 import { Subscriber } from './subscriber.js'
@@ -11,11 +11,32 @@ import type {
   HoldOptions,
   LifecycleLogger,
   LifecycleTimers,
-  StreamLifecycleOptions,
   StreamStatus,
   SubscribeOptions,
   Subscription
 } from './types.js'
+
+/** Options of {@link StreamLifecycle}. */
+export interface StreamLifecycleOptions {
+  adapter: AgentAdapter
+  /** Debounce window after the last subscriber leaves. @default 2000 */
+  stopDelayMs?: number
+  /** Upper bound on every adapter call. @default 10000 */
+  adapterTimeoutMs?: number
+  /** Samples kept per agent for Last-Event-ID replay. @default 16 */
+  replayBufferSize?: number
+  /** Manual holds at once; past it `hold()` throws FST_ERR_AGENT_SSE_TOO_MANY_HOLDS (503). 0 = no limit. @default 1000 */
+  maxHolds?: number
+  logger?: LifecycleLogger
+  timers?: LifecycleTimers
+  /** Wall clock for `startedAt`. @default Date.now */
+  now?: () => number
+  /**
+   * Where the reference counts live. The default is this process; `redisCoordinator()`
+   * from `fastify-agent-sse/redis` shares them across instances.
+   */
+  coordinator?: Coordinator
+}
 
 const knownLifecycleOptions = ['adapter', 'coordinator', 'logger', 'timers', 'now', ...Object.keys(lifecycleOptionRules)]
 

@@ -1,5 +1,4 @@
-import type { Coordinator } from './coordinator.js'
-import type { AgentAdapter, MetricsSample } from '../adapter.js'
+import type { MetricsSample } from '../adapter.js'
 
 /**
  * The per-agent states:
@@ -112,25 +111,4 @@ export interface LifecycleLogger {
 export interface LifecycleTimers {
   setTimeout (callback: () => void, ms: number): unknown
   clearTimeout (handle: unknown): void
-}
-
-export interface StreamLifecycleOptions {
-  adapter: AgentAdapter
-  /** Debounce window after the last subscriber leaves. @default 2000 */
-  stopDelayMs?: number
-  /** Upper bound on every adapter call. @default 10000 */
-  adapterTimeoutMs?: number
-  /** Samples kept per agent for Last-Event-ID replay. @default 16 */
-  replayBufferSize?: number
-  /** Manual holds at once; past it `hold()` throws FST_ERR_AGENT_SSE_TOO_MANY_HOLDS (503). 0 = no limit. @default 1000 */
-  maxHolds?: number
-  logger?: LifecycleLogger
-  timers?: LifecycleTimers
-  /** Wall clock for `startedAt`. @default Date.now */
-  now?: () => number
-  /**
-   * Where the reference counts live. The default is this process; `redisCoordinator()`
-   * from `fastify-agent-sse/redis` shares them across instances.
-   */
-  coordinator?: Coordinator
 }

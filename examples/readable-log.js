@@ -17,8 +17,14 @@ function show (line, record) {
   return record?.msg === undefined ? line : `${levels[record.level] ?? record.level} ${record.msg}`
 }
 
+/** The line as a person reads it, or null for one of Fastify's lines per request (the launchers skip those). */
 export function readable (line) {
-  return show(line, parse(line))
+  const record = parse(line)
+  return isRequestLine(record) ? null : show(line, record)
+}
+
+function isRequestLine (record) {
+  return record?.level === 30 && requestLines.has(record.msg)
 }
 
 /**
@@ -30,9 +36,8 @@ export function readableLogStream (output = process.stdout) {
   return {
     write (chunk) {
       const line = chunk.trimEnd()
-      const record = parse(line)
-      if (record?.level === 30 && requestLines.has(record.msg)) return
-      output.write(`${show(line, record)}\n`)
+      const text = readable(line)
+      if (text !== null) output.write(`${text}\n`)
     }
   }
 }

@@ -34,8 +34,9 @@ function run (name, command, args, childEnv, { onLine = () => {}, quiet = false 
   const kept = []
   for (const stream of [child.stdout, child.stderr]) {
     createInterface({ input: stream }).on('line', (line) => {
+      const text = readable(line)
       if (quiet) kept.push(line)
-      else console.log(`${prefix} ${readable(line)}`)
+      else if (text !== null) console.log(`${prefix} ${text}`)
       onLine(line)
     })
   }

@@ -19,7 +19,8 @@ function run (name, args, onLine = () => {}) {
   const prefix = `[${name}]`.padEnd(9)
   for (const stream of [child.stdout, child.stderr]) {
     createInterface({ input: stream }).on('line', (line) => {
-      console.log(`${prefix} ${readable(line)}`)
+      const text = readable(line)
+      if (text !== null) console.log(`${prefix} ${text}`)
       onLine(line)
     })
   }

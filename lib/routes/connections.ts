@@ -4,7 +4,7 @@ import { FST_ERR_AGENT_SSE_TOO_MANY_CLIENTS } from '../errors.js'
 import type { SseFrame } from '../sse/frame.js'
 import { SseHub, type SseClient } from '../sse/hub.js'
 import { refuseForNow, type RouteContext } from './context.js'
-import { STATUS_SLOT_PREFIX } from './fleet-connection.js'
+import { slotContents } from './sse-frames.js'
 
 /** What an open SSE connection does when it closes, and what it is told when the server shuts down. */
 export interface StreamConnection {
@@ -49,10 +49,8 @@ export class SseConnections {
       },
       onConflate (client, slot) {
         if (!channels.clientConflated.hasSubscribers) return
-        // A single-agent connection offers in the default slot '' (see ClientSubscriber); a fleet connection in its agents' slots.
-        const status = slot.startsWith(STATUS_SLOT_PREFIX)
-        const agentId = slot === '' ? client.rooms[0] ?? null : status ? slot.slice(STATUS_SLOT_PREFIX.length) : slot
-        channels.clientConflated.publish({ clientId: client.id, agentId, frame: status ? 'status' : 'metrics', bufferedBytes: client.bufferedBytes })
+        const { agentId, frame } = slotContents(slot, client.rooms[0] ?? null)
+        channels.clientConflated.publish({ clientId: client.id, agentId, frame, bufferedBytes: client.bufferedBytes })
       }
     })
   }

@@ -3,13 +3,7 @@ import type { GapInfo, SubscribeOptions, Subscription } from '../lifecycle/types
 import type { SseFrame } from '../sse/frame.js'
 import type { SseClient } from '../sse/hub.js'
 import type { StreamConnection } from './connections.js'
-import type { FleetFrames } from './sse-frames.js'
-
-/**
- * A fleet connection conflates each agent's samples in the slot named by the agent id, and its
- * statuses in this prefix + the agent id (a status must not replace a sample).
- */
-export const STATUS_SLOT_PREFIX = 'status '
+import { statusSlot, type FleetFrames } from './sse-frames.js'
 
 /** A frame written while the connection joins, with where it goes in id order. */
 interface Pending {
@@ -66,7 +60,7 @@ export class FleetConnection implements StreamConnection {
   status (agentId: string, statusJson: string, frame: SseFrame): void {
     if (!this.live.has(agentId) || this.statusSent.get(agentId) === statusJson) return
     this.statusSent.set(agentId, statusJson)
-    this.client.offer(frame, STATUS_SLOT_PREFIX + agentId)
+    this.client.offer(frame, statusSlot(agentId))
   }
 
   leave (): void {

@@ -3,6 +3,22 @@ import type { GapInfo } from '../lifecycle/types.js'
 import { encodeEvent, type SseFrame } from '../sse/frame.js'
 import { toGapBody } from './schemas.js'
 
+// A slow client keeps only the newest frame of each conflation slot. A single-agent connection uses
+// the default slot ''; a fleet connection one slot per agent for its samples (named by the agent id)
+// and one for its statuses (a status must not replace a sample).
+const STATUS_SLOT_PREFIX = 'status '
+
+/** The conflation slot of an agent's `status` frames on a fleet connection. */
+export function statusSlot (agentId: string): string {
+  return STATUS_SLOT_PREFIX + agentId
+}
+
+/** What a conflation slot holds: the agent (`soleAgent` for the default slot) and the kind of frame. */
+export function slotContents (slot: string, soleAgent: string | null): { agentId: string | null, frame: 'metrics' | 'status' } {
+  if (slot === '') return { agentId: soleAgent, frame: 'metrics' }
+  return slot.startsWith(STATUS_SLOT_PREFIX) ? { agentId: slot.slice(STATUS_SLOT_PREFIX.length), frame: 'status' } : { agentId: slot, frame: 'metrics' }
+}
+
 /** Replayed frames kept for a reconnect wave, in bytes (the oldest go first past it). */
 const REPLAY_CACHE_BYTES = 8 * 1024 * 1024
 

@@ -256,7 +256,7 @@ t.test('cluster mode over Redis (in-process instances)', { skip }, async (t) => 
     // What a partition looks like from Redis: the lease expired and someone else took it.
     const intruder = new Redis(redis.url)
     t.teardown(() => intruder.disconnect())
-    await intruder.set(`${keyPrefix}owner:s`, 'elsewhere', 'PX', 1500)
+    await intruder.set(`${keyPrefix}{s}:owner`, 'elsewhere', 'PX', 1500)
     await waitFor(() => owner.adapter.stopsFor('s') === 1, 'the old owner stops its task', waitMs)
     const stoppedTask = owner.adapter.stopCalls[0]!.taskId
     owner.adapter.startCalls[0]!.sink.push({ late: true })
@@ -384,12 +384,12 @@ t.test('redisCoordinator options fail with a message naming the option', async (
   t.throws(() => new StreamLifecycle({ adapter: new TestAdapter(), coordinator }), { message: /already attached/ })
 })
 
-/** The key prefix the cluster of a test uses, found from the agent's lease key. */
+/** The key prefix the cluster of a test uses, found from the agent's lease key (`<prefix>{<agentId>}:owner`). */
 async function findPrefix (redis: RedisServer, agentId: string): Promise<string | null> {
   const client = new Redis(redis.url)
   try {
-    const keys = await client.keys(`*owner:${agentId}`)
-    return keys.length === 1 ? keys[0]!.slice(0, -`owner:${agentId}`.length) : null
+    const keys = await client.keys(`*{${agentId}}:owner`)
+    return keys.length === 1 ? keys[0]!.slice(0, -`{${agentId}}:owner`.length) : null
   } finally {
     client.disconnect()
   }

@@ -9,6 +9,7 @@ import {
   FST_ERR_AGENT_SSE_STREAM_ENDED,
   type AgentSseErrorBody
 } from '../errors.js'
+import type { AgentAdapter } from '../adapter.js'
 import { adapterCall, failureLogFields, withTimeout } from '../lifecycle/adapter-call.js'
 import type { AgentStreamContext } from '../lifecycle/agent-stream.js'
 import type { CoordinatedStreams, CoordinatorContext } from '../lifecycle/coordinator.js'
@@ -64,6 +65,7 @@ export class ClusterStreams implements CoordinatedStreams {
   private syncScheduled = false
   private lastSnapshot = ''
   private readonly detach: Array<() => void> = []
+  private readonly fencedAdapter: AgentAdapter
 
   constructor (private readonly context: CoordinatorContext, private readonly settings: ClusterSettings) {
     this.store = new RedisStore(settings.redis, settings.keyPrefix, settings.instanceId, settings.leaseMs)
@@ -72,6 +74,7 @@ export class ClusterStreams implements CoordinatedStreams {
     this.locals = new LocalClients(context.replayBufferSize, context.logger, context.timers, () => context.now())
     this.holdWaiters = new TimedWaits(context.timers)
     this.pendingCancels = new TimedWaits<boolean>(context.timers)
+    this.fencedAdapter = this.createFencedAdapter()
     this.streamContext = {
       ...context,
       // Each owned stream numbers its samples itself (see OwnedStream); these are never used.
@@ -367,14 +370,14 @@ export class ClusterStreams implements CoordinatedStreams {
 
   private async becomeOwner (agentId: string): Promise<void> {
     const { logger } = this.context
-    const own = new OwnedStream(agentId, this.streamContext, {
+    const own = new OwnedStream(agentId, { ...this.streamContext, adapter: this.fencedAdapter }, {
       sample: (json, intervalSeconds) => this.publishSample(agentId, json, intervalSeconds),
       end: (reason) => this.publishEnd(agentId, reason),
       fail: (err) => this.publishFailure(agentId, err)
     })
     this.owned.set(agentId, own)
     logger.info({ agentId, instanceId: this.instanceId }, `Instance ${this.instanceId} now owns the metrics stream of agent ${agentId}`)
-    const previous = await this.store.previousTask(agentId).catch(() => null)
+    const previous = await this.store.takePreviousTask(agentId).catch(() => null)
     // Whoever recorded it (a previous process may have had this instance's id), no live stream of
     // this instance runs that task: this stream is new.
     if (previous) {
@@ -382,6 +385,35 @@ export class ClusterStreams implements CoordinatedStreams {
       this.stopPreviousTask(agentId, previous.taskId)
     }
     if (this.owned.get(agentId) === own) own.follow(this.clusterDemand(agentId))
+  }
+
+  /**
+   * The adapter as owned streams see it: a stop first checks in Redis that no successor took the task over
+   * (a successor stops its predecessor's task; an owner thawed after losing its lease must not stop it again).
+   * Without an answer from Redis the owner stops its task itself: a task nobody stops is the worse outcome.
+   */
+  private createFencedAdapter (): AgentAdapter {
+    const { adapter, logger } = this.context
+    const stop = async (agentId: string, taskId: string): Promise<void> => {
+      let mine = true
+      try {
+        mine = await this.store.claimStop(agentId, taskId)
+      } catch (err) {
+        logger.warn({ agentId, taskId, err }, `Could not check in Redis whether task ${taskId} of agent ${agentId} was taken over; stopping it`)
+      }
+      if (!mine) {
+        logger.info({ agentId, taskId, instanceId: this.instanceId }, `Task ${taskId} of agent ${agentId} was taken over (and stopped) by the agent's next owner; not stopping it again`)
+        return
+      }
+      await adapter.stopMetricsStreaming(agentId, taskId)
+    }
+    return new Proxy(adapter, {
+      get (target, property) {
+        if (property === 'stopMetricsStreaming') return stop
+        const value: unknown = Reflect.get(target, property, target)
+        return typeof value === 'function' ? value.bind(target) : value
+      }
+    })
   }
 
   private stopPreviousTask (agentId: string, taskId: string): void {

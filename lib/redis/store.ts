@@ -34,15 +34,44 @@ export interface ClusterRead {
   owners: Map<string, string>
 }
 
-// Keeps (1) or re-takes (2, after Redis lost its data) the lease if it is ours or free; 0 if another instance has it.
-const RENEW = `local owner = redis.call('GET', KEYS[1])
-if owner == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-if not owner then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end
-return 0`
+// One call renews every lease of this instance (KEYS: owner, task, owner, task, ...): each is kept (1) or re-taken
+// (2, after Redis lost its data) if it is ours or free, with the record of its task; 0 if another instance has it.
+// On a Redis Cluster the keys of one call must share a slot: one call per slot (or per node, with hash tags
+// grouped per node) would be needed there.
+const RENEW_ALL = `local results = {}
+for i = 1, #KEYS, 2 do
+  local owner = redis.call('GET', KEYS[i])
+  if owner == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+    redis.call('PEXPIRE', KEYS[i + 1], ARGV[3])
+    results[#results + 1] = 1
+  elseif not owner then
+    redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+    results[#results + 1] = 2
+  else
+    results[#results + 1] = 0
+  end
+end
+return results`
 
 // Deletes the lease (and the record of the task that ran under it) only if it is ours.
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1], KEYS[2]) return 1 end
 return 0`
+
+// A new owner takes the record of its predecessor's task: whoever takes it stops that task, and the
+// predecessor (frozen, cut off) learns from the stopped set that it must not stop it again.
+const TAKE_PREVIOUS_TASK = `local text = redis.call('GET', KEYS[1])
+if not text then return false end
+redis.call('DEL', KEYS[1])
+redis.call('SADD', KEYS[2], text)
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+return text`
+
+// Before an owner stops a task: 0 if a successor already took (and stops) it, else 1, and the record goes.
+// The mark is used once: a restarted instance with the same id may run a task of the same id again.
+const CLAIM_STOP = `if redis.call('SREM', KEYS[2], ARGV[1]) == 1 then return 0 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1`
 
 // Fenced: only the lease holder publishes. Ids come from INCR, never below what the owner has
 // already seen (`floor`), so they keep increasing even if Redis lost the counter.
@@ -55,7 +84,7 @@ return id`
 
 // Only the lease holder records its task: a stale owner must not overwrite what a successor will stop.
 const RECORD_TASK = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return 1`
 
 const PUBLISH_FENCED = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -83,13 +112,19 @@ export class RedisStore {
     const pipeline = this.redis.pipeline()
       .set(this.instanceKey(this.instanceId), JSON.stringify(snapshot), 'PX', this.leaseMs)
       .sadd(this.instancesKey, this.instanceId)
-    for (const agentId of ownedAgents) pipeline.eval(RENEW, 1, this.ownerKey(agentId), this.instanceId, this.leaseMs)
+    if (ownedAgents.length > 0) {
+      const keys = ownedAgents.flatMap((agentId) => [this.ownerKey(agentId), this.taskKey(agentId)])
+      pipeline.eval(RENEW_ALL, keys.length, ...keys, this.instanceId, this.leaseMs, this.taskTtlMs)
+    }
     pipeline.smembers(this.instancesKey)
     const results = await pipeline.exec()
     if (results === null) throw new Error('pipeline aborted')
     for (const [err] of results) if (err) throw err
     const renewed = new Map<string, number>()
-    ownedAgents.forEach((agentId, index) => renewed.set(agentId, Number(results[index + 2]![1])))
+    if (ownedAgents.length > 0) {
+      const outcomes = results[2]![1] as unknown[]
+      ownedAgents.forEach((agentId, index) => renewed.set(agentId, Number(outcomes[index])))
+    }
     const members = results[results.length - 1]![1] as string[]
     return { renewed, cluster: await this.read(members) }
   }
@@ -124,10 +159,13 @@ export class RedisStore {
     return (await this.redis.set(this.ownerKey(agentId), this.instanceId, 'PX', this.leaseMs, 'NX')) === 'OK'
   }
 
-  /** The task a previous owner recorded for the agent and did not clear (it died or lost its lease). */
-  async previousTask (agentId: string): Promise<{ owner: string, taskId: string } | null> {
-    const text = await this.redis.get(this.taskKey(agentId))
-    if (text === null) return null
+  /**
+   * Takes the task a previous owner recorded for the agent and did not clear (it died or lost its lease):
+   * the caller stops it, and the previous owner, should it come back, does not.
+   */
+  async takePreviousTask (agentId: string): Promise<{ owner: string, taskId: string } | null> {
+    const text = await this.redis.eval(TAKE_PREVIOUS_TASK, 2, this.taskKey(agentId), this.stoppedKey(agentId), this.stoppedTtlMs)
+    if (typeof text !== 'string') return null
     try {
       const task = JSON.parse(text)
       return typeof task?.owner === 'string' && typeof task.taskId === 'string' ? task : null
@@ -138,7 +176,12 @@ export class RedisStore {
 
   /** Remembers the live task so that a successor can stop it if this instance dies. */
   async recordTask (agentId: string, taskId: string): Promise<void> {
-    await this.redis.eval(RECORD_TASK, 2, this.ownerKey(agentId), this.taskKey(agentId), this.instanceId, JSON.stringify({ owner: this.instanceId, taskId }))
+    await this.redis.eval(RECORD_TASK, 2, this.ownerKey(agentId), this.taskKey(agentId), this.instanceId, taskRecord(this.instanceId, taskId), this.taskTtlMs)
+  }
+
+  /** Whether this instance is to stop its task: false if a successor took it over (and stops it). */
+  async claimStop (agentId: string, taskId: string): Promise<boolean> {
+    return Number(await this.redis.eval(CLAIM_STOP, 2, this.taskKey(agentId), this.stoppedKey(agentId), taskRecord(this.instanceId, taskId))) === 1
   }
 
   async release (agentId: string): Promise<void> {
@@ -188,12 +231,29 @@ export class RedisStore {
     return `${this.prefix}instance:${instanceId}`
   }
 
+  // Every key of one agent carries the agent id as a hash tag ({agentId}): on a Redis Cluster they share a slot,
+  // so that a script may touch them together.
   private ownerKey (agentId: string): string {
-    return `${this.prefix}owner:${agentId}`
+    return `${this.prefix}{${agentId}}:owner`
   }
 
   private taskKey (agentId: string): string {
-    return `${this.prefix}task:${agentId}`
+    return `${this.prefix}{${agentId}}:task`
+  }
+
+  /** Tasks a successor took over (and stopped): their first owner must not stop them again. */
+  private stoppedKey (agentId: string): string {
+    return `${this.prefix}{${agentId}}:stopped`
+  }
+
+  // The record of a live task outlives its lease, so that a successor finds it after the lease ran out.
+  private get taskTtlMs (): number {
+    return this.leaseMs * 3
+  }
+
+  // How long a frozen owner may stay away and still learn that its task was stopped for it.
+  private get stoppedTtlMs (): number {
+    return Math.max(this.leaseMs * 30, 600_000)
   }
 
   // One sequence for every agent of the cluster: a fleet connection's Last-Event-ID then locates a point in every
@@ -201,6 +261,10 @@ export class RedisStore {
   private get eventIdKey (): string {
     return `${this.prefix}event-id`
   }
+}
+
+function taskRecord (owner: string, taskId: string): string {
+  return JSON.stringify({ owner, taskId })
 }
 
 function parseSnapshot (text: string | null | undefined): InstanceSnapshot | null {

@@ -4,11 +4,26 @@
 //   connect   { port, path, clients, parallel }  opens `clients` raw-socket SSE connections (at most `parallel`
 //                                                waiting for their head at once); answers once every one has its
 //                                                `200` head: { ms, connectsPerSec }
-//   broadcast { port, events, size, timeoutMs }  POSTs /broadcast and waits until every client has seq 0..E-1,
-//                                                each exactly once and in order: { ms, eventsPerSec } or ok:false
+//   broadcast { port, events, size, mode, intervalMs, timeoutMs }
+//                                                POSTs /broadcast (mode macrotask, burst or rate; see
+//                                                servers/common.js) and waits until every client has seq 0..E-1,
+//                                                each exactly once and in order: { ms, eventsPerSec, latency } or
+//                                                ok:false; latency = receipt - push time (`t` in the sample, on the
+//                                                server's clock mapped to ours by `clock`), p50/p99/max over every
+//                                                event of every client
+//   clock     { port }                           clock offset to the server (min-RTT of GET /clock): { offsetMs, rttMs }
 //   close     {}                                 destroys every connection
 //   churn     { port, path, cycles, parallel }   connect, wait for the head, disconnect; `cycles` times, `parallel`
 //                                                at once: { ms, cyclesPerSec }
+//   stormArm  {}                                 from now on a client's first sample may have any seq (a stream
+//                                                joined while samples flow); each later one must be the previous + 1
+//   storm     { port, path, spreadMs, retryMs, timeoutMs }
+//                                                waits until every connected client has a sample, destroys them
+//                                                all at once and reconnects as many, spread evenly over `spreadMs`
+//                                                (a refused or reset attempt retries after `retryMs`); answers once
+//                                                every one has its 200 head and then a sample: { allConnectedMs,
+//                                                allStreamingMs, perClient p50/p99/max, errors, latency (of the
+//                                                samples after each client's first) }
 //
 // The fleet scenario (bench/run.js --scenarios=fleet; see bench/fleet-layout.js) parses whole SSE frames instead
 // (HTTP/1.1 chunked decoding, then `id:`/`event:`/`data:` lines, `data` as JSON):
@@ -26,9 +41,9 @@
 // previous one of that (connection, agent) plus one (nothing lost, duplicated or conflated). The first problem fails
 // the run.
 //
-// Frames are counted by scanning the bytes for `"seq":` and the decimal number after it, so the transfer
-// encoding (chunk-size lines between frames) and the SSE field layout of each library do not matter. The scan
-// copes with a pattern or number split across reads. All sockets share one read buffer (`onread`), so a read
+// Frames are counted by scanning the bytes for `"seq":`, the decimal number after it and the push time after that
+// (`,"t":<number>`), so the transfer encoding (chunk-size lines between frames) and the SSE field layout of each
+// library do not matter. The scan copes with a pattern or number split across reads. All sockets share one read buffer (`onread`), so a read
 // allocates nothing but a view; only a pattern straddling two reads copies a few bytes.
 import { readFileSync } from 'node:fs'
 import net from 'node:net'
@@ -38,6 +53,7 @@ import { request } from 'undici'
 import { agentId, fleetLayout } from './fleet-layout.js'
 
 const SEQ = Buffer.from('"seq":')
+const T_FIELD = Buffer.from(',"t":')
 const HEAD_END = Buffer.from('\r\n\r\n')
 const READ_BUFFER = Buffer.allocUnsafe(1 << 20)
 
@@ -53,7 +69,27 @@ const run = {
   firstError: null,
   endTime: 0,
   endCpu: null,
-  onSettled: null
+  onSettled: null,
+  latencies: new Float64Array(1 << 16), // ms, push -> receipt, of every event while armed
+  latencyCount: 0,
+  storm: false // stormArm: a client's first seq is whatever flows when it joins
+}
+/** Server clock - our clock (ms), from the `clock` command. */
+let offsetMs = 0
+const epochNow = () => performance.timeOrigin + performance.now()
+
+function addLatency (ms) {
+  if (run.latencyCount === run.latencies.length) {
+    const grown = new Float64Array(run.latencies.length * 2)
+    grown.set(run.latencies)
+    run.latencies = grown
+  }
+  run.latencies[run.latencyCount++] = ms
+}
+
+function latencySummary () {
+  const sorted = run.latencies.slice(0, run.latencyCount).sort()
+  return { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), max: sorted.length ? sorted[sorted.length - 1] : null, count: sorted.length }
 }
 
 class Conn {
@@ -62,18 +98,25 @@ class Conn {
     this.socket = null
     this.head = null // bytes of an incomplete response head
     this.status = 0 // HTTP status once the head is complete
-    this.next = 0 // next expected seq
+    this.next = 0 // next expected seq (-1 in a storm: whatever comes first)
     this.partial = null // bytes of a `"seq":<digits>` split across reads
     this.error = null
     this.onHead = null
     this.onFail = null
     this.closing = false
+    this.firstAt = null // storm: when the first sample arrived (performance.now())
+    this.firstTry = 0 // storm: when the first connection attempt started
   }
 }
 
 function fail (conn, message) {
   if (conn.error !== null) return
   conn.error = message
+  if (run.storm) {
+    storm.failed++
+    storm.firstError ??= `client ${conn.index}: ${message}`
+    return
+  }
   if (run.armed) {
     run.failed++
     if (run.firstError === null) run.firstError = `client ${conn.index}: ${message}`
@@ -91,8 +134,9 @@ function settleIfDone () {
   }
 }
 
-function record (conn, seq) {
+function record (conn, seq, t, now) {
   if (conn.error !== null) return
+  if (run.storm) return stormRecord(conn, seq, t, now)
   if (!run.armed) return fail(conn, `seq ${seq} received outside a broadcast`)
   if (seq !== conn.next) {
     return fail(conn, conn.next >= run.events
@@ -100,6 +144,7 @@ function record (conn, seq) {
       : `expected seq ${conn.next}, got ${seq} (${seq < conn.next ? 'duplicate or disorder' : 'missing ' + (seq - conn.next)})`)
   }
   conn.next++
+  addLatency(now + offsetMs - t)
   if (conn.next === run.events) {
     run.remaining--
     settleIfDone()
@@ -122,6 +167,26 @@ function number (buf, start) {
   return [value, j]
 }
 
+/**
+ * Parses `<seq>,"t":<push time>` at `start` (just after `"seq":`): [seq, t, end], null when the bytes may go on
+ * past the end of `buf`, or a string saying what is malformed.
+ */
+function sample (buf, start) {
+  const seq = number(buf, start)
+  if (seq === null) return null
+  if (seq[0] < 0) return 'malformed "seq": without a number'
+  let j = seq[1]
+  for (let k = 0; k < T_FIELD.length; k++, j++) {
+    if (j === buf.length) return null
+    if (buf[j] !== T_FIELD[k]) return 'sample without its push time ("t" after "seq")'
+  }
+  const from = j
+  while (j < buf.length && ((buf[j] >= 48 && buf[j] <= 57) || buf[j] === 46)) j++
+  if (j === buf.length) return null
+  if (j === from) return 'malformed "t": without a number'
+  return [seq[0], Number(buf.latin1Slice(from, j)), j]
+}
+
 /** Longest proper prefix of `"seq":` that `buf` ends with (0..5). */
 function danglingPrefix (buf) {
   for (let length = Math.min(SEQ.length - 1, buf.length); length > 0; length--) {
@@ -134,26 +199,27 @@ function danglingPrefix (buf) {
   return 0
 }
 
-function scanBody (conn, buf) {
+function scanBody (conn, buf, now) {
   let pos = 0
   if (conn.partial !== null) {
     // Finish a pattern or number that began in an earlier read (at most a few dozen bytes are copied).
     const carried = conn.partial
     conn.partial = null
-    const joined = Buffer.concat([carried, buf.subarray(0, 48)])
+    const joined = Buffer.concat([carried, buf.subarray(0, 64)])
     const i = joined.indexOf(SEQ)
     if (i !== -1 && i < carried.length) {
-      const parsed = number(joined, i + SEQ.length)
+      const parsed = sample(joined, i + SEQ.length)
       if (parsed === null) {
         if (joined.length === carried.length + buf.length) {
           conn.partial = Buffer.from(joined.subarray(i))
           return
         }
-        return fail(conn, 'unparseable seq (too many digits)')
+        return fail(conn, 'unparseable seq or t (too many digits)')
       }
-      if (parsed[0] < 0) return fail(conn, 'malformed "seq": without a number')
-      record(conn, parsed[0])
-      pos = parsed[1] - carried.length
+      if (typeof parsed === 'string') return fail(conn, parsed)
+      record(conn, parsed[0], parsed[1], now)
+      if (conn.error !== null) return
+      pos = parsed[2] - carried.length
     } else if (i === -1 && joined.length === carried.length + buf.length) {
       // The whole read was too short to complete the pattern.
       const keep = danglingPrefix(joined)
@@ -168,15 +234,15 @@ function scanBody (conn, buf) {
       if (keep > 0 && buf.length - keep >= pos) conn.partial = Buffer.from(buf.subarray(buf.length - keep))
       return
     }
-    const parsed = number(buf, i + SEQ.length)
+    const parsed = sample(buf, i + SEQ.length)
     if (parsed === null) {
       conn.partial = Buffer.from(buf.subarray(i))
       return
     }
-    if (parsed[0] < 0) return fail(conn, 'malformed "seq": without a number')
-    record(conn, parsed[0])
+    if (typeof parsed === 'string') return fail(conn, parsed)
+    record(conn, parsed[0], parsed[1], now)
     if (conn.error !== null) return
-    pos = parsed[1]
+    pos = parsed[2]
   }
 }
 
@@ -213,7 +279,7 @@ function readHead (conn, buf, requireChunked = false) {
 
 function onRead (conn, nread, buffer) {
   const buf = readHead(conn, buffer.subarray(0, nread))
-  if (buf !== null) scanBody(conn, buf)
+  if (buf !== null) scanBody(conn, buf, epochNow())
 }
 
 // `read` and `failWith` are the scenario's frame parser and failure report (fan-out or fleet).
@@ -272,11 +338,11 @@ function connectAll ({ port, path, clients, parallel }) {
   })
 }
 
-async function broadcast ({ port, events, size, timeoutMs }) {
+async function broadcast ({ port, events, size, mode = 'macrotask', intervalMs = 20, timeoutMs }) {
   const broken = conns.find((conn) => conn.error !== null)
   if (broken) return { ok: false, error: `client ${broken.index} already failed: ${broken.error}` }
   for (const conn of conns) conn.next = 0
-  Object.assign(run, { armed: true, events, remaining: conns.length, failed: 0, firstError: null })
+  Object.assign(run, { armed: true, storm: false, events, remaining: conns.length, failed: 0, firstError: null, latencyCount: 0 })
   const settled = new Promise((resolve) => { run.onSettled = resolve })
   let timer
   const timedOut = new Promise((resolve) => { timer = setTimeout(() => resolve('timeout'), timeoutMs) })
@@ -284,7 +350,7 @@ async function broadcast ({ port, events, size, timeoutMs }) {
   const start = performance.now()
   let response
   try {
-    const res = await request(`http://127.0.0.1:${port}/broadcast?events=${events}&size=${size}`, { method: 'POST' })
+    const res = await request(`http://127.0.0.1:${port}/broadcast?events=${events}&size=${size}&mode=${mode}&interval=${intervalMs}`, { method: 'POST' })
     response = { status: res.statusCode, body: await res.body.text(), ms: performance.now() - start }
   } catch (err) {
     response = { status: 0, body: String(err?.message ?? err) }
@@ -309,7 +375,16 @@ async function broadcast ({ port, events, size, timeoutMs }) {
   if (run.failed > 0) return { ok: false, error: `${run.failed} of ${conns.length} clients lost or reordered events; first: ${run.firstError}` }
   const ms = run.endTime - start
   const clientCpuMs = (run.endCpu.user + run.endCpu.system - startCpu.user - startCpu.system) / 1000
-  return { ok: true, ms, delivered: conns.length * events, eventsPerSec: (conns.length * events) / (ms / 1000), clientCpuPct: (100 * clientCpuMs) / ms, responseMs: response.ms, server: response.body }
+  return {
+    ok: true,
+    ms,
+    delivered: conns.length * events,
+    eventsPerSec: (conns.length * events) / (ms / 1000),
+    clientCpuPct: (100 * clientCpuMs) / ms,
+    responseMs: response.ms,
+    server: response.body,
+    latency: latencySummary()
+  }
 }
 
 function closeAll () {
@@ -319,6 +394,7 @@ function closeAll () {
   }
   conns = []
   fleetConns = []
+  run.storm = false
   return { ok: true }
 }
 
@@ -356,6 +432,126 @@ function churn ({ port, path, cycles, parallel }) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Reconnect storm: every client drops at once and reconnects within `spreadMs` while samples flow.
+
+const storm = { failed: 0, firstError: null, onFirst: null }
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+function stormArm () {
+  run.armed = false
+  run.storm = true
+  run.latencyCount = 0
+  Object.assign(storm, { failed: 0, firstError: null, onFirst: null })
+  for (const conn of conns) {
+    conn.next = -1
+    conn.firstAt = null
+  }
+  return { ok: true }
+}
+
+function stormRecord (conn, seq, t, now) {
+  if (conn.next !== -1 && seq !== conn.next) {
+    return fail(conn, `expected seq ${conn.next}, got ${seq} (${seq < conn.next ? 'duplicate or disorder' : 'missing ' + (seq - conn.next)})`)
+  }
+  conn.next = seq + 1
+  if (conn.firstAt === null) {
+    // Not counted in the latency: a server may replay its latest sample to a client that joins (however old).
+    conn.firstAt = performance.now()
+    storm.onFirst?.(conn)
+  } else {
+    addLatency(now + offsetMs - t)
+  }
+}
+
+async function stormRun ({ port, path, spreadMs, retryMs, timeoutMs }) {
+  if (!run.storm) return { ok: false, error: 'stormArm first' }
+  const n = conns.length
+  const deadline = performance.now() + timeoutMs
+  // The streams flow: every client has had a sample.
+  while (conns.some((conn) => conn.firstAt === null && conn.error === null)) {
+    if (performance.now() > deadline) return { ok: false, timeout: true, error: `before the storm: ${conns.filter((conn) => conn.firstAt === null).length} of ${n} clients never got a sample` }
+    await sleep(10)
+  }
+  if (storm.failed > 0) return { ok: false, error: `before the storm: ${storm.failed} clients failed; first: ${storm.firstError}` }
+  const t0 = performance.now()
+  for (const conn of conns) {
+    conn.closing = true
+    conn.socket.destroy()
+  }
+  conns = []
+  run.latencyCount = 0
+  return new Promise((resolve) => {
+    let launched = 0
+    let headed = 0
+    let streaming = 0
+    let attempts = 0
+    let lastHead = 0
+    let lastStream = 0
+    let done = false
+    const errors = {}
+    const perClient = new Float64Array(n) // ms from the client's first attempt to its first sample
+    const finish = (result) => {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      storm.onFirst = null
+      resolve(result)
+    }
+    const timer = setTimeout(() => finish({
+      ok: false,
+      timeout: true,
+      error: `storm: after ${timeoutMs} ms ${headed} of ${n} clients had their head and ${streaming} a sample (${attempts} attempts, errors ${JSON.stringify(errors)})` +
+        (storm.failed > 0 ? `; ${storm.failed} failed, first: ${storm.firstError}` : '')
+    }), timeoutMs)
+    storm.onFirst = (conn) => {
+      perClient[conn.index] = conn.firstAt - conn.firstTry
+      streaming++
+      lastStream = conn.firstAt
+      if (streaming < n) return
+      if (storm.failed > 0) return finish({ ok: false, error: `storm: ${storm.failed} clients lost or reordered samples or were closed; first: ${storm.firstError}` })
+      const sorted = perClient.sort()
+      finish({
+        ok: true,
+        clients: n,
+        attempts,
+        errors,
+        allConnectedMs: lastHead - t0,
+        allStreamingMs: lastStream - t0,
+        perClient: { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), max: sorted[n - 1] },
+        latency: latencySummary()
+      })
+    }
+    const attempt = (conn) => {
+      attempts++
+      Object.assign(conn, { status: 0, head: null, partial: null, next: -1, closing: false })
+      open(port, path, conn, () => {
+        headed++
+        lastHead = performance.now()
+      }, (why) => {
+        if (conn.closing) return
+        conn.closing = true
+        conn.socket.destroy()
+        errors[why] = (errors[why] ?? 0) + 1
+        if (!done) setTimeout(() => attempt(conn), retryMs)
+      })
+    }
+    const tick = () => {
+      if (done) return
+      const due = Math.min(n, Math.floor(((performance.now() - t0) / spreadMs) * n) + 1)
+      while (launched < due) {
+        const conn = new Conn(launched++)
+        conn.next = -1
+        conn.firstTry = performance.now()
+        conns.push(conn)
+        attempt(conn)
+      }
+      if (launched < n) setTimeout(tick, 5)
+    }
+    tick()
+  })
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Fleet scenario: full SSE parsing, per-connection id order, per-(connection, agent) sample continuity, latency.
 
 /** Every open connection of the current `fleetConnect`. */
@@ -366,12 +562,9 @@ const fleet = {
   statuses: 0, // status frames
   measuring: false,
   latencies: [], // ms, push -> receipt, while measuring
-  offsetMs: 0, // server clock - our clock
   failed: 0,
   firstError: null
 }
-const epochNow = () => performance.timeOrigin + performance.now()
-
 class FleetConn {
   constructor (index, mode, agents) {
     this.index = index
@@ -517,7 +710,7 @@ function handleEvent (conn, block, now) {
   }
   conn.lastN.set(agent, sample.n)
   fleet.delivered++
-  if (fleet.measuring) fleet.latencies.push(now + fleet.offsetMs - sample.t)
+  if (fleet.measuring) fleet.latencies.push(now + offsetMs - sample.t)
 }
 
 function openFleet (port, path, conn, onHead, onFail) {
@@ -566,7 +759,7 @@ async function getJson (port, path) {
   return body
 }
 
-async function fleetClock ({ port }) {
+async function clockOffset ({ port }) {
   let best = null
   for (let k = 0; k < 30; k++) {
     const before = epochNow()
@@ -574,7 +767,7 @@ async function fleetClock ({ port }) {
     const after = epochNow()
     if (best === null || after - before < best.rttMs) best = { rttMs: after - before, offsetMs: now - (before + after) / 2 }
   }
-  fleet.offsetMs = best.offsetMs
+  offsetMs = best.offsetMs
   return { ok: true, ...best }
 }
 
@@ -655,7 +848,7 @@ function fleetCheck ({ pushed }) {
   return { ok: true, connections: fleetConns.length, delivered: fleet.delivered, statuses: fleet.statuses }
 }
 
-const commands = { connect: connectAll, broadcast, close: closeAll, churn, fleetConnect, fleetClock, fleetWindow, fleetCheck }
+const commands = { connect: connectAll, broadcast, close: closeAll, churn, clock: clockOffset, fleetConnect, fleetClock: clockOffset, fleetWindow, fleetCheck, stormArm, storm: stormRun }
 
 async function handle (line) {
   let message

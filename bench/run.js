@@ -1,6 +1,7 @@
-// Benchmark orchestrator: `npm run bench` (full), `node bench/run.js --quick` (under a minute).
-// Options: --quick, --only=name1,name2, --rounds=N, --agent-max-buffered=BYTES, --json=FILE,
-//          --scenarios=throughput,idle,churn,fleet, --clients=N --events=E --size=S --idle=N --churn=N (overrides),
+// Benchmark orchestrator: `npm run bench` (full), `node bench/run.js --quick` (a smoke run, under two minutes).
+// Options: --quick, --only=name1,name2, --rounds=N, --agent-max-buffered=BYTES, --agent-flush-ms=MS, --json=FILE,
+//          --scenarios=throughput,idle,latency,churn,storm,fleet, --clients=N --events=E --size=S --idle=N --churn=N
+//          (overrides), latency: --latency-clients=N --latency-seconds=S, storm: --storm-clients=N --storm-spread-ms=MS,
 //          fleet: --fleet-agents=N --fleet-conns=N --fleet-per-conn=N --fleet-window-ms=MS --fleet-warmup-ms=MS,
 //          --fleet-arms=fleet,single (both by default)
 // Env: BENCH_NODE_ARGS adds node flags to the server processes (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
@@ -8,11 +9,25 @@
 // Every implementation in bench/servers/ runs in its own process (fresh per scenario, so no scenario sees
 // another's heap, sockets or replay state) and the load client (bench/load-client.js) runs in another.
 // Rounds alternate over the implementations (the starting one rotates per round); medians are reported.
+//
+// How samples reach the servers: POST /broadcast pushes them one per macrotask (a setImmediate chain), the way an
+// agent transport delivers them (one message per socket read); every sample carries its push time, and the load
+// client computes the latency push -> receipt for every event of every client. The old synchronous loop (every
+// sample in one tick, which lets socket corking carry the whole burst in one write) runs as an extra, labelled
+// measurement: "synchronous burst (not how transports deliver)". Scenarios:
+//   throughput  N clients x E events (one per macrotask), then the same as a synchronous burst; setup rate
+//   idle        RSS per idle connection, then a few events to every idle client
+//   latency     200 clients x 50 samples/s (one every 20 ms, by timer): latency p50/p99 at an agent's pace
+//   churn       ours only: connect/disconnect cycles against one agent, exactly one start and one stop
+//   storm       every client drops at once and reconnects within 3 s while samples flow: time until every client
+//               has its stream back, the server's event-loop delay, a probe GET /stats's latency, errors
+//   fleet       ours only: fleet connections against single-agent connections (see fleetScenario)
 import { execFileSync, spawn } from 'node:child_process'
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import { performance } from 'node:perf_hooks'
 import { request } from 'undici'
 import { watchersPerAgent } from './fleet-layout.js'
 
@@ -22,6 +37,7 @@ const root = path.resolve(here, '..')
 const IMPLEMENTATIONS = [
   { name: 'node-http-write', label: 'node:http res.write' },
   { name: 'node-http-socket', label: 'node:http socket.write (pre-chunked)' },
+  { name: 'fastify-hijack', label: 'Fastify + reply.hijack() + res.write' },
   { name: 'fastify-sse', label: `@fastify/sse ${version('@fastify/sse')}` },
   { name: 'better-sse', label: `better-sse ${version('better-sse')}` },
   { name: 'fastify-sse-v2', label: `fastify-sse-v2 ${version('fastify-sse-v2')}` },
@@ -30,14 +46,23 @@ const IMPLEMENTATIONS = [
 /** The fleet scenario's server (ours only): bench/servers/agent-sse-fleet.js. */
 const FLEET_SERVER = { name: 'agent-sse-fleet', label: 'fastify-agent-sse fleet scenario' }
 const BASELINE = 'node-http-write'
-const PEERS = ['fastify-sse', 'better-sse', 'fastify-sse-v2']
+const FASTIFY_SSE = 'fastify-sse'
+const HIJACK = 'fastify-hijack'
 const OURS = 'agent-sse'
 
 const args = parseArgs(process.argv.slice(2))
 const quick = args.quick === true
 const config = quick
   ? { clients: 200, events: 50, size: 256, idle: 1000, idleEvents: 20, churn: 200, churnParallel: 8, rounds: 1 }
-  : { clients: 1000, events: 200, size: 256, idle: 10000, idleEvents: 20, churn: 2000, churnParallel: 16, rounds: 3 }
+  : { clients: 1000, events: 200, size: 256, idle: 5000, idleEvents: 20, churn: 2000, churnParallel: 16, rounds: 3 }
+// The latency scenario: `latencyClients` clients, one sample every `latencyIntervalMs` (by timer) for `latencySeconds`.
+// The reconnect storm: `stormClients` clients drop at once and reconnect spread over `stormSpreadMs`, while the
+// server pushes one sample every `stormIntervalMs`; a failed attempt retries after `stormRetryMs`; GET /stats is
+// probed every `stormProbeMs` throughout.
+Object.assign(config, quick
+  ? { latencyClients: 200, latencyIntervalMs: 20, latencySeconds: 1, stormClients: 1000 }
+  : { latencyClients: 200, latencyIntervalMs: 20, latencySeconds: 5, stormClients: 10000 })
+Object.assign(config, { stormSpreadMs: 3000, stormIntervalMs: 1000, stormRetryMs: 1000, stormProbeMs: 50, stormTimeoutMs: quick ? 15000 : 60000 })
 // The fleet scenario (issue "Fleet streams"): `fleetAgents` agents at 1 sample/s each, phases spread over the second;
 // `fleetConns` fleet connections of `fleetPerConn` agents each, against the same deliveries over single-agent
 // connections (fleetConns × fleetPerConn of them). The issue's load is 500 agents, 200 × 100; when the single-agent
@@ -66,6 +91,10 @@ const OVERRIDES = {
   size: 'size',
   idle: 'idle',
   churn: 'churn',
+  'latency-clients': 'latencyClients',
+  'latency-seconds': 'latencySeconds',
+  'storm-clients': 'stormClients',
+  'storm-spread-ms': 'stormSpreadMs',
   'fleet-agents': 'fleetAgents',
   'fleet-conns': 'fleetConns',
   'fleet-per-conn': 'fleetPerConn',
@@ -82,7 +111,7 @@ for (const [flag, key] of Object.entries(OVERRIDES)) {
   }
   config[key] = value
 }
-const ALL_SCENARIOS = ['throughput', 'idle', 'churn', 'fleet']
+const ALL_SCENARIOS = ['throughput', 'idle', 'latency', 'churn', 'storm', 'fleet']
 const scenarios = typeof args.scenarios === 'string' ? args.scenarios.split(',') : ALL_SCENARIOS
 const unknownScenarios = scenarios.filter((name) => !ALL_SCENARIOS.includes(name))
 if (unknownScenarios.length > 0) {
@@ -110,7 +139,14 @@ if (args['fleet-conns'] === undefined && fdLimit !== null) {
     fleetScale /= 2
   }
 }
+// The storm holds stormClients sockets in the server and in the load client: scale down to fit `ulimit -n`.
+let stormScaledFrom = null
+if (fdLimit !== null && config.stormClients > fdLimit - FD_MARGIN) {
+  stormScaledFrom = config.stormClients
+  config.stormClients = Math.max(100, Math.floor((fdLimit - FD_MARGIN) / 1000) * 1000 || fdLimit - FD_MARGIN)
+}
 const agentMaxBuffered = args['agent-max-buffered'] === undefined ? null : Number(args['agent-max-buffered'])
+const agentFlushMs = args['agent-flush-ms'] === undefined ? null : Number(args['agent-flush-ms'])
 
 let selected = IMPLEMENTATIONS
 if (typeof args.only === 'string') {
@@ -326,10 +362,33 @@ function serverEnv (impl, extra = {}) {
   if (impl.name !== OURS) return {}
   const env = { BENCH_STOP_DELAY_MS: String(config.stopDelayMs), ...extra }
   if (agentMaxBuffered !== null) env.BENCH_MAX_BUFFERED_BYTES = String(agentMaxBuffered)
+  if (agentFlushMs !== null) env.BENCH_FLUSH_INTERVAL_MS = String(agentFlushMs)
   return env
 }
 
-/** (a) + (c): N clients, E events of S bytes; delivered events/s, server CPU per delivered event, setup rate. */
+/**
+ * Broadcasts `events` (after a `warmEvents` warm-up in the same mode) and measures the server's CPU over it: the load
+ * client's answer plus cpuUsPerEvent (server user+system time / delivered events).
+ */
+async function measuredBroadcast (server, client, { clients, events, mode, intervalMs, timeoutMs = config.deliveryTimeoutMs }, what) {
+  const { port } = server
+  expectOk(await client.call('broadcast', { port, events: config.warmEvents, size: config.size, mode, intervalMs, timeoutMs }), `warm-up ${what}`)
+  const before = await getStats(port)
+  const run = expectOk(await client.call('broadcast', { port, events, size: config.size, mode, intervalMs, timeoutMs }), what)
+  const after = await getStats(port)
+  const cpuUs = (after.cpu.user - before.cpu.user) + (after.cpu.system - before.cpu.system)
+  return { ...run, cpuUsPerEvent: cpuUs / run.delivered, unhandledRejections: after.unhandledRejections }
+}
+
+/** Latency fields (ms) of a result from a load client's `latency` summary. */
+function latencyFields (prefix, latency) {
+  return { [`${prefix}P50`]: latency.p50, [`${prefix}P99`]: latency.p99, [`${prefix}Max`]: latency.max }
+}
+
+/**
+ * (a) + (c): N clients, E events of S bytes, one per macrotask; delivered events/s, server CPU per delivered event,
+ * latency push -> receipt, setup rate. Then the same E events as one synchronous burst (the extra, labelled row).
+ */
 function throughput (impl) {
   return runScenario('throughput', impl, async (server, client, progress) => {
     const { port } = server
@@ -351,22 +410,25 @@ function throughput (impl) {
     const connect = expectOk(await client.call('connect', { port, path: server.path, clients: config.clients, parallel: config.connectParallel }), 'connect')
     const ready = await getStats(port)
     if (ready.clients !== config.clients) throw new ScenarioFailure('FAILED', `server counts ${ready.clients} clients, expected ${config.clients}`)
-    progress.step = 'warm-up broadcast'
-    expectOk(await client.call('broadcast', { port, events: config.warmEvents, size: config.size, timeoutMs: config.deliveryTimeoutMs }), 'warm-up broadcast')
-    const before = await getStats(port)
-    progress.step = 'broadcast'
-    const run = expectOk(await client.call('broadcast', { port, events: config.events, size: config.size, timeoutMs: config.deliveryTimeoutMs }), 'broadcast')
-    const after = await getStats(port)
-    const cpuUs = (after.cpu.user - before.cpu.user) + (after.cpu.system - before.cpu.system)
+    expectOk(await client.call('clock', { port }), 'clock offset')
+    progress.step = 'broadcast (one sample per macrotask)'
+    const run = await measuredBroadcast(server, client, { events: config.events, mode: 'macrotask' }, 'broadcast')
+    progress.step = 'broadcast (synchronous burst)'
+    const burst = await measuredBroadcast(server, client, { events: config.events, mode: 'burst' }, 'burst broadcast')
     return {
       eventsPerSec: run.eventsPerSec,
       wallMs: run.ms,
       clientCpuPct: run.clientCpuPct,
       responseMs: run.responseMs,
-      cpuUsPerEvent: cpuUs / run.delivered,
+      cpuUsPerEvent: run.cpuUsPerEvent,
+      ...latencyFields('latency', run.latency),
+      burstEventsPerSec: burst.eventsPerSec,
+      burstClientCpuPct: burst.clientCpuPct,
+      burstCpuUsPerEvent: burst.cpuUsPerEvent,
+      ...latencyFields('burstLatency', burst.latency),
       setupPerSec: median([...setupRates, connect.connectsPerSec]),
       setupMs: connect.ms,
-      unhandledRejections: after.unhandledRejections
+      unhandledRejections: burst.unhandledRejections
     }
   }, serverEnv(impl))
 }
@@ -386,14 +448,111 @@ function idle (impl) {
     await sleep(500)
     const after = await getStats(port, true)
     if (after.clients !== config.idle) throw new ScenarioFailure('FAILED', `server counts ${after.clients} clients, expected ${config.idle}`)
+    expectOk(await client.call('clock', { port }), 'clock offset')
     progress.step = 'broadcast to idle clients'
-    const run = expectOk(await client.call('broadcast', { port, events: config.idleEvents, size: config.size, timeoutMs: config.deliveryTimeoutMs }), 'broadcast to idle clients')
+    const run = await measuredBroadcast(server, client, { events: config.idleEvents, mode: 'macrotask' }, 'broadcast to idle clients')
     return {
       rssPerConnKB: (after.rss - before.rss) / config.idle / 1024,
       rssBeforeMB: before.rss / 1048576,
       rssAfterMB: after.rss / 1048576,
       idleSetupPerSec: connect.connectsPerSec,
-      idleBroadcastMs: run.ms
+      idleBroadcastMs: run.ms,
+      idleCpuUsPerEvent: run.cpuUsPerEvent,
+      ...latencyFields('idleLatency', run.latency)
+    }
+  }, serverEnv(impl))
+}
+
+/** Latency at an agent's pace: latencyClients clients, one sample every latencyIntervalMs (by timer). */
+function latencyScenario (impl) {
+  return runScenario('latency', impl, async (server, client, progress) => {
+    const { port } = server
+    progress.step = `connecting ${config.latencyClients} clients`
+    expectOk(await client.call('connect', { port, path: server.path, clients: config.latencyClients, parallel: config.connectParallel }), 'connect')
+    expectOk(await client.call('clock', { port }), 'clock offset')
+    const events = Math.max(1, Math.round((config.latencySeconds * 1000) / config.latencyIntervalMs))
+    progress.step = `${events} samples, one every ${config.latencyIntervalMs} ms`
+    const run = await measuredBroadcast(server, client, {
+      events,
+      mode: 'rate',
+      intervalMs: config.latencyIntervalMs,
+      timeoutMs: config.latencySeconds * 1000 + config.deliveryTimeoutMs
+    }, 'rate-limited broadcast')
+    return { cpuUsPerEvent: run.cpuUsPerEvent, eventsPerSec: run.eventsPerSec, clientCpuPct: run.clientCpuPct, ...latencyFields('latency', run.latency), latencyCount: run.latency.count }
+  }, serverEnv(impl))
+}
+
+/**
+ * Reconnect storm: stormClients clients connect and receive samples (one every stormIntervalMs, by timer); then they
+ * all drop at once and reconnect, spread evenly over stormSpreadMs. Every one must get its 200 head and then a
+ * sample (each later sample the previous + 1). Meanwhile GET /stats is probed every stormProbeMs from this process;
+ * the server measures its event-loop delay over the storm.
+ */
+function stormScenario (impl) {
+  return runScenario('storm', impl, async (server, client, progress) => {
+    const { port } = server
+    const n = config.stormClients
+    progress.step = `connecting ${n} clients`
+    expectOk(await client.call('connect', { port, path: server.path, clients: n, parallel: config.connectParallel }), 'connect')
+    expectOk(await client.call('clock', { port }), 'clock offset')
+    expectOk(await client.call('stormArm'), 'storm arm')
+    // Samples flow for longer than the scenario can last; the server goes away with them still scheduled.
+    const events = Math.ceil(config.scenarioTimeoutMs / config.stormIntervalMs) + 100
+    request(`http://127.0.0.1:${port}/broadcast?events=${events}&size=${config.size}&mode=rate&interval=${config.stormIntervalMs}`, { method: 'POST' })
+      .then((res) => res.body.dump(), () => {})
+      .catch(() => {})
+    progress.step = `storm: ${n} clients reconnecting within ${config.stormSpreadMs} ms`
+    const before = await getStats(port, 'loop=start')
+    const wall0 = performance.now()
+    const probes = []
+    const storming = { on: true }
+    const probing = (async () => {
+      while (storming.on) {
+        const start = performance.now()
+        try {
+          await getStats(port)
+          probes.push(performance.now() - start)
+        } catch {
+          probes.push(Infinity)
+        }
+        await sleep(config.stormProbeMs)
+      }
+    })()
+    let run
+    try {
+      run = expectOk(await client.call('storm', { port, path: server.path, spreadMs: config.stormSpreadMs, retryMs: config.stormRetryMs, timeoutMs: config.stormTimeoutMs }), 'storm')
+    } finally {
+      storming.on = false
+      await probing
+    }
+    const after = await getStats(port, 'loop=stop')
+    const wallMs = performance.now() - wall0
+    let clients = after.clients
+    for (let i = 0; i < 100 && clients !== n; i++) {
+      await sleep(20)
+      clients = (await getStats(port)).clients
+    }
+    if (clients !== n) throw new ScenarioFailure('FAILED', `after the storm the server counts ${clients} clients, expected ${n}`)
+    const sorted = probes.sort((x, y) => x - y)
+    const errors = Object.values(run.errors).reduce((sum, count) => sum + count, 0)
+    return {
+      clients: n,
+      allConnectedMs: run.allConnectedMs,
+      allStreamingMs: run.allStreamingMs,
+      perClientP50: run.perClient.p50,
+      perClientP99: run.perClient.p99,
+      perClientMax: run.perClient.max,
+      loopDelayP99Ms: after.loopDelay?.p99Ms ?? null,
+      loopDelayMaxMs: after.loopDelay?.maxMs ?? null,
+      probeP50Ms: sorted[Math.floor(sorted.length / 2)] ?? null,
+      probeP99Ms: sorted[Math.min(sorted.length - 1, Math.ceil(0.99 * sorted.length) - 1)] ?? null,
+      probeMaxMs: sorted[sorted.length - 1] ?? null,
+      probes: sorted.length,
+      errors,
+      errorKinds: run.errors,
+      attempts: run.attempts,
+      serverCpuPct: ((after.cpu.user - before.cpu.user) + (after.cpu.system - before.cpu.system)) / 10 / wallMs,
+      ...latencyFields('latency', run.latency)
     }
   }, serverEnv(impl))
 }
@@ -537,7 +696,11 @@ async function main () {
   console.log(`node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), ${os.platform()} ${os.release()}`)
   console.log(`rounds: ${config.rounds}; throughput: ${config.clients} clients x ${config.events} events x ${config.size} B (after a ${config.warmEvents}-event warm-up); ` +
     `idle: ${config.idle} clients + ${config.idleEvents} events; churn: ${config.churn} cycles, ${config.churnParallel} in parallel, stopDelayMs ${config.stopDelayMs}`)
-  console.log(`agent-sse: heartbeatIntervalMs 15000, maxClients 20000, maxClientsPerAgent 20000, logger off, maxBufferedBytes ${agentMaxBuffered === null ? 'default (65536)' : agentMaxBuffered + ' (raised with --agent-max-buffered)'}`)
+  console.log('trigger: one sample per macrotask (a setImmediate chain, as an agent transport delivers them); the synchronous burst is an extra, labelled measurement')
+  console.log(`latency: ${config.latencyClients} clients x ${1000 / config.latencyIntervalMs} samples/s (one every ${config.latencyIntervalMs} ms, by timer) for ${config.latencySeconds} s; ` +
+    `storm: ${config.stormClients} clients reconnecting within ${config.stormSpreadMs / 1000} s, one sample every ${config.stormIntervalMs} ms, GET /stats probed every ${config.stormProbeMs} ms` +
+    (stormScaledFrom !== null ? ` (SCALED DOWN from ${stormScaledFrom}: ulimit -n is ${fdLimit})` : ''))
+  console.log(`agent-sse: heartbeatIntervalMs 15000, maxClients 20000, maxClientsPerAgent 20000, logger off, maxBufferedBytes ${agentMaxBuffered === null ? 'default (65536)' : agentMaxBuffered + ' (raised with --agent-max-buffered)'}, flushIntervalMs ${agentFlushMs === null ? 'default (20)' : agentFlushMs + ' (set with --agent-flush-ms)'}`)
   if (runFleet) {
     const watchers = watchersPerAgent({ agents: config.fleetAgents, conns: config.fleetConns, perConn: config.fleetPerConn })
     console.log(`fleet: ${config.fleetAgents} agents x 1 sample/${config.fleetIntervalSeconds} s (${config.fleetSampleSize} B JSON, one per timer callback, phases spread over the period); ` +
@@ -548,7 +711,7 @@ async function main () {
   if (snapshotDir !== null) console.log(`agent-sse: dist/esm copied to ${snapshotDir} for this run (a concurrent \`npm run build\` cannot change it mid-run)`)
   console.log(`implementations: ${selected.map((impl) => impl.name).join(', ')}\n`)
 
-  const results = Object.fromEntries(selected.map((impl) => [impl.name, { throughput: [], idle: [], churn: [] }]))
+  const results = Object.fromEntries(selected.map((impl) => [impl.name, { throughput: [], idle: [], latency: [], churn: [], storm: [] }]))
   const fleetResults = { fleet: [], single: [] }
   for (let round = 0; round < config.rounds; round++) {
     const order = selected.map((_, k) => selected[(k + round) % selected.length])
@@ -556,17 +719,33 @@ async function main () {
       if (scenarios.includes('throughput')) {
         const a = await throughput(impl)
         results[impl.name].throughput.push(a)
-        log(round, impl, 'throughput', a, (r) => `${fmt(r.eventsPerSec, 0)} events/s (${fmt(r.wallMs, 0)} ms; /broadcast answered after ${fmt(r.responseMs, 0)} ms; load client CPU ${fmt(r.clientCpuPct, 0)}%), ${fmt(r.cpuUsPerEvent, 3)} CPU us/event, setup ${fmt(r.setupPerSec, 0)} conns/s`)
+        log(round, impl, 'throughput', a, (r) => `${fmt(r.eventsPerSec, 0)} events/s (${fmt(r.wallMs, 0)} ms; /broadcast answered after ${fmt(r.responseMs, 0)} ms; load client CPU ${fmt(r.clientCpuPct, 0)}%), ` +
+          `${fmt(r.cpuUsPerEvent, 3)} CPU us/event, latency p50 ${fmtMs(r.latencyP50)} p99 ${fmtMs(r.latencyP99)} max ${fmtMs(r.latencyMax)} ms; ` +
+          `burst: ${fmt(r.burstEventsPerSec, 0)} events/s, ${fmt(r.burstCpuUsPerEvent, 3)} CPU us/event, latency p99 ${fmtMs(r.burstLatencyP99)} ms; setup ${fmt(r.setupPerSec, 0)} conns/s`)
       }
       if (scenarios.includes('idle')) {
         const b = await idle(impl)
         results[impl.name].idle.push(b)
-        log(round, impl, 'idle', b, (r) => `${fmt(r.rssPerConnKB, 2)} KB RSS/conn (${fmt(r.rssBeforeMB, 1)} -> ${fmt(r.rssAfterMB, 1)} MB), ${config.idleEvents} events to all in ${fmt(r.idleBroadcastMs, 0)} ms`)
+        log(round, impl, 'idle', b, (r) => `${fmt(r.rssPerConnKB, 2)} KB RSS/conn (${fmt(r.rssBeforeMB, 1)} -> ${fmt(r.rssAfterMB, 1)} MB), ${config.idleEvents} events to all in ${fmt(r.idleBroadcastMs, 0)} ms, ` +
+          `${fmt(r.idleCpuUsPerEvent, 3)} CPU us/event, latency p50 ${fmtMs(r.idleLatencyP50)} p99 ${fmtMs(r.idleLatencyP99)} max ${fmtMs(r.idleLatencyMax)} ms`)
+      }
+      if (scenarios.includes('latency')) {
+        const l = await latencyScenario(impl)
+        results[impl.name].latency.push(l)
+        log(round, impl, 'latency', l, (r) => `${fmt(r.cpuUsPerEvent, 3)} CPU us/event, latency p50 ${fmtMs(r.latencyP50)} p99 ${fmtMs(r.latencyP99)} max ${fmtMs(r.latencyMax)} ms (${r.latencyCount} events; load client CPU ${fmt(r.clientCpuPct, 0)}%)`)
       }
       if (impl.name === OURS && scenarios.includes('churn')) {
         const d = await churn(impl)
         results[impl.name].churn.push(d)
         log(round, impl, 'churn', d, (r) => `${fmt(r.cyclesPerSec, 0)} cycles/s, ${r.starts} start / ${r.stops} stop`)
+      }
+      if (scenarios.includes('storm')) {
+        const e = await stormScenario(impl)
+        results[impl.name].storm.push(e)
+        log(round, impl, 'storm', e, (r) => `${r.clients} clients: all connected after ${fmt(r.allConnectedMs, 0)} ms, all streaming after ${fmt(r.allStreamingMs, 0)} ms ` +
+          `(per client p50 ${fmtMs(r.perClientP50)} p99 ${fmtMs(r.perClientP99)} max ${fmtMs(r.perClientMax)} ms), server loop delay p99 ${fmtMs(r.loopDelayP99Ms)} max ${fmtMs(r.loopDelayMaxMs)} ms, ` +
+          `probe GET /stats p50 ${fmtMs(r.probeP50Ms)} p99 ${fmtMs(r.probeP99Ms)} max ${fmtMs(r.probeMaxMs)} ms (${r.probes}), ${r.errors} errors ${r.errors > 0 ? JSON.stringify(r.errorKinds) + ' ' : ''}(${r.attempts} attempts), ` +
+          `server CPU ${fmt(r.serverCpuPct, 0)}%, sample latency p99 ${fmtMs(r.latencyP99)} ms`)
       }
     }
     if (runFleet) {
@@ -613,55 +792,105 @@ function summarize (runs, key) {
   return { value: median(runs.map((run) => run[key])) }
 }
 
+/** The plugin's default flush window (flushIntervalMs): the latency goal is this + 5 ms at an agent's pace. */
+const FLUSH_INTERVAL_MS = 20
+
 function report (results) {
-  const medians = {}
-  for (const impl of selected) {
-    const r = results[impl.name]
-    medians[impl.name] = {
-      eventsPerSec: summarize(r.throughput, 'eventsPerSec'),
-      cpuUsPerEvent: summarize(r.throughput, 'cpuUsPerEvent'),
-      rssPerConnKB: summarize(r.idle, 'rssPerConnKB'),
-      setupPerSec: summarize(r.throughput, 'setupPerSec')
+  const m = (name, scenario, key) => results[name] ? summarize(results[name][scenario], key) : { missing: true }
+  const cell = (x, digits) => x.value !== undefined && x.value !== null ? fmt(x.value, digits) : (x.status ?? 'n/a')
+  const ratio = (name, scenario, key, reference, referenceKey = key) => {
+    const mine = m(name, scenario, key).value
+    const theirs = m(reference, scenario, referenceKey).value
+    if (mine === undefined || mine === null || theirs === undefined || theirs === null || theirs === 0) return 'n/a'
+    return `${(mine / theirs).toFixed(2)}x`
+  }
+  const latency = (name, scenario, prefix) => `${cell(m(name, scenario, `${prefix}P50`), 1)} / ${cell(m(name, scenario, `${prefix}P99`), 1)} / ${cell(m(name, scenario, `${prefix}Max`), 1)}`
+  const ran = (scenario) => scenarios.includes(scenario) && selected.some((impl) => results[impl.name][scenario].length > 0)
+  const rounds = `median of ${config.rounds} round${config.rounds > 1 ? 's' : ''}`
+
+  if (ran('throughput')) {
+    console.log(`\n## Fan-out: one sample per macrotask (${rounds})\n`)
+    console.log(`${config.clients} clients x ${config.events} events x ${config.size} B, each event pushed in its own macrotask (a setImmediate chain, as an agent transport delivers them). ` +
+      'Latency = the client\'s receipt - the push time in the sample, over every event of every client.\n')
+    console.log('| implementation | events/s | CPU µs/event | vs node:http res.write | vs @fastify/sse | latency p50 / p99 / max (ms) | setup conns/s | vs Fastify + hijack | vs node:http |')
+    console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|')
+    for (const impl of selected) {
+      const n = impl.name
+      console.log(`| ${impl.label} | ${cell(m(n, 'throughput', 'eventsPerSec'), 0)} | ${cell(m(n, 'throughput', 'cpuUsPerEvent'), 3)} | ${ratio(n, 'throughput', 'cpuUsPerEvent', BASELINE)} | ` +
+        `${ratio(n, 'throughput', 'cpuUsPerEvent', FASTIFY_SSE)} | ${latency(n, 'throughput', 'latency')} | ${cell(m(n, 'throughput', 'setupPerSec'), 0)} | ` +
+        `${ratio(n, 'throughput', 'setupPerSec', HIJACK)} | ${ratio(n, 'throughput', 'setupPerSec', BASELINE)} |`)
+    }
+    console.log(`\n### Synchronous burst (not how transports deliver) (${rounds})\n`)
+    console.log(`The same ${config.events} events pushed in one synchronous loop to the same ${config.clients} clients: socket corking then carries the whole burst in one write per client, ` +
+      'which no agent transport gets.\n')
+    console.log('| implementation | events/s | CPU µs/event | vs node:http res.write | vs @fastify/sse | latency p50 / p99 / max (ms) |')
+    console.log('|---|---:|---:|---:|---:|---:|')
+    for (const impl of selected) {
+      const n = impl.name
+      console.log(`| ${impl.label}, synchronous burst (not how transports deliver) | ${cell(m(n, 'throughput', 'burstEventsPerSec'), 0)} | ${cell(m(n, 'throughput', 'burstCpuUsPerEvent'), 3)} | ` +
+        `${ratio(n, 'throughput', 'burstCpuUsPerEvent', BASELINE)} | ${ratio(n, 'throughput', 'burstCpuUsPerEvent', FASTIFY_SSE)} | ${latency(n, 'throughput', 'burstLatency')} |`)
+    }
+    const clientBound = selected.filter((impl) => results[impl.name].throughput.some((run) => run.status === 'ok' && (run.clientCpuPct >= 90 || run.burstClientCpuPct >= 90)))
+    if (clientBound.length > 0) {
+      console.log(`\nNote: the load client used >= 90% of a core during a broadcast for ${clientBound.map((impl) => impl.name).join(', ')}: ` +
+        'those events/s and latencies may be limited by the client, not by the server.')
+    }
+    console.log('\nCPU = server user+system time per delivered event (ratios: lower is better). Setup = connections per second until every client had its response head, at most ' +
+      config.connectParallel + ' waiting at once, after ' + config.warmConnections + ' warm-up connections; the median of ' + (config.setupBatches + 1) + ' batches of ' + config.clients + ' per round (ratios: higher is better).')
+  }
+
+  if (ran('idle')) {
+    console.log(`\n## Idle connections (${rounds})\n`)
+    console.log(`${config.idle} idle clients (RSS after - before, each after a full GC, / clients), then ${config.idleEvents} events, one per macrotask, to every one of them.\n`)
+    console.log('| implementation | RSS/idle conn (KB) | vs node:http | CPU µs/event | vs node:http res.write | vs @fastify/sse | latency p50 / p99 / max (ms) |')
+    console.log('|---|---:|---:|---:|---:|---:|---:|')
+    for (const impl of selected) {
+      const n = impl.name
+      console.log(`| ${impl.label} | ${cell(m(n, 'idle', 'rssPerConnKB'), 2)} | ${ratio(n, 'idle', 'rssPerConnKB', BASELINE)} | ${cell(m(n, 'idle', 'idleCpuUsPerEvent'), 3)} | ` +
+        `${ratio(n, 'idle', 'idleCpuUsPerEvent', BASELINE)} | ${ratio(n, 'idle', 'idleCpuUsPerEvent', FASTIFY_SSE)} | ${latency(n, 'idle', 'idleLatency')} |`)
     }
   }
-  const base = medians[BASELINE]
-  const fanOut = scenarios.includes('throughput') || scenarios.includes('idle')
-  if (fanOut) printFanOut(medians, base, results)
-  return reportProblemsAndChecks(results, medians, base, fanOut)
-}
 
-function printFanOut (medians, base, results) {
-  const cell = (m, digits) => m.value !== undefined ? fmt(m.value, digits) : (m.status ?? 'n/a')
-  const ratio = (m, key) => {
-    const b = base?.[key]
-    if (m.value === undefined || b?.value === undefined || b.value === 0) return 'n/a'
-    return `${(m.value / b.value).toFixed(2)}x`
-  }
-  console.log(`\n## Results (median of ${config.rounds} round${config.rounds > 1 ? 's' : ''}; ratios vs ${BASELINE})\n`)
-  console.log('| implementation | events/s | ratio vs node:http res.write | CPU µs/event | ratio | RSS/idle conn (KB) | ratio | setup conns/s | ratio |')
-  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|')
-  for (const impl of selected) {
-    const m = medians[impl.name]
-    console.log(`| ${impl.label} | ${cell(m.eventsPerSec, 0)} | ${ratio(m.eventsPerSec, 'eventsPerSec')} | ${cell(m.cpuUsPerEvent, 3)} | ${ratio(m.cpuUsPerEvent, 'cpuUsPerEvent')} | ` +
-      `${cell(m.rssPerConnKB, 2)} | ${ratio(m.rssPerConnKB, 'rssPerConnKB')} | ${cell(m.setupPerSec, 0)} | ${ratio(m.setupPerSec, 'setupPerSec')} |`)
+  if (ran('latency')) {
+    console.log(`\n## Latency at an agent's pace (${rounds})\n`)
+    console.log(`${config.latencyClients} clients x ${1000 / config.latencyIntervalMs} samples/s (one every ${config.latencyIntervalMs} ms, by timer) for ${config.latencySeconds} s; ` +
+      `fastify-agent-sse at its defaults (flushIntervalMs ${FLUSH_INTERVAL_MS}: its latency includes up to one flush window).\n`)
+    console.log('| implementation | CPU µs/event | vs node:http res.write | vs @fastify/sse | latency p50 / p99 / max (ms) |')
+    console.log('|---|---:|---:|---:|---:|')
+    for (const impl of selected) {
+      const n = impl.name
+      console.log(`| ${impl.label} | ${cell(m(n, 'latency', 'cpuUsPerEvent'), 3)} | ${ratio(n, 'latency', 'cpuUsPerEvent', BASELINE)} | ${ratio(n, 'latency', 'cpuUsPerEvent', FASTIFY_SSE)} | ${latency(n, 'latency', 'latency')} |`)
+    }
   }
 
-  const clientBound = selected.filter((impl) => results[impl.name].throughput.some((run) => run.status === 'ok' && run.clientCpuPct >= 90))
-  if (clientBound.length > 0) {
-    console.log(`\nNote: the load client used >= 90% of a core during the broadcast for ${clientBound.map((impl) => impl.name).join(', ')}: ` +
-      'those events/s may be limited by the client (2 cores: one for the server, one for the client), not by the server.')
+  if (ran('storm')) {
+    console.log(`\n## Reconnect storm (${rounds})\n`)
+    console.log(`${config.stormClients} connected clients drop at once and reconnect, spread evenly over ${config.stormSpreadMs / 1000} s, while the server pushes one sample every ${config.stormIntervalMs} ms; ` +
+      `every client must get its 200 head and then a sample (a refused or reset attempt retries after ${config.stormRetryMs} ms)` +
+      (stormScaledFrom !== null ? `; SCALED DOWN from ${stormScaledFrom} clients (ulimit -n ${fdLimit})` : '') + '.\n')
+    console.log('| implementation | clients | all connected (ms) | all streaming (ms) | per client: attempt -> first sample p50 / p99 / max (ms) | server loop delay p99 / max (ms) | probe GET /stats p50 / p99 / max (ms) | errors (attempts) | server CPU % | sample latency p50 / p99 (ms) |')
+    console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+    for (const impl of selected) {
+      const n = impl.name
+      const s = (key, digits) => cell(m(n, 'storm', key), digits)
+      console.log(`| ${impl.label} | ${s('clients', 0)} | ${s('allConnectedMs', 0)} | ${s('allStreamingMs', 0)} | ${s('perClientP50', 1)} / ${s('perClientP99', 1)} / ${s('perClientMax', 1)} | ` +
+        `${s('loopDelayP99Ms', 1)} / ${s('loopDelayMaxMs', 1)} | ${s('probeP50Ms', 1)} / ${s('probeP99Ms', 1)} / ${s('probeMaxMs', 1)} | ${s('errors', 0)} (${s('attempts', 0)}) | ${s('serverCpuPct', 0)} | ${s('latencyP50', 1)} / ${s('latencyP99', 1)} |`)
+    }
+    console.log('\nTimes from the moment every client dropped; a client is streaming once its first sample arrived (a server that replays its latest sample ' +
+      'to a joining client does not wait for the next one; the sample latency column counts the samples after each client\'s first). ' +
+      'Loop delay: monitorEventLoopDelay (10 ms resolution) in the server over the storm. ' +
+      `Probe: GET /stats from the orchestrator every ${config.stormProbeMs} ms throughout, round trip.`)
   }
 
-  console.log('\nRatios are value / node:http res.write (CPU and RSS: lower is better). CPU = server user+system time per delivered event; ' +
-    'setup = connections per second until every client had its response head, at most ' + config.connectParallel + ' waiting at once, after ' + config.warmConnections + ' warm-up connections; the median of ' + (config.setupBatches + 1) + ' batches of ' + config.clients + ' per round.')
-  const oursRuns = results[OURS] ? [...results[OURS].throughput, ...results[OURS].idle] : []
+  const oursRuns = results[OURS] ? [...results[OURS].throughput, ...results[OURS].idle, ...results[OURS].latency] : []
   if (oursRuns.length > 0 && oursRuns.every((run) => run.status === 'ok')) {
-    console.log(`agent-sse ran with maxBufferedBytes ${agentMaxBuffered === null ? 'at its default (65536)' : `raised to ${agentMaxBuffered}`}: every client received every event, in order (nothing was conflated).`)
+    console.log(`\nagent-sse ran with maxBufferedBytes ${agentMaxBuffered === null ? 'at its default (65536)' : `raised to ${agentMaxBuffered}`}: every client received every event, in order (nothing was conflated).`)
   }
+  return reportProblemsAndChecks(results, m, ran)
 }
 
-function reportProblemsAndChecks (results, medians, base, fanOut) {
-  const cell = (m, digits) => m.value !== undefined ? fmt(m.value, digits) : (m.status ?? 'n/a')
+function reportProblemsAndChecks (results, m, ran) {
+  const cell = (x, digits) => x.value !== undefined ? fmt(x.value, digits) : (x.status ?? 'n/a')
   let failed = false
   const problems = []
   for (const impl of selected) {
@@ -695,27 +924,28 @@ function reportProblemsAndChecks (results, medians, base, fanOut) {
     }
   }
 
-  const ours = medians[OURS]
-  if (ours && fanOut) {
-    console.log('\n## Target checks (informative)\n')
-    const peerBest = PEERS.map((name) => medians[name]?.eventsPerSec?.value).filter((v) => v !== undefined)
-    const bestPeer = peerBest.length > 0 ? { value: Math.max(...peerBest) } : {}
+  if (results[OURS] && (ran('throughput') || ran('idle') || ran('latency'))) {
+    console.log('\n## Target checks (informative; plugin defaults, ratios from this run)\n')
     const checks = [
-      ['CPU/event <= 0.75x node-http-write', ours.cpuUsPerEvent, base?.cpuUsPerEvent, 0.75, 'le'],
-      ['CPU/event <= 0.6x @fastify/sse', ours.cpuUsPerEvent, medians['fastify-sse']?.cpuUsPerEvent, 0.6, 'le'],
-      ['events/s >= 1.3x node-http-write', ours.eventsPerSec, base?.eventsPerSec, 1.3, 'ge'],
-      [`events/s >= 1.5x best peer (${PEERS.filter((name) => medians[name]).join(', ') || 'none run'})`, ours.eventsPerSec, bestPeer, 1.5, 'ge'],
-      ['RSS/idle conn <= 1.0x node-http-write', ours.rssPerConnKB, base?.rssPerConnKB, 1.0, 'le'],
-      ['setup conns/s >= 0.8x node-http-write', ours.setupPerSec, base?.setupPerSec, 0.8, 'ge']
+      ['throughput: CPU/event <= 0.5x node:http res.write', 'throughput', 'cpuUsPerEvent', BASELINE, 0.5, 'le'],
+      ['throughput: CPU/event <= 0.35x @fastify/sse', 'throughput', 'cpuUsPerEvent', FASTIFY_SSE, 0.35, 'le'],
+      ['idle: CPU/event <= 0.5x node:http res.write', 'idle', 'idleCpuUsPerEvent', BASELINE, 0.5, 'le'],
+      ['idle: CPU/event <= 0.35x @fastify/sse', 'idle', 'idleCpuUsPerEvent', FASTIFY_SSE, 0.35, 'le'],
+      [`latency: p99 <= flushIntervalMs (${FLUSH_INTERVAL_MS}) + 5 ms at ${config.latencyClients} clients x ${1000 / config.latencyIntervalMs} samples/s`, 'latency', 'latencyP99', null, FLUSH_INTERVAL_MS + 5, 'le'],
+      ['setup conns/s >= 0.9x Fastify + hijack', 'throughput', 'setupPerSec', HIJACK, 0.9, 'ge'],
+      ['RSS/idle conn <= 1.0x node:http res.write', 'idle', 'rssPerConnKB', BASELINE, 1.0, 'le']
     ]
-    for (const [label, mine, reference, factor, way] of checks) {
-      if (mine?.value === undefined || reference?.value === undefined) {
-        console.log(`SKIP ${label} (${mine?.value === undefined ? 'agent-sse' : 'reference'} not measured)`)
+    for (const [label, scenario, key, reference, bound, way] of checks) {
+      if (!ran(scenario)) continue
+      const mine = m(OURS, scenario, key).value
+      const theirs = reference === null ? 1 : m(reference, scenario, key).value
+      if (mine === undefined || mine === null || theirs === undefined || theirs === null) {
+        console.log(`SKIP ${label} (${mine === undefined || mine === null ? 'agent-sse' : reference} not measured)`)
         continue
       }
-      const actual = mine.value / reference.value
-      const pass = way === 'le' ? actual <= factor : actual >= factor
-      console.log(`${pass ? 'PASS' : 'FAIL'} ${label}: ${actual.toFixed(2)}x`)
+      const actual = mine / theirs
+      const pass = way === 'le' ? actual <= bound : actual >= bound
+      console.log(`${pass ? 'PASS' : 'FAIL'} ${label}: ${reference === null ? `${actual.toFixed(1)} ms` : `${actual.toFixed(2)}x`}`)
     }
   }
   return failed

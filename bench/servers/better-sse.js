@@ -3,7 +3,7 @@
 // (the session serialises `data` with its default JSON serializer, per session).
 import http from 'node:http'
 import { createChannel, createSession } from 'better-sse'
-import { announce, buildSamples, parseBroadcast, stats } from './common.js'
+import { announce, clock, parseBroadcast, stats, trigger } from './common.js'
 
 const channel = createChannel()
 
@@ -16,10 +16,11 @@ const server = http.createServer((req, res) => {
   if (req.method === 'POST' && url.startsWith('/broadcast')) {
     const params = parseBroadcast(url)
     if (params === null) return json(res, 400, { error: 'bad events/size' })
-    const samples = buildSamples(params.events, params.size)
-    for (let i = 0; i < samples.length; i++) channel.broadcast(samples[i], 'metrics', { eventId: String(i) })
-    return json(res, 200, { events: params.events, clients: channel.sessionCount })
+    trigger(params, (sample, i) => { channel.broadcast(sample, 'metrics', { eventId: String(i) }) })
+      .then(() => json(res, 200, { events: params.events, clients: channel.sessionCount }), (err) => json(res, 500, { error: String(err) }))
+    return
   }
+  if (req.method === 'GET' && url === '/clock') return json(res, 200, clock())
   if (req.method === 'GET' && url.startsWith('/stats')) return json(res, 200, stats(url, channel.sessionCount))
   json(res, 404, { error: 'not found' })
 })

@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events'
 import Fastify from 'fastify'
 import { FastifySSEPlugin } from 'fastify-sse-v2'
-import { announce, buildSamples, parseBroadcast, stats } from './common.js'
+import { announce, clock, parseBroadcast, stats, trigger } from './common.js'
 
 const app = Fastify({ logger: false })
 await app.register(FastifySSEPlugin)
@@ -26,13 +26,13 @@ app.get('/sse', (request, reply) => {
 app.post('/broadcast', async (request, reply) => {
   const params = parseBroadcast(request.url)
   if (params === null) return reply.code(400).send({ error: 'bad events/size' })
-  const samples = buildSamples(params.events, params.size)
-  for (let i = 0; i < samples.length; i++) {
-    bus.emit('metrics', { id: String(i), event: 'metrics', data: JSON.stringify(samples[i]) })
-  }
+  await trigger(params, (sample, i) => {
+    bus.emit('metrics', { id: String(i), event: 'metrics', data: JSON.stringify(sample) })
+  })
   return { events: params.events, clients: bus.listenerCount('metrics') }
 })
 
+app.get('/clock', async () => clock())
 app.get('/stats', async (request) => stats(request.url, bus.listenerCount('metrics')))
 
 await app.listen({ port: 0, host: '127.0.0.1' })

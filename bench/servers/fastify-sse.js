@@ -3,7 +3,7 @@
 // `data` with its default JSON.stringify serializer, per send).
 import Fastify from 'fastify'
 import fastifySse from '@fastify/sse'
-import { announce, buildSamples, parseBroadcast, stats } from './common.js'
+import { announce, clock, parseBroadcast, stats, trigger } from './common.js'
 
 const app = Fastify({ logger: false })
 await app.register(fastifySse)
@@ -22,15 +22,15 @@ app.get('/sse', { sse: 'only' }, async (request, reply) => {
 app.post('/broadcast', async (request, reply) => {
   const params = parseBroadcast(request.url)
   if (params === null) return reply.code(400).send({ error: 'bad events/size' })
-  const samples = buildSamples(params.events, params.size)
-  for (let i = 0; i < samples.length; i++) {
-    const message = { id: String(i), event: 'metrics', data: samples[i] }
+  await trigger(params, (sample, i) => {
+    const message = { id: String(i), event: 'metrics', data: sample }
     // send() only rejects for a closed connection; closed ones leave the set on close.
     for (const sse of clients) if (sse.isConnected) sse.send(message)
-  }
+  })
   return { events: params.events, clients: clients.size }
 })
 
+app.get('/clock', async () => clock())
 app.get('/stats', async (request) => stats(request.url, clients.size))
 
 await app.listen({ port: 0, host: '127.0.0.1' })

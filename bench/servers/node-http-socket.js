@@ -1,7 +1,7 @@
 // Baseline: plain node:http; the head (with `Transfer-Encoding: chunked`) is flushed, then every event is one
 // pre-chunked Buffer (`hex(len)\r\n<frame>\r\n`) written straight to each client's socket, bypassing ServerResponse.
 import http from 'node:http'
-import { announce, buildSamples, parseBroadcast, sseFrame, stats } from './common.js'
+import { announce, clock, parseBroadcast, sseFrame, stats, trigger } from './common.js'
 
 const CRLF = Buffer.from('\r\n')
 const sockets = new Set()
@@ -24,14 +24,14 @@ const server = http.createServer((req, res) => {
   if (req.method === 'POST' && url.startsWith('/broadcast')) {
     const params = parseBroadcast(url)
     if (params === null) return json(res, 400, { error: 'bad events/size' })
-    const samples = buildSamples(params.events, params.size)
-    for (let i = 0; i < samples.length; i++) {
-      const frame = Buffer.from(sseFrame(i, JSON.stringify(samples[i])))
+    trigger(params, (sample, i) => {
+      const frame = Buffer.from(sseFrame(i, JSON.stringify(sample)))
       const chunk = Buffer.concat([Buffer.from(frame.length.toString(16) + '\r\n'), frame, CRLF])
       for (const socket of sockets) socket.write(chunk)
-    }
-    return json(res, 200, { events: params.events, clients: sockets.size })
+    }).then(() => json(res, 200, { events: params.events, clients: sockets.size }), (err) => json(res, 500, { error: String(err) }))
+    return
   }
+  if (req.method === 'GET' && url === '/clock') return json(res, 200, clock())
   if (req.method === 'GET' && url.startsWith('/stats')) return json(res, 200, stats(url, sockets.size))
   json(res, 404, { error: 'not found' })
 })

@@ -1,6 +1,6 @@
 // Baseline: plain node:http, one Buffer per event, `res.write(buf)` to every client.
 import http from 'node:http'
-import { announce, buildSamples, parseBroadcast, sseFrame, stats } from './common.js'
+import { announce, clock, parseBroadcast, sseFrame, stats, trigger } from './common.js'
 
 const clients = new Set()
 
@@ -16,13 +16,13 @@ const server = http.createServer((req, res) => {
   if (req.method === 'POST' && url.startsWith('/broadcast')) {
     const params = parseBroadcast(url)
     if (params === null) return json(res, 400, { error: 'bad events/size' })
-    const samples = buildSamples(params.events, params.size)
-    for (let i = 0; i < samples.length; i++) {
-      const buf = Buffer.from(sseFrame(i, JSON.stringify(samples[i])))
+    trigger(params, (sample, i) => {
+      const buf = Buffer.from(sseFrame(i, JSON.stringify(sample)))
       for (const client of clients) client.write(buf)
-    }
-    return json(res, 200, { events: params.events, clients: clients.size })
+    }).then(() => json(res, 200, { events: params.events, clients: clients.size }), (err) => json(res, 500, { error: String(err) }))
+    return
   }
+  if (req.method === 'GET' && url === '/clock') return json(res, 200, clock())
   if (req.method === 'GET' && url.startsWith('/stats')) return json(res, 200, stats(url, clients.size))
   json(res, 404, { error: 'not found' })
 })

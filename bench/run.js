@@ -945,7 +945,9 @@ function reportProblemsAndChecks (results, m, ran) {
       }
       const actual = mine / theirs
       const pass = way === 'le' ? actual <= bound : actual >= bound
-      console.log(`${pass ? 'PASS' : 'FAIL'} ${label}: ${reference === null ? `${actual.toFixed(1)} ms` : `${actual.toFixed(2)}x`}`)
+      const baselineP99 = m(BASELINE, scenario, key).value
+      const context = reference === null && baselineP99 !== undefined ? ` (node:http res.write: ${baselineP99.toFixed(1)} ms)` : ''
+      console.log(`${pass ? 'PASS' : 'FAIL'} ${label}: ${reference === null ? `${actual.toFixed(1)} ms${context}` : `${actual.toFixed(2)}x`}`)
     }
   }
   return failed

@@ -274,21 +274,48 @@ t.test('cluster mode over Redis (in-process instances)', { skip }, async (t) => 
     await waitFor(() => liveTasks(apps).length === 0, 'no live task', waitMs)
   })
 
-  t.test('malformed messages on the cluster channel are ignored', async (t) => {
+  t.test('malformed and forged messages on the agent channel and the inbox are dropped without effect', async (t) => {
     const apps = await cluster(t, 2, redis)
     const [a] = apps as [ClusterApp, ClusterApp]
     const onA = await a.sse('/agents/m/metrics/stream')
     const owner = await ownerOf(apps, 'm')
+    owner.adapter.push('m', { before: 1 })
+    const first = await metrics(onA)
     const keyPrefix = (await findPrefix(redis, 'm'))!
     const publisher = new Redis(redis.url)
     t.teardown(() => publisher.disconnect())
-    for (const junk of ['', 'x', 's\nnope', 's\n1\n"m"\n0\n{}', 's\n5\n"m"\n1\n{bad', 'e\n"m"', 'f\n"m"\n{}', 'c\n1', 'r\n2', '{', 'e\n{\n1']) {
-      await publisher.publish(`${keyPrefix}events`, junk)
+    const forged = [
+      // Malformed.
+      '', 'x', 's\nnope', 's\n1\n0\n{}', 's\n5\n1\n{bad', 's\n5\n-1\n{}', 'e\n"m"', 'f\n"m"\n{}', 'i\n1\n{', 'r\n2', '{', 'e\n{\n1',
+      // Well formed, but an id jump to 2^53-1, a task that is not live, a non-object sample.
+      `s\n${Number.MAX_SAFE_INTEGER}\n1\n{"forged":1}`, 's\n7\n1\n[1]',
+      'e\n"not-a-live-task"\n"cancelled"', 'f\n"not-a-live-task"\n{"message":"forged","statusCode":502}'
+    ]
+    for (const junk of forged) {
+      await publisher.publish(`${keyPrefix}{m}:s`, junk)
       await publisher.publish(`${keyPrefix}inbox:a`, junk)
     }
     await publisher.publish(`${keyPrefix}inbox:a`, JSON.stringify({ op: 'cancelled', requestId: 'unknown', found: true }))
+    await publisher.publish(`${keyPrefix}inbox:a`, JSON.stringify({ op: 'cancel', requestId: 'r', from: 'nobody', agentId: 'm', taskId: 'not-a-live-task' }))
+    await publisher.publish(`${keyPrefix}inbox:a`, JSON.stringify({ op: 'demand', agentId: 'm' }))
+    // Presence records out of bounds: negative, zero and huge counts and intervals, an id floor at 2^53-1.
+    for (const [field, record] of [
+      ['i:forger1', { c: -1, i: [], h: null, e: 0 }],
+      ['i:forger2', { c: 1, i: [[0, 1]], h: null, e: 0 }],
+      ['i:forger3', { c: 1e12, i: [[1, 1e12]], h: null, e: 0 }],
+      ['i:forger4', { c: 0, i: [], h: null, e: Number.MAX_SAFE_INTEGER }],
+      ['i:forger5', { c: 0, i: [], h: -5, e: 0 }]
+    ] as const) {
+      await publisher.hset(`${keyPrefix}{m}:demand`, field, `${Date.now() + 60_000}|${JSON.stringify(record)}`)
+    }
+    await publisher.hset(`${keyPrefix}{m}:demand`, 'i:forger6', 'garbage')
+    await sleep(CLUSTER_TEST_LEASE_MS / 3 + 300) // one renewal reads them
     owner.adapter.push('m', { ok: 1 })
-    t.same(JSON.parse((await metrics(onA)).data), { ok: 1 }, 'still streaming')
+    const next = await metrics(onA)
+    t.same(JSON.parse(next.data), { ok: 1 }, 'still streaming, and no forged sample was delivered')
+    t.equal(Number(next.id), Number(first.id) + 1, 'ids go on from the last real one')
+    t.same(onA.events.filter((event) => event.event !== 'metrics'), [], 'no end, error or gap from the forged messages')
+    t.match(await a.status('m'), { state: 'active', sse_clients: 1, requested_intervals: [1], manual_hold: false })
     onA.close()
     await waitFor(() => liveTasks(apps).length === 0, 'no live task', waitMs)
   })

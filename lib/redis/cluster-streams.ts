@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
+import type { AgentAdapter } from '../adapter.js'
 import {
   errorBody,
   FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT,
@@ -9,18 +10,21 @@ import {
   FST_ERR_AGENT_SSE_STREAM_ENDED,
   type AgentSseErrorBody
 } from '../errors.js'
-import type { AgentAdapter } from '../adapter.js'
 import { adapterCall, failureLogFields, withTimeout } from '../lifecycle/adapter-call.js'
 import type { AgentStreamContext } from '../lifecycle/agent-stream.js'
 import type { CoordinatedStreams, CoordinatorContext } from '../lifecycle/coordinator.js'
 import type { Subscriber } from '../lifecycle/subscriber.js'
-import { idleStatus, type LifecycleTimers, type StreamStatus } from '../lifecycle/types.js'
-import { ClusterView } from './cluster-view.js'
+import { idleStatus, type StreamStatus } from '../lifecycle/types.js'
+import { AgentChannels } from './agent-channels.js'
+import { AgentViews, type AgentRead } from './agent-views.js'
+import { afterPendingIo, LeaseDeadline } from './lease-deadline.js'
+import { ClusterKeys } from './keys.js'
 import { LocalClients } from './local-clients.js'
-import { decodeInbox, decodeMessage, encodeMessage, samplePayload, type ClusterMessage, type InboxMessage } from './messages.js'
+import { decodeInbox, decodeMessage, encodeMessage, samplePayload, type AgentMessage, type InboxMessage } from './messages.js'
 import { OwnedStream, type ClusterDemand } from './owned-stream.js'
+import { encodeDemand, encodeInfo, type StreamInfo } from './records.js'
+import { RedisStore, type Renewal } from './store.js'
 import { TimedWaits } from './timed-waits.js'
-import { RedisStore, type InstanceSnapshot, type OwnedStreamInfo } from './store.js'
 
 export interface ClusterSettings {
   redis: Redis
@@ -30,53 +34,70 @@ export interface ClusterSettings {
 }
 
 /**
- * One instance of a cluster that shares reference counts through Redis.
+ * One instance of a cluster that shares reference counts through Redis, per agent.
  *
- * Every instance publishes its own demand (SSE clients per agent and interval, manual holds)
- * under an instance lease, renewed every leaseMs/3, and reads everyone else's. The instance
- * holding an agent's lease (its owner) runs the single-process state machine for it, with
- * the cluster's demand, and publishes each sample once; every instance fans it out to its
- * own clients. See README "Running more than one instance".
+ * Each agent has its own keys (one hash slot): its lease, its demand (a hash with a field per instance that
+ * wants it, each with a deadline) and its owner's description of the stream. A change of this instance's
+ * demand for an agent is one script call, which tells only the agent's owner. The owner runs the
+ * single-process state machine for the cluster's demand and publishes each sample once, on the agent's
+ * channel, which only the instances with subscribers of the agent listen to. One script call per renewal
+ * period (leaseMs/3) renews all of this instance's leases and demand and reads back the agents it tracks.
+ * See README "Running more than one instance".
  */
 export class ClusterStreams implements CoordinatedStreams {
+  private readonly keys: ClusterKeys
   private readonly store: RedisStore
-  private readonly view: ClusterView
+  private readonly views: AgentViews
   private readonly renewMs: number
   private readonly locals: LocalClients
   /** Manual holds set through this instance. */
   private readonly holds = new Map<string, number>()
   private readonly owned = new Map<string, OwnedStream>()
+  /** The last task each owned stream described (the end of a stream names it). */
+  private readonly ownedTasks = new Map<string, string>()
   /** `hold()` callers waiting for the stream to be active, by agent. */
   private readonly holdWaiters: TimedWaits
   /** Cancels sent to an owner, by request id, waiting for its answer. */
   private readonly pendingCancels: TimedWaits<boolean>
   private readonly streamContext: AgentStreamContext
+  private readonly fencedAdapter: AgentAdapter
+  private readonly deadline: LeaseDeadline
+  private channels: AgentChannels | null = null
   private subscriberConnection: Redis | null = null
   private available = false
   private unavailableReason = 'not connected yet'
   private closing: Promise<void> | null = null
-  /** When the last successful sync was sent: every lease this instance holds is valid until leaseMs after it. */
-  private renewedAt = 0
   private tickTimer: unknown = null
-  private deadlineTimer: unknown = null
-  private syncing: Promise<void> | null = null
-  /** Syncs started so far, so that a caller can wait for one that started after it asked. */
-  private syncsStarted = 0
-  private syncScheduled = false
-  private lastSnapshot = ''
+  private renewing: Promise<void> | null = null
+  private renewalScheduled = false
+  /** This instance's demand record per agent as Redis has it (what a renewal or a change wrote). */
+  private readonly written = new Map<string, string>()
+  /** Demand changes not yet written, and their writes in flight (a hold waits for its own). */
+  private readonly dirty = new Set<string>()
+  private flushing: Promise<void> | null = null
+  private flushScheduled = false
+  /** Agents asked about (status) with no other reason to track them, and when: tracked a while. */
+  private readonly queried = new Map<string, number>()
+  private readonly reads = new Map<string, Promise<void>>()
+  private streamsIndex: string[] = []
+  private streamsIndexAt = 0
   private readonly detach: Array<() => void> = []
-  private readonly fencedAdapter: AgentAdapter
 
   constructor (private readonly context: CoordinatorContext, private readonly settings: ClusterSettings) {
-    this.store = new RedisStore(settings.redis, settings.keyPrefix, settings.instanceId, settings.leaseMs)
-    this.view = new ClusterView(settings.instanceId)
+    this.keys = new ClusterKeys(settings.keyPrefix)
+    this.store = new RedisStore(settings.redis, this.keys, settings.instanceId, settings.leaseMs, (what, agentId) => {
+      context.logger.warn({ agentId }, `Dropped ${what} of agent ${agentId} read from Redis: it is not valid`)
+    })
+    this.views = new AgentViews(settings.instanceId)
     this.renewMs = Math.max(1, Math.floor(settings.leaseMs / 3))
     this.locals = new LocalClients(context.replayBufferSize, context.logger, context.timers, () => context.now())
     this.holdWaiters = new TimedWaits(context.timers)
     this.pendingCancels = new TimedWaits<boolean>(context.timers)
     this.fencedAdapter = this.createFencedAdapter()
+    this.deadline = new LeaseDeadline(settings.leaseMs, context.timers, () => context.now(), (why) => this.abandonAll(why), () => this.owned.size > 0)
     this.streamContext = {
       ...context,
+      adapter: this.fencedAdapter,
       // Each owned stream numbers its samples itself (see OwnedStream); these are never used.
       nextEventId: () => 0,
       lastEventId: () => 0,
@@ -101,16 +122,17 @@ export class ClusterStreams implements CoordinatedStreams {
     subscriber.on('error', () => {})
     subscriber.on('message', (channel: string, text: string) => this.onMessage(channel, text))
     await untilReady(subscriber)
-    await subscriber.subscribe(this.store.broadcastChannel, this.store.inboxChannel(this.instanceId))
+    await subscriber.subscribe(this.keys.inbox(this.instanceId))
+    this.channels = new AgentChannels(subscriber, this.keys, this.context.logger)
     for (const connection of [redis, subscriber]) {
       const down = (): void => this.connectionDown(connection === redis ? 'the Redis connection closed' : 'the Redis subscriber connection closed')
-      const up = (): void => this.scheduleSync()
+      const up = (): void => this.scheduleRenewal()
       connection.on('close', down)
       connection.on('ready', up)
       this.detach.push(() => { connection.off('close', down); connection.off('ready', up) })
     }
     await this.store.loadScripts()
-    await this.syncOnce()
+    await this.renewOnce()
     if (!this.available) throw new FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE(this.unavailableReason)
     this.context.logger.info({ instanceId: this.instanceId, leaseMs: this.settings.leaseMs }, `Cluster instance ${this.instanceId} joined (lease ${this.settings.leaseMs} ms)`)
     this.scheduleTick()
@@ -122,8 +144,8 @@ export class ClusterStreams implements CoordinatedStreams {
 
   subscribe (agentId: string, subscriber: Subscriber): () => void {
     const info = this.streamInfo(agentId)
-    const streaming = info?.state === 'active' || info?.state === 'lingering'
-    const remove = this.locals.add(agentId, subscriber, streaming, info?.interval_seconds ?? null, this.context.now())
+    const streaming = info?.s === 'active' || info?.s === 'lingering'
+    const remove = this.locals.add(agentId, subscriber, streaming, info?.v ?? null, this.context.now())
     this.demandChanged(agentId)
     return () => {
       if (remove()) this.demandChanged(agentId)
@@ -134,7 +156,7 @@ export class ClusterStreams implements CoordinatedStreams {
     this.holds.set(agentId, intervalSeconds)
     this.demandChanged(agentId)
     // In Redis before the answer: a stop sent right after it, to any instance, must find it.
-    await this.syncNow()
+    await this.writeDemand()
     if (this.status(agentId).state !== 'active') {
       try {
         await this.untilActive(agentId)
@@ -155,14 +177,14 @@ export class ClusterStreams implements CoordinatedStreams {
   async release (agentId: string): Promise<StreamStatus> {
     if (this.holds.delete(agentId)) this.holdWaiters.reject(agentId, new FST_ERR_AGENT_SSE_HOLD_ENDED(agentId))
     this.demandChanged(agentId)
-    // Holds set through other instances live under their leases: ask them all to drop theirs
-    // (also one this instance has not read yet).
+    // Holds set through other instances are theirs: ask them (they listen on the agent's channel) to drop them.
     try {
-      await this.store.broadcast(encodeMessage({ kind: 'release', agentId }))
+      await this.writeDemand()
+      await this.store.publishToAgent(agentId, encodeMessage({ kind: 'release' }))
     } catch (err) {
       throw new FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE((err as Error).message)
     }
-    await this.waitForView(() => this.view.peerDemand(agentId).hold === null, this.renewMs * 2)
+    await this.waitForView(agentId, () => this.views.peerDemand(agentId).hold === null, this.renewMs * 2)
     return this.status(agentId)
   }
 
@@ -177,44 +199,49 @@ export class ClusterStreams implements CoordinatedStreams {
       const stopped = own.stream.cancel()
       if (stopped === null) return false
       await stopped
-      await this.syncNow()
+      await this.refresh(agentId)
       return this.status(agentId)
     }
-    const owner = this.view.owner(agentId)
-    if (owner === null || owner === this.instanceId || this.view.info(agentId)?.task_id !== taskId) return false
+    await this.refresh(agentId)
+    const owner = this.views.owner(agentId)
+    if (owner === null || owner === this.instanceId || this.views.info(agentId)?.t !== taskId) return false
     if (!(await this.askToCancel(owner, agentId, taskId))) return false
-    await this.syncNow()
+    await this.refresh(agentId)
     return this.status(agentId)
   }
 
   status (agentId: string): StreamStatus {
+    this.noteQuery(agentId)
     const own = this.ownedLive(agentId)
     // This instance's own word beats the last read: a lease it just released may still be in the view.
-    const viewOwner = this.view.owner(agentId)
+    const viewOwner = this.views.owner(agentId)
     const owner = own ? this.instanceId : viewOwner === this.instanceId ? null : viewOwner
-    const peers = this.view.peerDemand(agentId)
+    const peers = this.views.peerDemand(agentId)
     const hold = this.holds.get(agentId)
     const intervals = [...peers.intervals, ...this.locals.intervals(agentId)]
     if (hold !== undefined) intervals.push(hold)
-    const base = idleStatus(agentId)
     const info = owner === null ? null : this.streamInfo(agentId)
-    const streaming = owner !== null && info?.state !== 'idle'
+    const streaming = owner !== null && info?.s !== 'idle'
     return {
-      ...base,
+      ...idleStatus(agentId),
       streamingActive: streaming,
-      state: streaming ? info?.state ?? 'starting' : 'idle',
+      state: streaming ? info?.s ?? 'starting' : 'idle',
       subscribers: peers.clients + this.locals.count(agentId),
       manualHold: hold !== undefined || peers.hold !== null,
-      taskId: streaming ? info?.task_id ?? null : null,
-      intervalSeconds: streaming ? info?.interval_seconds ?? null : null,
-      startedAt: streaming ? info?.started_at ?? null : null,
+      taskId: streaming ? info?.t ?? null : null,
+      intervalSeconds: streaming ? info?.v ?? null : null,
+      startedAt: streaming ? info?.a ?? null : null,
       requestedIntervals: intervals.sort((a, b) => a - b),
       owner: streaming ? owner : null
     }
   }
 
   streamingAgents (): string[] {
-    return [...new Set([...[...this.liveOwned()].map((own) => own.agentId), ...this.view.ownedByPeers()])]
+    this.refreshStreamsIndex()
+    const agents = new Set([...[...this.liveOwned()].map((own) => own.agentId), ...this.views.ownedByPeers()])
+    // Agents streamed elsewhere that this instance does not track yet: read now, described from the next call.
+    for (const agentId of this.streamsIndex) if (!agents.has(agentId)) this.noteQuery(agentId)
+    return [...agents]
   }
 
   lastEventId (agentId: string): number {
@@ -222,7 +249,7 @@ export class ClusterStreams implements CoordinatedStreams {
   }
 
   agentsOfTask (taskId: string): string[] {
-    const agents = new Set(this.view.agentsOfTask(taskId))
+    const agents = new Set(this.views.agentsOfTask(taskId))
     for (const own of this.liveOwned()) if (own.stream.taskId === taskId) agents.add(own.agentId)
     return [...agents]
   }
@@ -231,7 +258,7 @@ export class ClusterStreams implements CoordinatedStreams {
     const own = this.owned.get(agentId)
     if (own) return own.stream.state === 'starting' || own.stream.taskId === taskId
     // Another instance streams the agent: its task is not an orphan, whatever this process was told.
-    return this.view.owner(agentId) !== null
+    return this.views.owner(agentId) !== null
   }
 
   close (): Promise<void> {
@@ -253,62 +280,149 @@ export class ClusterStreams implements CoordinatedStreams {
   }
 
   private clusterDemand (agentId: string): ClusterDemand {
-    const peers = this.view.peerDemand(agentId)
+    const peers = this.views.peerDemand(agentId)
     return {
       clientInterval: smallest(peers.smallestClientInterval, this.locals.smallestInterval(agentId)),
       hold: smallest(peers.hold, this.holds.get(agentId) ?? null)
     }
   }
 
+  /** This instance's demand record for the agent, '' for none. */
+  private demandRecord (agentId: string): string {
+    const hold = this.holds.get(agentId) ?? null
+    if (this.locals.count(agentId) === 0 && hold === null) return ''
+    return encodeDemand({ ...this.locals.demand(agentId), h: hold })
+  }
+
   private demandChanged (agentId: string): void {
     // After a pause (GC, SIGSTOP) queued events run before timers: no adapter call on an expired lease.
-    this.checkDeadline(this.context.now())
+    this.deadline.check()
     const own = this.ownedLive(agentId)
     if (own && this.available) own.follow(this.clusterDemand(agentId))
     this.checkHoldWaiters(agentId)
-    this.scheduleSync()
+    this.channels?.want(agentId, this.locals.count(agentId) > 0 || this.holds.has(agentId))
+    this.dirty.add(agentId)
+    this.scheduleFlush()
   }
 
-  private streamInfo (agentId: string): OwnedStreamInfo | null {
+  private scheduleFlush (): void {
+    if (this.closing || this.flushScheduled) return
+    this.flushScheduled = true
+    setImmediate(() => {
+      this.flushScheduled = false
+      this.writeDemand().catch(() => {})
+    })
+  }
+
+  /** Writes every pending demand change (one script call per agent that changed); resolves once they are in Redis. */
+  private async writeDemand (): Promise<void> {
+    while (this.flushing) await this.flushing
+    if (this.dirty.size === 0 || !this.available) return
+    const agents = [...this.dirty]
+    this.dirty.clear()
+    this.flushing = Promise.all(agents.map((agentId) => this.writeDemandOf(agentId))).then(() => {}).finally(() => { this.flushing = null })
+    await this.flushing
+  }
+
+  private async writeDemandOf (agentId: string): Promise<void> {
+    const record = this.demandRecord(agentId)
+    if ((this.written.get(agentId) ?? '') === record) return
+    try {
+      const changed = await this.store.changeDemand(agentId, record)
+      if (record === '') this.written.delete(agentId)
+      else this.written.set(agentId, record)
+      this.applyRead(agentId, changed.read)
+      if (changed.acquired) await this.acquired(agentId)
+    } catch (err) {
+      // The next renewal writes it.
+      this.context.logger.warn({ agentId, err }, `Could not write the demand for agent ${agentId}: ${(err as Error).message}`)
+    }
+  }
+
+  private applyRead (agentId: string, read: AgentRead): void {
+    if (!this.tracks(agentId)) return
+    this.views.apply(agentId, read)
     const own = this.ownedLive(agentId)
-    return own ? own.info() : this.view.info(agentId)
+    if (own && this.available) own.follow(this.clusterDemand(agentId))
+    this.checkHoldWaiters(agentId)
   }
 
-  // --- sync with Redis ----------------------------------------------------------------
+  /** Reads the agent now (its owner, description, the cluster's demand). */
+  private refresh (agentId: string): Promise<void> {
+    let read = this.reads.get(agentId)
+    if (!read) {
+      read = this.store.readAgent(agentId).then(
+        (result) => this.applyRead(agentId, result),
+        (err: Error) => this.context.logger.warn({ agentId, err }, `Could not read agent ${agentId}: ${err.message}`)
+      ).finally(() => this.reads.delete(agentId))
+      this.reads.set(agentId, read)
+    }
+    return read
+  }
+
+  /** Status of an agent this instance has no other reason to track: tracked (and read) for a while. */
+  private noteQuery (agentId: string): void {
+    const known = this.tracks(agentId)
+    this.queried.set(agentId, this.context.now())
+    if (!known && this.available && this.closing === null) this.refresh(agentId).catch(() => {})
+  }
+
+  private tracks (agentId: string): boolean {
+    return this.locals.count(agentId) > 0 || this.holds.has(agentId) || this.owned.has(agentId) || this.written.has(agentId) || this.queried.has(agentId)
+  }
+
+  private refreshStreamsIndex (): void {
+    const now = this.context.now()
+    if (now - this.streamsIndexAt < this.renewMs / 2 || !this.available) return
+    this.streamsIndexAt = now
+    this.store.streamingAgents().then((agents) => {
+      this.streamsIndex = agents
+      for (const agentId of agents) if (!this.tracks(agentId)) this.noteQuery(agentId)
+    }, () => {})
+  }
+
+  private streamInfo (agentId: string): StreamInfo | null {
+    const own = this.ownedLive(agentId)
+    return own ? own.info(this.instanceId) : this.views.info(agentId)
+  }
+
+  // --- renewal --------------------------------------------------------------------------
 
   private scheduleTick (): void {
     this.tickTimer = this.context.timers.setTimeout(() => {
       this.tickTimer = null
       if (this.closing) return
-      this.scheduleSync()
+      this.scheduleRenewal()
       this.scheduleTick()
     }, this.renewMs)
   }
 
-  /** Coalesces every change within a tick (and while a sync is in flight) into one sync. */
-  private scheduleSync (): void {
-    if (this.closing || this.syncScheduled) return
-    this.syncScheduled = true
+  private scheduleRenewal (): void {
+    if (this.closing || this.renewalScheduled) return
+    this.renewalScheduled = true
     setImmediate(() => {
-      this.syncScheduled = false
-      this.syncNow().catch(() => {})
+      this.renewalScheduled = false
+      if (this.renewing) return
+      this.renewing = this.renewOnce().finally(() => { this.renewing = null })
     })
   }
 
-  /** Resolves after a sync that started after this call (its read reflects every change made before it). */
-  private async syncNow (): Promise<void> {
-    const startedBefore = this.syncsStarted
-    while (this.syncing) {
-      await this.syncing
-      if (this.syncsStarted > startedBefore && this.syncing === null) return
+  private renewals (): Renewal[] {
+    const now = this.context.now()
+    for (const [agentId, at] of this.queried) if (now - at > this.renewMs * 10) this.queried.delete(agentId)
+    const agents = new Set([...this.locals.watched(), ...this.holds.keys(), ...this.owned.keys(), ...this.written.keys(), ...this.queried.keys()])
+    for (const agentId of this.views.tracked()) if (!agents.has(agentId)) this.views.forget(agentId)
+    const renewals: Renewal[] = []
+    for (const agentId of agents) {
+      const demand = this.demandRecord(agentId)
+      const own = this.owned.get(agentId)
+      const mode = own && !own.abandoned ? 'o' : demand !== '' || this.written.has(agentId) ? 'w' : 'q'
+      renewals.push({ agentId, mode, demand })
     }
-    if (this.syncsStarted > startedBefore) return
-    this.syncsStarted++
-    this.syncing = this.syncOnce().finally(() => { this.syncing = null })
-    await this.syncing
+    return renewals
   }
 
-  private async syncOnce (): Promise<void> {
+  private async renewOnce (): Promise<void> {
     const { redis } = this.settings
     if (redis.status !== 'ready' || this.subscriberConnection?.status !== 'ready') {
       this.connectionDown('Redis is not reachable')
@@ -316,61 +430,46 @@ export class ClusterStreams implements CoordinatedStreams {
     }
     const sentAt = this.context.now()
     // A renewal sent leaseMs after the last one must not revive leases that may have passed to others meanwhile.
-    this.checkDeadline(sentAt)
-    const snapshot = this.snapshot()
-    const text = JSON.stringify(snapshot)
-    const ownedAgents = [...this.owned.values()].filter((own) => !own.abandoned).map((own) => own.agentId)
-    let result
+    this.deadline.check(sentAt)
+    const renewals = this.renewals()
+    const streaming = [...this.liveOwned()].filter((own) => own.stream.state !== 'idle').map((own) => own.agentId)
+    let renewed
     try {
-      result = await withTimeout(this.store.sync(snapshot, ownedAgents), this.settings.leaseMs, afterPendingIo(this.context.timers), noAnswer(this.settings.leaseMs))
+      renewed = await withTimeout(this.store.renew(renewals, streaming), this.settings.leaseMs, afterPendingIo(this.context.timers), noAnswer(this.settings.leaseMs))
     } catch (err) {
       this.connectionDown(`Redis did not answer: ${(err as Error).message}`)
       return
     }
-    this.renewedAt = sentAt
-    this.armDeadline()
-    for (const [agentId, outcome] of result.renewed) {
-      if (outcome === 0) this.leaseLost(agentId, 'another instance holds its lease')
-    }
-    this.view.update(result.cluster)
+    this.deadline.renewed(sentAt)
     if (!this.available) this.connectionUp()
-    if (text !== this.lastSnapshot) {
-      this.lastSnapshot = text
-      this.store.broadcast(encodeMessage({ kind: 'changed', instanceId: this.instanceId })).catch(() => {})
+    for (const { agentId, demand } of renewals) {
+      const result = renewed.get(agentId)!
+      if (demand === '') this.written.delete(agentId)
+      else this.written.set(agentId, demand)
+      if (result.outcome === 0) this.leaseLost(agentId, 'another instance holds its lease')
+      // Redis lost the lease (and so the stream's description and task record): describe it again.
+      if (result.outcome === 2 || (result.outcome === 1 && result.read.info === null)) this.ownedChanged(agentId)
+      this.applyRead(agentId, result.read)
+      if (result.outcome === 3) await this.acquired(agentId)
     }
-    await this.acquireOrphans()
-    for (const [agentId, own] of this.owned) own.follow(this.clusterDemand(agentId))
     for (const agentId of this.holdWaiters.keys()) this.checkHoldWaiters(agentId)
   }
 
-  private snapshot (): InstanceSnapshot {
-    const agents: InstanceSnapshot['agents'] = {}
-    for (const agentId of this.locals.watched()) agents[agentId] = this.locals.demand(agentId)
-    for (const [agentId, interval] of this.holds) agents[agentId] = { ...(agents[agentId] ?? this.locals.demand(agentId)), h: interval }
-    const owned: InstanceSnapshot['owned'] = {}
-    for (const [agentId, own] of this.owned) if (!own.abandoned) owned[agentId] = own.info()
-    return { agents, owned }
-  }
+  // --- ownership ------------------------------------------------------------------------
 
-  /** Takes the lease of every agent this instance has demand for and nobody owns. */
-  private async acquireOrphans (): Promise<void> {
-    const wanted = new Set([...this.locals.watched(), ...this.holds.keys()])
-    for (const agentId of wanted) {
-      if (this.closing || !this.available || this.owned.has(agentId) || this.view.owner(agentId) !== null) continue
-      if (this.locals.count(agentId) === 0 && !this.holds.has(agentId)) continue
-      let acquired = false
-      try {
-        acquired = await this.store.acquire(agentId)
-      } catch (err) {
-        this.context.logger.warn({ agentId, err }, `Could not take the lease of agent ${agentId}: ${(err as Error).message}`)
-      }
-      if (acquired) await this.becomeOwner(agentId)
+  /** A script took the agent's free lease for this instance. */
+  private async acquired (agentId: string): Promise<void> {
+    if (this.owned.has(agentId)) return
+    if (this.closing || !this.available) {
+      this.store.release(agentId, this.idleInfo()).catch(() => {})
+      return
     }
+    await this.becomeOwner(agentId)
   }
 
   private async becomeOwner (agentId: string): Promise<void> {
     const { logger } = this.context
-    const own = new OwnedStream(agentId, { ...this.streamContext, adapter: this.fencedAdapter }, {
+    const own = new OwnedStream(agentId, this.streamContext, {
       sample: (json, intervalSeconds) => this.publishSample(agentId, json, intervalSeconds),
       end: (reason) => this.publishEnd(agentId, reason),
       fail: (err) => this.publishFailure(agentId, err)
@@ -384,6 +483,9 @@ export class ClusterStreams implements CoordinatedStreams {
       logger.warn({ agentId, previousOwner: previous.owner, taskId: previous.taskId }, `Took over agent ${agentId} from instance ${previous.owner}; samples pause until the new task starts. Stopping its task ${previous.taskId} (best effort)`)
       this.stopPreviousTask(agentId, previous.taskId)
     }
+    if (this.owned.get(agentId) !== own) return
+    // The demand as it is now (the read that took the lease may be older than a peer's change).
+    await this.refresh(agentId)
     if (this.owned.get(agentId) === own) own.follow(this.clusterDemand(agentId))
   }
 
@@ -427,22 +529,31 @@ export class ClusterStreams implements CoordinatedStreams {
   private ownedChanged (agentId: string): void {
     const own = this.owned.get(agentId)
     if (!own) return
-    this.checkDeadline(this.context.now())
-    const { state } = own.stream
-    const taskId = own.stream.taskId
-    if (state === 'active' && taskId !== null && !own.abandoned) this.store.recordTask(agentId, taskId).catch(() => {})
+    this.deadline.check()
+    if (own.stream.taskId !== null) this.ownedTasks.set(agentId, own.stream.taskId)
+    if (!own.abandoned && own.stream.state !== 'idle' && this.available) {
+      const info = own.info(this.instanceId)
+      const task = info.s === 'active' ? info.t : null
+      this.store.publishInfo(agentId, encodeInfo(info), task).then(
+        (published) => { if (!published) this.leaseLost(agentId, 'another instance holds its lease') },
+        () => {}
+      )
+    }
     this.checkHoldWaiters(agentId)
-    this.scheduleSync()
   }
 
   private ownedIdle (agentId: string): void {
     const own = this.owned.get(agentId)
     if (!own || own.stream.state !== 'idle') return
     this.owned.delete(agentId)
+    this.ownedTasks.delete(agentId)
     this.context.logger.info({ agentId, instanceId: this.instanceId }, `Instance ${this.instanceId} released agent ${agentId}`)
-    this.store.release(agentId).catch(() => {})
+    this.store.release(agentId, this.idleInfo()).catch(() => {})
     this.checkHoldWaiters(agentId)
-    this.scheduleSync()
+  }
+
+  private idleInfo (): string {
+    return encodeInfo({ o: this.instanceId, s: 'idle', t: null, v: null, a: null })
   }
 
   private leaseLost (agentId: string, why: string): void {
@@ -456,32 +567,13 @@ export class ClusterStreams implements CoordinatedStreams {
     for (const agentId of [...this.owned.keys()]) this.leaseLost(agentId, why)
   }
 
-  /** Past leaseMs since the last renewal, another instance may own what this one streams: stop. */
-  private checkDeadline (now: number): void {
-    if (this.owned.size > 0 && this.renewedAt > 0 && now - this.renewedAt >= this.settings.leaseMs) {
-      this.abandonAll(`could not renew its leases for ${now - this.renewedAt} ms`)
-    }
-  }
-
-  // Timed from when the last renewal was sent: the leases in Redis run at least until then + leaseMs.
-  // Re-armed if it fires a hair early (timers and the wall clock round differently).
-  private armDeadline (): void {
-    if (this.deadlineTimer !== null) this.context.timers.clearTimeout(this.deadlineTimer)
-    const remaining = this.renewedAt + this.settings.leaseMs - this.context.now()
-    this.deadlineTimer = this.context.timers.setTimeout(() => {
-      this.deadlineTimer = null
-      if (this.renewedAt + this.settings.leaseMs > this.context.now()) this.armDeadline()
-      else this.checkDeadline(this.context.now())
-    }, Math.max(1, remaining))
-  }
-
   // --- publishing (owner) -------------------------------------------------------------
 
   private publishSample (agentId: string, json: string, intervalSeconds: number): void {
     if (!this.available) return
     // Never below an id any instance has handed out, even if Redis lost the counter and this owner is new.
-    const floor = Math.max(this.locals.highestEventId, this.view.peerDemand(agentId).lastEventId)
-    this.store.publishSample(agentId, floor, samplePayload(agentId, intervalSeconds, json)).then(
+    const floor = Math.max(this.locals.highestEventId, this.views.peerDemand(agentId).lastEventId)
+    this.store.publishSample(agentId, floor, samplePayload(intervalSeconds, json)).then(
       (eventId) => { if (eventId === 0) this.leaseLost(agentId, 'another instance holds its lease') },
       (err: Error) => this.context.logger.warn({ agentId, err }, `Could not publish a sample of agent ${agentId}: ${err.message}`)
     )
@@ -490,12 +582,14 @@ export class ClusterStreams implements CoordinatedStreams {
   // The end is applied here once Redis took it (this instance's clients must not restart the stream
   // before the echo arrives), and not at all if the lease is gone: then the stream is another owner's.
   private publishEnd (agentId: string, reason: string): void {
-    this.publishAsOwner(agentId, encodeMessage({ kind: 'end', agentId, reason }), () => this.endLocally(agentId, reason))
+    const taskId = this.ownedTasks.get(agentId) ?? null
+    this.publishAsOwner(agentId, encodeMessage({ kind: 'end', taskId, reason }), () => this.endLocally(agentId, reason))
   }
 
   private publishFailure (agentId: string, err: Error): void {
     const body = errorBody(err)
-    this.publishAsOwner(agentId, encodeMessage({ kind: 'fail', agentId, error: body }), () => this.failLocally(agentId, body))
+    const taskId = this.ownedTasks.get(agentId) ?? null
+    this.publishAsOwner(agentId, encodeMessage({ kind: 'fail', taskId, error: body }), () => this.failLocally(agentId, body))
   }
 
   private publishAsOwner (agentId: string, message: string, applyHere: () => void): void {
@@ -512,29 +606,54 @@ export class ClusterStreams implements CoordinatedStreams {
   // --- receiving ------------------------------------------------------------------------
 
   private onMessage (channel: string, text: string): void {
-    if (channel === this.store.broadcastChannel) {
-      const message = decodeMessage(text)
-      if (message) this.onBroadcast(message)
-    } else {
+    if (channel === this.keys.inbox(this.instanceId)) {
       const message = decodeInbox(text)
       if (message) this.onInbox(message)
+      else this.context.logger.warn({ channel }, 'Dropped a malformed message on this instance\'s inbox')
+      return
+    }
+    const agentId = this.channels?.agentOf(channel) ?? null
+    if (agentId === null) return
+    const message = decodeMessage(text)
+    if (message) this.onAgentMessage(agentId, message)
+    else this.context.logger.warn({ agentId }, `Dropped a malformed message on the channel of agent ${agentId}`)
+  }
+
+  private onAgentMessage (agentId: string, message: AgentMessage): void {
+    switch (message.kind) {
+      case 'sample': return this.locals.receive(agentId, message.eventId, message.intervalSeconds, message.json, this.context.now())
+      case 'info':
+        if (message.info.o === this.instanceId) return
+        this.views.applyInfo(agentId, message.at, message.info)
+        this.checkHoldWaiters(agentId)
+        return
+      case 'end':
+        if (this.ownedLive(agentId)) return // this instance applied its own end already
+        if (this.isLiveTask(agentId, message.taskId)) this.endLocally(agentId, message.reason)
+        else this.droppedForeign(agentId, 'end', message.taskId)
+        return
+      case 'fail':
+        if (this.ownedLive(agentId)) return
+        if (this.isLiveTask(agentId, message.taskId)) this.failLocally(agentId, message.error)
+        else this.droppedForeign(agentId, 'failure', message.taskId)
+        return
+      case 'release':
+        if (this.holds.delete(agentId)) {
+          this.holdWaiters.reject(agentId, new FST_ERR_AGENT_SSE_HOLD_ENDED(agentId))
+          this.demandChanged(agentId)
+        }
     }
   }
 
-  private onBroadcast (message: ClusterMessage): void {
-    switch (message.kind) {
-      case 'sample': return this.locals.receive(message.agentId, message.eventId, message.intervalSeconds, message.json, this.context.now())
-      case 'end': return this.endLocally(message.agentId, message.reason)
-      case 'fail': return this.failLocally(message.agentId, message.error)
-      case 'changed':
-        if (message.instanceId !== this.instanceId) this.scheduleSync()
-        return
-      case 'release':
-        if (this.holds.delete(message.agentId)) {
-          this.holdWaiters.reject(message.agentId, new FST_ERR_AGENT_SSE_HOLD_ENDED(message.agentId))
-          this.demandChanged(message.agentId)
-        }
-    }
+  /** Whether an end or failure names the agent's live task (or a start that has no task yet). */
+  private isLiveTask (agentId: string, taskId: string | null): boolean {
+    const info = this.views.info(agentId)
+    if (taskId === null) return info === null || info.s === 'starting'
+    return info?.t === taskId || this.views.lastTask(agentId) === taskId
+  }
+
+  private droppedForeign (agentId: string, what: string, taskId: string | null): void {
+    this.context.logger.warn({ agentId, taskId }, `Dropped an ${what} message of agent ${agentId} for task ${String(taskId)}, which is not its live task`)
   }
 
   private endLocally (agentId: string, reason: string): void {
@@ -552,10 +671,15 @@ export class ClusterStreams implements CoordinatedStreams {
     this.holds.delete(agentId)
     this.holdWaiters.reject(agentId, holdError)
     this.locals.endAll(agentId, notify)
-    this.scheduleSync()
+    this.demandChanged(agentId)
   }
 
   private onInbox (message: InboxMessage): void {
+    if (message.op === 'demand') {
+      // Only the owner is told; anything else is stale or foreign.
+      if (this.ownedLive(message.agentId)) this.refresh(message.agentId).catch(() => {})
+      return
+    }
     if (message.op === 'cancelled') {
       this.pendingCancels.resolve(message.requestId, message.found)
       return
@@ -598,13 +722,13 @@ export class ClusterStreams implements CoordinatedStreams {
     else if (this.status(agentId).state === 'active') this.holdWaiters.resolve(agentId, undefined)
   }
 
-  /** Syncs until `done` holds or `timeoutMs` passed (peers answer a broadcast on their own time). */
-  private async waitForView (done: () => boolean, timeoutMs: number): Promise<void> {
+  /** Reads the agent until `done` holds or `timeoutMs` passed (peers answer a message on their own time). */
+  private async waitForView (agentId: string, done: () => boolean, timeoutMs: number): Promise<void> {
     const deadline = this.context.now() + timeoutMs
-    await this.syncNow()
+    await this.refresh(agentId)
     while (!done() && this.context.now() < deadline && this.available) {
       await new Promise((resolve) => this.context.timers.setTimeout(() => resolve(undefined), Math.min(20, this.renewMs)))
-      await this.syncNow()
+      await this.refresh(agentId)
     }
   }
 
@@ -615,12 +739,12 @@ export class ClusterStreams implements CoordinatedStreams {
     this.unavailableReason = reason
     if (!this.available) return
     this.available = false
-    this.lastSnapshot = ''
     const err = new FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE(reason)
     this.context.logger.error({ instanceId: this.instanceId, err }, `Cluster coordinator unavailable on instance ${this.instanceId}: ${reason}; closing its SSE clients`)
     // Clients come back through `retry:` and get 503 until Redis does; streams this instance owns
     // keep going until their leases run out (the deadline), then stop.
     this.locals.endEverything((subscriber) => subscriber.fail(err))
+    for (const agentId of this.channels?.agents() ?? []) this.channels?.want(agentId, this.holds.has(agentId))
     this.holdWaiters.rejectAll(err)
     this.pendingCancels.rejectAll(err)
   }
@@ -637,21 +761,23 @@ export class ClusterStreams implements CoordinatedStreams {
   private async shutdown (): Promise<void> {
     const { timers, logger } = this.context
     if (this.tickTimer !== null) timers.clearTimeout(this.tickTimer)
-    if (this.deadlineTimer !== null) timers.clearTimeout(this.deadlineTimer)
+    this.deadline.stop()
     const closed = new FST_ERR_AGENT_SSE_CLOSED()
     this.holdWaiters.rejectAll(closed)
     this.pendingCancels.rejectAll(closed)
     this.holds.clear()
     this.locals.endEverything((subscriber) => subscriber.end('server-shutdown'))
-    // The streams stop here but the cluster's clients stay: the next owner takes over.
+    // The streams stop here but the cluster's subscribers stay: the next owner takes over.
     const owned = [...this.owned.values()]
     await Promise.all(owned.map((own) => own.abandon()))
     const reachable = this.settings.redis.status === 'ready'
     if (reachable) {
+      const idle = this.idleInfo()
       await withTimeout(Promise.all([
-        ...owned.map((own) => this.store.release(own.agentId)),
-        this.store.leave()
-      ]).then(() => this.store.broadcast(encodeMessage({ kind: 'changed', instanceId: this.instanceId }))), this.renewMs, timers, noAnswer(this.renewMs)).catch((err: Error) => {
+        ...owned.map((own) => this.store.release(own.agentId, idle)),
+        // Out of the agents' demand at once, instead of when the records' deadlines pass.
+        ...[...this.written.keys()].map((agentId) => this.store.changeDemand(agentId, ''))
+      ]), this.renewMs, timers, noAnswer(this.renewMs)).catch((err: Error) => {
         logger.warn({ err }, `Could not leave the cluster cleanly: ${err.message}`)
       })
     }
@@ -671,18 +797,6 @@ function smallest (a: number | null, b: number | null): number | null {
   if (a === null) return b
   if (b === null) return a
   return Math.min(a, b)
-}
-
-/**
- * Timers whose callbacks wait for the I/O already received: after a pause (SIGSTOP, a long GC) Node
- * runs overdue timers before it reads the sockets, so a reply that did arrive in time would lose
- * to its own timeout. setImmediate runs after the poll phase that delivers it.
- */
-function afterPendingIo (timers: LifecycleTimers): LifecycleTimers {
-  return {
-    setTimeout: (callback, ms) => timers.setTimeout(() => setImmediate(callback), ms),
-    clearTimeout: (handle) => timers.clearTimeout(handle)
-  }
 }
 
 const noAnswer = (ms: number) => (): Error => new Error(`no answer within ${ms} ms`)

@@ -4,7 +4,7 @@ import { HistoryStore } from '../lifecycle/history-store.js'
 import { catchUp, ReplayHistory } from '../lifecycle/replay-history.js'
 import type { Subscriber } from '../lifecycle/subscriber.js'
 import type { LifecycleLogger, LifecycleTimers } from '../lifecycle/types.js'
-import type { InstanceDemand } from './store.js'
+import type { InstanceDemand } from './records.js'
 
 /** This instance's SSE clients of one agent. */
 interface LocalAgent {

@@ -1,78 +1,77 @@
 import type { AgentSseErrorBody } from '../errors.js'
+import { parseInfo, validEventId, validInterval, type StreamInfo } from './records.js'
 
 /**
- * What travels on the cluster's broadcast channel. Line-separated fields: JSON never
- * contains a raw newline, so an agent id or a sample cannot break the framing, and
- * the sample's JSON text is forwarded as the owner serialised it.
+ * What travels on an agent's channel (`<prefix>{<agentId>}:s`, the channel names the agent). Line-separated
+ * fields: JSON never contains a raw newline, so a task id or a sample cannot break the framing, and the
+ * sample's JSON text is forwarded as the owner serialised it.
  */
-export type ClusterMessage =
-  | { kind: 'sample', agentId: string, eventId: number, intervalSeconds: number, json: string }
-  | { kind: 'end', agentId: string, reason: string }
-  | { kind: 'fail', agentId: string, error: AgentSseErrorBody }
-  /** An instance's state changed: read the cluster again. */
-  | { kind: 'changed', instanceId: string }
+export type AgentMessage =
+  | { kind: 'sample', eventId: number, intervalSeconds: number, json: string }
+  /** The owner's description of the stream; `at` is Redis's clock when it was written. */
+  | { kind: 'info', at: number, info: StreamInfo }
+  | { kind: 'end', taskId: string | null, reason: string }
+  | { kind: 'fail', taskId: string | null, error: AgentSseErrorBody }
   /** A stop on some instance: every instance drops its manual hold on the agent. */
-  | { kind: 'release', agentId: string }
+  | { kind: 'release' }
 
 /** The part of a sample message the owner sends; Redis prepends the event id it assigns. */
-export function samplePayload (agentId: string, intervalSeconds: number, json: string): string {
-  return `${JSON.stringify(agentId)}\n${intervalSeconds}\n${json}`
+export function samplePayload (intervalSeconds: number, json: string): string {
+  return `${intervalSeconds}\n${json}`
 }
 
-export function encodeMessage (message: Exclude<ClusterMessage, { kind: 'sample' }>): string {
+export function encodeMessage (message: Extract<AgentMessage, { kind: 'end' | 'fail' | 'release' }>): string {
   switch (message.kind) {
-    case 'end': return `e\n${JSON.stringify(message.agentId)}\n${JSON.stringify(message.reason)}`
-    case 'fail': return `f\n${JSON.stringify(message.agentId)}\n${JSON.stringify(message.error)}`
-    case 'changed': return `c\n${JSON.stringify(message.instanceId)}`
-    case 'release': return `r\n${JSON.stringify(message.agentId)}`
+    case 'end': return `e\n${JSON.stringify(message.taskId)}\n${JSON.stringify(message.reason)}`
+    case 'fail': return `f\n${JSON.stringify(message.taskId)}\n${JSON.stringify(message.error)}`
+    case 'release': return 'r'
   }
 }
 
 /** Null for anything malformed: a foreign publisher on our channel must not break an instance. */
-export function decodeMessage (text: string): ClusterMessage | null {
+export function decodeMessage (text: string): AgentMessage | null {
   try {
     const fields = text.split('\n')
     switch (fields[0]) {
       case 's': {
-        // s, id, agent, interval, then the sample (the rest, in case a future field joins).
+        // s, id, interval, then the sample (the rest, in case a future field joins).
         const eventId = Number(fields[1])
-        const intervalSeconds = Number(fields[3])
-        const agentId = JSON.parse(fields[2]!)
-        const json = fields.slice(4).join('\n')
-        if (!Number.isSafeInteger(eventId) || eventId <= 0 || !(intervalSeconds > 0) || typeof agentId !== 'string' || json === '') return null
-        return { kind: 'sample', agentId, eventId, intervalSeconds, json }
+        const intervalSeconds = Number(fields[2])
+        const json = fields.slice(3).join('\n')
+        if (!validEventId(eventId) || !validInterval(intervalSeconds) || json === '') return null
+        return { kind: 'sample', eventId, intervalSeconds, json }
+      }
+      case 'i': {
+        const at = Number(fields[1])
+        const info = parseInfo(fields.slice(2).join('\n'))
+        return Number.isSafeInteger(at) && info !== null ? { kind: 'info', at, info } : null
       }
       case 'e': {
-        const agentId = JSON.parse(fields[1]!)
+        const taskId = JSON.parse(fields[1]!)
         const reason = JSON.parse(fields[2]!)
-        return typeof agentId === 'string' && typeof reason === 'string' ? { kind: 'end', agentId, reason } : null
+        return (taskId === null || typeof taskId === 'string') && typeof reason === 'string' ? { kind: 'end', taskId, reason } : null
       }
       case 'f': {
-        const agentId = JSON.parse(fields[1]!)
+        const taskId = JSON.parse(fields[1]!)
         const error = JSON.parse(fields[2]!)
-        return typeof agentId === 'string' && typeof error?.message === 'string' ? { kind: 'fail', agentId, error } : null
+        return (taskId === null || typeof taskId === 'string') && typeof error?.message === 'string' ? { kind: 'fail', taskId, error } : null
       }
-      case 'c': {
-        const instanceId = JSON.parse(fields[1]!)
-        return typeof instanceId === 'string' ? { kind: 'changed', instanceId } : null
-      }
-      case 'r': {
-        const agentId = JSON.parse(fields[1]!)
-        return typeof agentId === 'string' ? { kind: 'release', agentId } : null
-      }
+      case 'r': return fields.length === 1 ? { kind: 'release' } : null
     }
   } catch {}
   return null
 }
 
-/** Point-to-point, on an instance's inbox channel: a cancel for the owner, and its answer. */
+/** Point-to-point, on an instance's inbox channel: a demand change for the owner, a cancel, and its answer. */
 export type InboxMessage =
+  | { op: 'demand', agentId: string }
   | { op: 'cancel', requestId: string, from: string, agentId: string, taskId: string }
   | { op: 'cancelled', requestId: string, found: boolean }
 
 export function decodeInbox (text: string): InboxMessage | null {
   try {
     const message = JSON.parse(text)
+    if (message?.op === 'demand' && typeof message.agentId === 'string') return { op: 'demand', agentId: message.agentId }
     if (message?.op === 'cancel' && typeof message.requestId === 'string' && typeof message.from === 'string' && typeof message.agentId === 'string' && typeof message.taskId === 'string') return message
     if (message?.op === 'cancelled' && typeof message.requestId === 'string' && typeof message.found === 'boolean') return message
   } catch {}

@@ -3,7 +3,7 @@ import { Audience } from '../lifecycle/audience.js'
 import { ReplayHistory } from '../lifecycle/replay-history.js'
 import { Subscriber } from '../lifecycle/subscriber.js'
 import type { LifecycleLogger } from '../lifecycle/types.js'
-import type { OwnedStreamInfo } from './store.js'
+import type { StreamInfo } from './records.js'
 
 /** Where an owned stream's output goes: the cluster. */
 export interface OwnerOutlet {
@@ -101,9 +101,9 @@ export class OwnedStream {
   }
 
   /** What the owner publishes about the stream. */
-  info (): OwnedStreamInfo {
+  info (owner: string): StreamInfo {
     const { state, taskId, intervalSeconds, startedAt } = this.stream.status()
-    return { state, task_id: taskId, interval_seconds: intervalSeconds, started_at: startedAt }
+    return { o: owner, s: state, t: taskId, v: intervalSeconds, a: startedAt }
   }
 
   /**

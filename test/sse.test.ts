@@ -1,3 +1,4 @@
+import { connect, type Socket } from 'node:net'
 import { EventSource } from 'eventsource'
 import t from 'tap'
 import { startServer, waitFor } from './helpers/server.js'
@@ -276,4 +277,33 @@ t.test('an HTTP/1.0 client gets a close-delimited stream', async (t) => {
   t.match(text, /^HTTP\/1\.1 200 OK\r\n/)
   t.notMatch(text, /transfer-encoding: chunked/i, 'no chunked encoding for HTTP/1.0')
   t.match(text, /\r\n\r\nretry: \d+\n\nid: 1\nevent: metrics\ndata: \{"v":1\}\n\n$/)
+})
+
+t.test('a window with more sockets than one flush slice reaches every client, in order (the flush yields between slices)', async (t) => {
+  const { app, adapter, baseUrl } = await startServer(t, { flushIntervalMs: 0, maxClients: 0, maxClientsPerAgent: 0 })
+  const { port } = new URL(baseUrl)
+  const count = 1200 // more than two slices of 512
+  const received: string[] = Array.from({ length: count }, () => '')
+  const sockets: Socket[] = []
+  t.teardown(() => { for (const socket of sockets) socket.destroy() })
+  await Promise.all(Array.from({ length: count }, (_, index) => new Promise<void>((resolve, reject) => {
+    const socket = connect(Number(port), '127.0.0.1')
+    sockets.push(socket)
+    socket.setEncoding('latin1')
+    socket.on('error', reject)
+    socket.on('data', (data: string) => {
+      received[index] += data
+      if (received[index]!.includes('\r\n\r\n')) resolve()
+    })
+    socket.write('GET /agents/many/metrics/stream?interval_seconds=1 HTTP/1.1\r\nHost: x\r\n\r\n')
+  })))
+  await waitFor(() => app.streamLifecycle.status('many').subscribers === count && adapter.startCalls.length === 1, 'every client subscribed and the stream started', 20_000)
+  await waitFor(() => adapter.liveTasks.size === 1, 'the task to be live', 10_000)
+  // The first push corks all 1,200 sockets in one window, written in three slices (one per macrotask);
+  // the second comes between slices: it joins the sockets still waiting, and opens a new window for
+  // the ones already written, which must not overtake the first window.
+  adapter.push('many', { n: 1 })
+  setImmediate(() => adapter.push('many', { n: 2 }))
+  await waitFor(() => received.every((text) => text.includes('"n":2')), 'every client to get both samples', 20_000)
+  t.ok(received.every((text) => text.indexOf('"n":1') !== -1 && text.indexOf('"n":1') < text.indexOf('"n":2')), `all ${count} clients got sample 1, then sample 2`)
 })

@@ -55,6 +55,8 @@ export interface FrameWriter {
 export class WriteBatch {
   private corked: SocketWriter[] = []
   private scheduled = false
+  /** Windows closed but not yet all written, oldest first: each flushes `FLUSH_SLICE` sockets per macrotask. */
+  private flushing: SocketWriter[][] = []
 
   constructor (private readonly flushIntervalMs = 0) {}
 
@@ -63,17 +65,39 @@ export class WriteBatch {
     this.corked.push(writer)
     if (this.scheduled) return
     this.scheduled = true
-    if (this.flushIntervalMs === 0) process.nextTick(this.flush)
-    else setTimeout(this.flush, this.flushIntervalMs)
+    if (this.flushIntervalMs === 0) process.nextTick(this.close)
+    else setTimeout(this.close, this.flushIntervalMs)
   }
 
-  private readonly flush = (): void => {
+  /** Ends the window: its sockets are written from now on, and a new write opens a new window. */
+  private readonly close = (): void => {
     const writers = this.corked
     this.corked = []
     this.scheduled = false
-    for (const writer of writers) writer.uncork()
+    if (writers.length <= FLUSH_SLICE && this.flushing.length === 0) {
+      for (const writer of writers) writer.uncork()
+      return
+    }
+    this.flushing.push(writers)
+    if (this.flushing.length === 1) this.flushSlice()
+  }
+
+  // Each uncork is a syscall: after a reconnect storm (10,000 clients back within seconds, each
+  // head and first frame in the window) one loop over every socket blocked the event loop for
+  // hundreds of ms, and new connections and other requests with it. A slice per macrotask keeps it
+  // answering; frames still leave in window order.
+  private readonly flushSlice = (): void => {
+    const writers = this.flushing[0]!
+    const end = Math.min(writers.length, FLUSH_SLICE)
+    for (let i = 0; i < end; i++) writers[i]!.uncork()
+    if (end === writers.length) this.flushing.shift()
+    else this.flushing[0] = writers.slice(end)
+    if (this.flushing.length > 0) setImmediate(this.flushSlice)
   }
 }
+
+/** Sockets written per macrotask when a window closes (each is one syscall). */
+const FLUSH_SLICE = 512
 
 /** Bytes a socket holds back for the window at most; past it they are written at once. */
 const EARLY_FLUSH_BYTES = 64 * 1024

@@ -25,8 +25,6 @@ export interface AgentRead {
 interface AgentView {
   /** Redis's clock of the read the owner and info come from. */
   infoAt: number
-  /** Redis's clock of the read the demand comes from. */
-  demandAt: number
   owner: string | null
   info: StreamInfo | null
   /** The newest task the owner described (an end names the task it ends, after the stream went idle too). */
@@ -39,8 +37,8 @@ const noDemand: PeerDemand = { clients: 0, intervals: [], smallestClientInterval
 /**
  * What one instance knows of the agents it tracks (those it has subscribers or a hold of, owns, or was asked
  * about lately): each agent's owner, the owner's description of the stream, and the other instances' demand.
- * Replies of two connections (commands, pub/sub) may arrive out of order: every read carries Redis's clock,
- * and an older read never replaces a newer one.
+ * Replies of two connections (commands, pub/sub) may arrive out of order: every read and every owner's message
+ * carries Redis's clock, and an older word on the owner never replaces a newer one.
  */
 export class AgentViews {
   private readonly views = new Map<string, AgentView>()
@@ -59,23 +57,23 @@ export class AgentViews {
     this.views.delete(agentId)
   }
 
-  /** Applies a read; false if an older one than what is known. */
-  apply (agentId: string, read: AgentRead): boolean {
+  /**
+   * Applies a read of the command connection. Its demand is the newest (that connection's replies come in the
+   * order Redis ran the commands); its owner and description only if no newer message of the owner came since.
+   */
+  apply (agentId: string, read: AgentRead): void {
     const view = this.view(agentId)
-    let applied = false
     if (read.at >= view.infoAt) {
       view.infoAt = read.at
       view.owner = read.owner
       view.info = read.info !== null && read.info.o === read.owner ? read.info : null
       if (view.info?.t) view.lastTask = view.info.t
-      applied = true
     }
-    if (read.at >= view.demandAt) {
-      view.demandAt = read.at
-      view.peers = sum(read.demands, this.self)
-      applied = true
-    }
-    return applied
+    this.applyDemand(agentId, read.demands)
+  }
+
+  applyDemand (agentId: string, demands: Map<string, InstanceDemand>): void {
+    this.view(agentId).peers = sum(demands, this.self)
   }
 
   /** The owner's word on its stream, from the agent's channel. */
@@ -130,7 +128,7 @@ export class AgentViews {
   private view (agentId: string): AgentView {
     let view = this.views.get(agentId)
     if (!view) {
-      view = { infoAt: 0, demandAt: 0, owner: null, info: null, lastTask: null, peers: noDemand }
+      view = { infoAt: 0, owner: null, info: null, lastTask: null, peers: noDemand }
       this.views.set(agentId, view)
     }
     return view

@@ -342,9 +342,7 @@ export class ClusterStreams implements CoordinatedStreams {
   private applyRead (agentId: string, read: AgentRead): void {
     if (!this.tracks(agentId)) return
     this.views.apply(agentId, read)
-    const own = this.ownedLive(agentId)
-    if (own && this.available) own.follow(this.clusterDemand(agentId))
-    this.checkHoldWaiters(agentId)
+    this.applyDemandToOwned(agentId)
   }
 
   /** Reads the agent now (its owner, description, the cluster's demand). */
@@ -358,6 +356,21 @@ export class ClusterStreams implements CoordinatedStreams {
       this.reads.set(agentId, read)
     }
     return read
+  }
+
+  /** The owner, told that the agent's demand changed: reads that alone. */
+  private refreshDemand (agentId: string): void {
+    this.store.readDemand(agentId).then((demands) => {
+      if (!this.ownedLive(agentId)) return
+      this.views.applyDemand(agentId, demands)
+      this.applyDemandToOwned(agentId)
+    }, (err: Error) => this.context.logger.warn({ agentId, err }, `Could not read the demand for agent ${agentId}: ${err.message}`))
+  }
+
+  private applyDemandToOwned (agentId: string): void {
+    const own = this.ownedLive(agentId)
+    if (own && this.available) own.follow(this.clusterDemand(agentId))
+    this.checkHoldWaiters(agentId)
   }
 
   /** Status of an agent this instance has no other reason to track: tracked (and read) for a while. */
@@ -677,7 +690,7 @@ export class ClusterStreams implements CoordinatedStreams {
   private onInbox (message: InboxMessage): void {
     if (message.op === 'demand') {
       // Only the owner is told; anything else is stale or foreign.
-      if (this.ownedLive(message.agentId)) this.refresh(message.agentId).catch(() => {})
+      if (this.ownedLive(message.agentId)) this.refreshDemand(message.agentId)
       return
     }
     if (message.op === 'cancelled') {

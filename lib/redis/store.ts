@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import { parseAgentRead, type AgentRead } from './agent-views.js'
 import type { ClusterKeys } from './keys.js'
-import { parseTaskRecord, taskRecord } from './records.js'
+import { parseTaskRecord, taskRecord, type InstanceDemand } from './records.js'
 import {
   CHANGE_DEMAND,
   CLAIM_STOP,
@@ -41,6 +41,8 @@ export interface DemandChanged {
 /** Every Redis command the coordinator sends. */
 export class RedisStore {
   private readonly shas = new Map<string, string>()
+  /** Redis's clock minus this process's, as of the last script that told it. */
+  private clockOffset = 0
 
   constructor (
     private readonly redis: Redis,
@@ -72,7 +74,7 @@ export class RedisStore {
     for (const [err] of results) if (err) throw err
     if (agents.length === 0) return renewed
     const reply = results[0]![1] as unknown[]
-    const at = Number(reply[0])
+    const at = this.redisClock(reply[0])
     agents.forEach(({ agentId }, index) => {
       const [outcome, owner, info, fields] = reply[index + 1] as unknown[]
       renewed.set(agentId, { outcome: Number(outcome), read: parseAgentRead(at, owner, info, fields, (what) => this.dropped(what, agentId)) })
@@ -86,13 +88,28 @@ export class RedisStore {
     const message = JSON.stringify({ op: 'demand', agentId })
     const reply = await this.script(CHANGE_DEMAND, keys, [this.instanceId, demand, this.leaseMs, this.idleTtlMs, this.keys.inbox(''), message]) as unknown[]
     const [at, acquired, owner, info, fields] = reply
-    return { acquired: Number(acquired) === 1, read: parseAgentRead(Number(at), owner, info, fields, (what) => this.dropped(what, agentId)) }
+    return { acquired: Number(acquired) === 1, read: parseAgentRead(this.redisClock(at), owner, info, fields, (what) => this.dropped(what, agentId)) }
+  }
+
+  /**
+   * The agent's demand alone (the owner, told that it changed): one HGETALL. Records past their deadline (on
+   * Redis's clock, as of the last script) are left out here, and removed by the next script that reads them.
+   */
+  async readDemand (agentId: string): Promise<Map<string, InstanceDemand>> {
+    const hash = await this.redis.hgetall(this.keys.demand(agentId))
+    const now = Date.now() + this.clockOffset
+    const fields: string[] = []
+    for (const [name, value] of Object.entries(hash)) {
+      const deadline = Number(/^(\d+)\|/.exec(value)?.[1])
+      if (name.startsWith('i:') && deadline >= now) fields.push(name.slice(2), value)
+    }
+    return parseAgentRead(now, null, null, fields, (what) => this.dropped(what, agentId)).demands
   }
 
   async readAgent (agentId: string): Promise<AgentRead> {
     const keys = [this.keys.owner(agentId), this.keys.demand(agentId), this.keys.info(agentId)]
     const [at, owner, info, fields] = await this.script(READ_AGENT, keys, []) as unknown[]
-    return parseAgentRead(Number(at), owner, info, fields, (what) => this.dropped(what, agentId))
+    return parseAgentRead(this.redisClock(at), owner, info, fields, (what) => this.dropped(what, agentId))
   }
 
   /** The agents some owner streams (their leases renewed lately; scores are the owners' deadlines). */
@@ -155,6 +172,12 @@ export class RedisStore {
   /** Loads the hot scripts, so that they need not send their bodies (EVALSHA). Again after Redis restarts. */
   async loadScripts (): Promise<void> {
     await Promise.all([PUBLISH_SAMPLE, CHANGE_DEMAND, READ_AGENT].map((body) => this.redis.script('LOAD', body)))
+  }
+
+  private redisClock (value: unknown): number {
+    const at = Number(value)
+    if (Number.isSafeInteger(at)) this.clockOffset = at - Date.now()
+    return at
   }
 
   // EVALSHA, with the body sent only when Redis does not have it (new or restarted).

@@ -1,8 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
-import type { AgentAdapter } from '../adapter.js'
 import {
-  errorBody,
   FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT,
   FST_ERR_AGENT_SSE_CLOSED,
   FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE,
@@ -10,8 +8,7 @@ import {
   FST_ERR_AGENT_SSE_STREAM_ENDED,
   type AgentSseErrorBody
 } from '../errors.js'
-import { adapterCall, failureLogFields, withTimeout } from '../lifecycle/adapter-call.js'
-import type { AgentStreamContext } from '../lifecycle/agent-stream.js'
+import { withTimeout } from '../lifecycle/adapter-call.js'
 import type { CoordinatedStreams, CoordinatorContext } from '../lifecycle/coordinator.js'
 import type { Subscriber } from '../lifecycle/subscriber.js'
 import { idleStatus, type StreamStatus } from '../lifecycle/types.js'
@@ -20,9 +17,10 @@ import { AgentViews, type AgentRead } from './agent-views.js'
 import { afterPendingIo, LeaseDeadline } from './lease-deadline.js'
 import { ClusterKeys } from './keys.js'
 import { LocalClients } from './local-clients.js'
-import { decodeInbox, decodeMessage, encodeMessage, samplePayload, type AgentMessage, type InboxMessage } from './messages.js'
-import { OwnedStream, type ClusterDemand } from './owned-stream.js'
-import { encodeDemand, encodeInfo, type StreamInfo } from './records.js'
+import { decodeInbox, decodeMessage, encodeMessage, type AgentMessage, type InboxMessage } from './messages.js'
+import type { ClusterDemand } from './owned-stream.js'
+import { Ownership } from './ownership.js'
+import { encodeDemand, type StreamInfo } from './records.js'
 import { RedisStore, type Renewal } from './store.js'
 import { TimedWaits } from './timed-waits.js'
 
@@ -52,15 +50,11 @@ export class ClusterStreams implements CoordinatedStreams {
   private readonly locals: LocalClients
   /** Manual holds set through this instance. */
   private readonly holds = new Map<string, number>()
-  private readonly owned = new Map<string, OwnedStream>()
-  /** The last task each owned stream described (the end of a stream names it). */
-  private readonly ownedTasks = new Map<string, string>()
+  private readonly ownership: Ownership
   /** `hold()` callers waiting for the stream to be active, by agent. */
   private readonly holdWaiters: TimedWaits
   /** Cancels sent to an owner, by request id, waiting for its answer. */
   private readonly pendingCancels: TimedWaits<boolean>
-  private readonly streamContext: AgentStreamContext
-  private readonly fencedAdapter: AgentAdapter
   private readonly deadline: LeaseDeadline
   private channels: AgentChannels | null = null
   private subscriberConnection: Redis | null = null
@@ -93,18 +87,18 @@ export class ClusterStreams implements CoordinatedStreams {
     this.locals = new LocalClients(context.replayBufferSize, context.logger, context.timers, () => context.now())
     this.holdWaiters = new TimedWaits(context.timers)
     this.pendingCancels = new TimedWaits<boolean>(context.timers)
-    this.fencedAdapter = this.createFencedAdapter()
-    this.deadline = new LeaseDeadline(settings.leaseMs, context.timers, () => context.now(), (why) => this.abandonAll(why), () => this.owned.size > 0)
-    this.streamContext = {
-      ...context,
-      adapter: this.fencedAdapter,
-      // Each owned stream numbers its samples itself (see OwnedStream); these are never used.
-      nextEventId: () => 0,
-      lastEventId: () => 0,
-      isClosing: () => this.closing !== null,
-      onIdle: (stream) => this.ownedIdle(stream.agentId),
-      onStateChange: (stream) => this.ownedChanged(stream.agentId)
-    }
+    this.ownership = new Ownership(context, this.store, settings.instanceId, {
+      demand: (agentId) => this.clusterDemand(agentId),
+      refresh: (agentId) => this.refresh(agentId),
+      eventIdFloor: (agentId) => Math.max(this.locals.highestEventId, this.views.peerDemand(agentId).lastEventId),
+      available: () => this.available,
+      closing: () => this.closing !== null,
+      checkDeadline: () => this.deadline.check(),
+      changed: (agentId) => this.checkHoldWaiters(agentId),
+      ended: (agentId, reason) => this.endLocally(agentId, reason),
+      failed: (agentId, body) => this.failLocally(agentId, body)
+    })
+    this.deadline = new LeaseDeadline(settings.leaseMs, context.timers, () => context.now(), (why) => this.ownership.abandonAll(why), () => this.ownership.size > 0)
   }
 
   get instanceId (): string {
@@ -193,7 +187,7 @@ export class ClusterStreams implements CoordinatedStreams {
   }
 
   async cancelTask (agentId: string, taskId: string): Promise<StreamStatus | false> {
-    const own = this.ownedLive(agentId)
+    const own = this.ownership.live(agentId)
     if (own) {
       if (own.stream.taskId !== taskId) return false
       const stopped = own.stream.cancel()
@@ -212,7 +206,7 @@ export class ClusterStreams implements CoordinatedStreams {
 
   status (agentId: string): StreamStatus {
     this.noteQuery(agentId)
-    const own = this.ownedLive(agentId)
+    const own = this.ownership.live(agentId)
     // This instance's own word beats the last read: a lease it just released may still be in the view.
     const viewOwner = this.views.owner(agentId)
     const owner = own ? this.instanceId : viewOwner === this.instanceId ? null : viewOwner
@@ -238,7 +232,7 @@ export class ClusterStreams implements CoordinatedStreams {
 
   streamingAgents (): string[] {
     this.refreshStreamsIndex()
-    const agents = new Set([...[...this.liveOwned()].map((own) => own.agentId), ...this.views.ownedByPeers()])
+    const agents = new Set([...[...this.ownership.allLive()].map((own) => own.agentId), ...this.views.ownedByPeers()])
     // Agents streamed elsewhere that this instance does not track yet: read now, described from the next call.
     for (const agentId of this.streamsIndex) if (!agents.has(agentId)) this.noteQuery(agentId)
     return [...agents]
@@ -250,12 +244,12 @@ export class ClusterStreams implements CoordinatedStreams {
 
   agentsOfTask (taskId: string): string[] {
     const agents = new Set(this.views.agentsOfTask(taskId))
-    for (const own of this.liveOwned()) if (own.stream.taskId === taskId) agents.add(own.agentId)
+    for (const own of this.ownership.allLive()) if (own.stream.taskId === taskId) agents.add(own.agentId)
     return [...agents]
   }
 
   mayOwn (agentId: string, taskId: string): boolean {
-    const own = this.owned.get(agentId)
+    const own = this.ownership.get(agentId)
     if (own) return own.stream.state === 'starting' || own.stream.taskId === taskId
     // Another instance streams the agent: its task is not an orphan, whatever this process was told.
     return this.views.owner(agentId) !== null
@@ -268,16 +262,6 @@ export class ClusterStreams implements CoordinatedStreams {
   }
 
   // --- demand -------------------------------------------------------------------------
-
-  /** The stream this instance owns for the agent, unless it is giving it up (then a peer's word counts). */
-  private ownedLive (agentId: string): OwnedStream | undefined {
-    const own = this.owned.get(agentId)
-    return own?.abandoned ? undefined : own
-  }
-
-  private * liveOwned (): IterableIterator<OwnedStream> {
-    for (const own of this.owned.values()) if (!own.abandoned) yield own
-  }
 
   private clusterDemand (agentId: string): ClusterDemand {
     const peers = this.views.peerDemand(agentId)
@@ -297,8 +281,7 @@ export class ClusterStreams implements CoordinatedStreams {
   private demandChanged (agentId: string): void {
     // After a pause (GC, SIGSTOP) queued events run before timers: no adapter call on an expired lease.
     this.deadline.check()
-    const own = this.ownedLive(agentId)
-    if (own && this.available) own.follow(this.clusterDemand(agentId))
+    this.ownership.follow(agentId)
     this.checkHoldWaiters(agentId)
     this.channels?.want(agentId, this.locals.count(agentId) > 0 || this.holds.has(agentId))
     this.dirty.add(agentId)
@@ -332,7 +315,7 @@ export class ClusterStreams implements CoordinatedStreams {
       if (record === '') this.written.delete(agentId)
       else this.written.set(agentId, record)
       this.applyRead(agentId, changed.read)
-      if (changed.acquired) await this.acquired(agentId)
+      if (changed.acquired) await this.ownership.acquired(agentId)
     } catch (err) {
       // The next renewal writes it.
       this.context.logger.warn({ agentId, err }, `Could not write the demand for agent ${agentId}: ${(err as Error).message}`)
@@ -361,15 +344,14 @@ export class ClusterStreams implements CoordinatedStreams {
   /** The owner, told that the agent's demand changed: reads that alone. */
   private refreshDemand (agentId: string): void {
     this.store.readDemand(agentId).then((demands) => {
-      if (!this.ownedLive(agentId)) return
+      if (!this.ownership.live(agentId)) return
       this.views.applyDemand(agentId, demands)
       this.applyDemandToOwned(agentId)
     }, (err: Error) => this.context.logger.warn({ agentId, err }, `Could not read the demand for agent ${agentId}: ${err.message}`))
   }
 
   private applyDemandToOwned (agentId: string): void {
-    const own = this.ownedLive(agentId)
-    if (own && this.available) own.follow(this.clusterDemand(agentId))
+    this.ownership.follow(agentId)
     this.checkHoldWaiters(agentId)
   }
 
@@ -381,7 +363,7 @@ export class ClusterStreams implements CoordinatedStreams {
   }
 
   private tracks (agentId: string): boolean {
-    return this.locals.count(agentId) > 0 || this.holds.has(agentId) || this.owned.has(agentId) || this.written.has(agentId) || this.queried.has(agentId)
+    return this.locals.count(agentId) > 0 || this.holds.has(agentId) || this.ownership.has(agentId) || this.written.has(agentId) || this.queried.has(agentId)
   }
 
   private refreshStreamsIndex (): void {
@@ -395,8 +377,7 @@ export class ClusterStreams implements CoordinatedStreams {
   }
 
   private streamInfo (agentId: string): StreamInfo | null {
-    const own = this.ownedLive(agentId)
-    return own ? own.info(this.instanceId) : this.views.info(agentId)
+    return this.ownership.info(agentId) ?? this.views.info(agentId)
   }
 
   // --- renewal --------------------------------------------------------------------------
@@ -423,13 +404,12 @@ export class ClusterStreams implements CoordinatedStreams {
   private renewals (): Renewal[] {
     const now = this.context.now()
     for (const [agentId, at] of this.queried) if (now - at > this.renewMs * 10) this.queried.delete(agentId)
-    const agents = new Set([...this.locals.watched(), ...this.holds.keys(), ...this.owned.keys(), ...this.written.keys(), ...this.queried.keys()])
+    const agents = new Set([...this.locals.watched(), ...this.holds.keys(), ...this.ownership.agents(), ...this.written.keys(), ...this.queried.keys()])
     for (const agentId of this.views.tracked()) if (!agents.has(agentId)) this.views.forget(agentId)
     const renewals: Renewal[] = []
     for (const agentId of agents) {
       const demand = this.demandRecord(agentId)
-      const own = this.owned.get(agentId)
-      const mode = own && !own.abandoned ? 'o' : demand !== '' || this.written.has(agentId) ? 'w' : 'q'
+      const mode = this.ownership.live(agentId) ? 'o' : demand !== '' || this.written.has(agentId) ? 'w' : 'q'
       renewals.push({ agentId, mode, demand })
     }
     return renewals
@@ -445,7 +425,7 @@ export class ClusterStreams implements CoordinatedStreams {
     // A renewal sent leaseMs after the last one must not revive leases that may have passed to others meanwhile.
     this.deadline.check(sentAt)
     const renewals = this.renewals()
-    const streaming = [...this.liveOwned()].filter((own) => own.stream.state !== 'idle').map((own) => own.agentId)
+    const streaming = [...this.ownership.allLive()].filter((own) => own.stream.state !== 'idle').map((own) => own.agentId)
     let renewed
     try {
       renewed = await withTimeout(this.store.renew(renewals, streaming), this.settings.leaseMs, afterPendingIo(this.context.timers), noAnswer(this.settings.leaseMs))
@@ -459,161 +439,13 @@ export class ClusterStreams implements CoordinatedStreams {
       const result = renewed.get(agentId)!
       if (demand === '') this.written.delete(agentId)
       else this.written.set(agentId, demand)
-      if (result.outcome === 0) this.leaseLost(agentId, 'another instance holds its lease')
+      if (result.outcome === 0) this.ownership.leaseLost(agentId, 'another instance holds its lease')
       // Redis lost the lease (and so the stream's description and task record): describe it again.
-      if (result.outcome === 2 || (result.outcome === 1 && result.read.info === null)) this.ownedChanged(agentId)
+      if (result.outcome === 2 || (result.outcome === 1 && result.read.info === null)) this.ownership.describe(agentId)
       this.applyRead(agentId, result.read)
-      if (result.outcome === 3) await this.acquired(agentId)
+      if (result.outcome === 3) await this.ownership.acquired(agentId)
     }
     for (const agentId of this.holdWaiters.keys()) this.checkHoldWaiters(agentId)
-  }
-
-  // --- ownership ------------------------------------------------------------------------
-
-  /** A script took the agent's free lease for this instance. */
-  private async acquired (agentId: string): Promise<void> {
-    if (this.owned.has(agentId)) return
-    if (this.closing || !this.available) {
-      this.store.release(agentId, this.idleInfo()).catch(() => {})
-      return
-    }
-    await this.becomeOwner(agentId)
-  }
-
-  private async becomeOwner (agentId: string): Promise<void> {
-    const { logger } = this.context
-    const own = new OwnedStream(agentId, this.streamContext, {
-      sample: (json, intervalSeconds) => this.publishSample(agentId, json, intervalSeconds),
-      end: (reason) => this.publishEnd(agentId, reason),
-      fail: (err) => this.publishFailure(agentId, err)
-    })
-    this.owned.set(agentId, own)
-    logger.info({ agentId, instanceId: this.instanceId }, `Instance ${this.instanceId} now owns the metrics stream of agent ${agentId}`)
-    const previous = await this.store.takePreviousTask(agentId).catch(() => null)
-    // Whoever recorded it (a previous process may have had this instance's id), no live stream of
-    // this instance runs that task: this stream is new.
-    if (previous) {
-      logger.warn({ agentId, previousOwner: previous.owner, taskId: previous.taskId }, `Took over agent ${agentId} from instance ${previous.owner}; samples pause until the new task starts. Stopping its task ${previous.taskId} (best effort)`)
-      this.stopPreviousTask(agentId, previous.taskId)
-    }
-    if (this.owned.get(agentId) !== own) return
-    // The demand as it is now (the read that took the lease may be older than a peer's change).
-    await this.refresh(agentId)
-    if (this.owned.get(agentId) === own) own.follow(this.clusterDemand(agentId))
-  }
-
-  /**
-   * The adapter as owned streams see it: a stop first checks in Redis that no successor took the task over
-   * (a successor stops its predecessor's task; an owner thawed after losing its lease must not stop it again).
-   * Without an answer from Redis the owner stops its task itself: a task nobody stops is the worse outcome.
-   */
-  private createFencedAdapter (): AgentAdapter {
-    const { adapter, logger } = this.context
-    const stop = async (agentId: string, taskId: string): Promise<void> => {
-      let mine = true
-      try {
-        mine = await this.store.claimStop(agentId, taskId)
-      } catch (err) {
-        logger.warn({ agentId, taskId, err }, `Could not check in Redis whether task ${taskId} of agent ${agentId} was taken over; stopping it`)
-      }
-      if (!mine) {
-        logger.info({ agentId, taskId, instanceId: this.instanceId }, `Task ${taskId} of agent ${agentId} was taken over (and stopped) by the agent's next owner; not stopping it again`)
-        return
-      }
-      await adapter.stopMetricsStreaming(agentId, taskId)
-    }
-    return new Proxy(adapter, {
-      get (target, property) {
-        if (property === 'stopMetricsStreaming') return stop
-        const value: unknown = Reflect.get(target, property, target)
-        return typeof value === 'function' ? value.bind(target) : value
-      }
-    })
-  }
-
-  private stopPreviousTask (agentId: string, taskId: string): void {
-    const { adapter, adapterTimeoutMs, timers, logger } = this.context
-    adapterCall('stopMetricsStreaming', agentId, () => adapter.stopMetricsStreaming(agentId, taskId), adapterTimeoutMs, timers).then(
-      () => logger.info({ agentId, taskId }, `Stopped the previous owner's task ${taskId} of agent ${agentId}`),
-      (err: unknown) => logger.error({ agentId, taskId, ...failureLogFields(err) }, `Failed to stop the previous owner's task ${taskId} of agent ${agentId}`)
-    )
-  }
-
-  private ownedChanged (agentId: string): void {
-    const own = this.owned.get(agentId)
-    if (!own) return
-    this.deadline.check()
-    if (own.stream.taskId !== null) this.ownedTasks.set(agentId, own.stream.taskId)
-    if (!own.abandoned && own.stream.state !== 'idle' && this.available) {
-      const info = own.info(this.instanceId)
-      const task = info.s === 'active' ? info.t : null
-      this.store.publishInfo(agentId, encodeInfo(info), task).then(
-        (published) => { if (!published) this.leaseLost(agentId, 'another instance holds its lease') },
-        () => {}
-      )
-    }
-    this.checkHoldWaiters(agentId)
-  }
-
-  private ownedIdle (agentId: string): void {
-    const own = this.owned.get(agentId)
-    if (!own || own.stream.state !== 'idle') return
-    this.owned.delete(agentId)
-    this.ownedTasks.delete(agentId)
-    this.context.logger.info({ agentId, instanceId: this.instanceId }, `Instance ${this.instanceId} released agent ${agentId}`)
-    this.store.release(agentId, this.idleInfo()).catch(() => {})
-    this.checkHoldWaiters(agentId)
-  }
-
-  private idleInfo (): string {
-    return encodeInfo({ o: this.instanceId, s: 'idle', t: null, v: null, a: null })
-  }
-
-  private leaseLost (agentId: string, why: string): void {
-    const own = this.owned.get(agentId)
-    if (!own || own.abandoned) return
-    this.context.logger.warn({ agentId, instanceId: this.instanceId, taskId: own.stream.taskId }, `Instance ${this.instanceId} lost the lease of agent ${agentId} (${why}), stopping its metrics stream`)
-    own.abandon()
-  }
-
-  private abandonAll (why: string): void {
-    for (const agentId of [...this.owned.keys()]) this.leaseLost(agentId, why)
-  }
-
-  // --- publishing (owner) -------------------------------------------------------------
-
-  private publishSample (agentId: string, json: string, intervalSeconds: number): void {
-    if (!this.available) return
-    // Never below an id any instance has handed out, even if Redis lost the counter and this owner is new.
-    const floor = Math.max(this.locals.highestEventId, this.views.peerDemand(agentId).lastEventId)
-    this.store.publishSample(agentId, floor, samplePayload(intervalSeconds, json)).then(
-      (eventId) => { if (eventId === 0) this.leaseLost(agentId, 'another instance holds its lease') },
-      (err: Error) => this.context.logger.warn({ agentId, err }, `Could not publish a sample of agent ${agentId}: ${err.message}`)
-    )
-  }
-
-  // The end is applied here once Redis took it (this instance's clients must not restart the stream
-  // before the echo arrives), and not at all if the lease is gone: then the stream is another owner's.
-  private publishEnd (agentId: string, reason: string): void {
-    const taskId = this.ownedTasks.get(agentId) ?? null
-    this.publishAsOwner(agentId, encodeMessage({ kind: 'end', taskId, reason }), () => this.endLocally(agentId, reason))
-  }
-
-  private publishFailure (agentId: string, err: Error): void {
-    const body = errorBody(err)
-    const taskId = this.ownedTasks.get(agentId) ?? null
-    this.publishAsOwner(agentId, encodeMessage({ kind: 'fail', taskId, error: body }), () => this.failLocally(agentId, body))
-  }
-
-  private publishAsOwner (agentId: string, message: string, applyHere: () => void): void {
-    if (!this.available) return
-    this.store.publishAsOwner(agentId, message).then(
-      (published) => {
-        if (published) applyHere()
-        else this.leaseLost(agentId, 'another instance holds its lease')
-      },
-      (err: Error) => this.context.logger.warn({ agentId, err }, `Could not tell the cluster about agent ${agentId}: ${err.message}`)
-    )
   }
 
   // --- receiving ------------------------------------------------------------------------
@@ -641,12 +473,12 @@ export class ClusterStreams implements CoordinatedStreams {
         this.checkHoldWaiters(agentId)
         return
       case 'end':
-        if (this.ownedLive(agentId)) return // this instance applied its own end already
+        if (this.ownership.live(agentId)) return // this instance applied its own end already
         if (this.isLiveTask(agentId, message.taskId)) this.endLocally(agentId, message.reason)
         else this.droppedForeign(agentId, 'end', message.taskId)
         return
       case 'fail':
-        if (this.ownedLive(agentId)) return
+        if (this.ownership.live(agentId)) return
         if (this.isLiveTask(agentId, message.taskId)) this.failLocally(agentId, message.error)
         else this.droppedForeign(agentId, 'failure', message.taskId)
         return
@@ -690,7 +522,7 @@ export class ClusterStreams implements CoordinatedStreams {
   private onInbox (message: InboxMessage): void {
     if (message.op === 'demand') {
       // Only the owner is told; anything else is stale or foreign.
-      if (this.ownedLive(message.agentId)) this.refreshDemand(message.agentId)
+      if (this.ownership.live(message.agentId)) this.refreshDemand(message.agentId)
       return
     }
     if (message.op === 'cancelled') {
@@ -698,7 +530,7 @@ export class ClusterStreams implements CoordinatedStreams {
       return
     }
     // Only the named agent's task: task ids are unique per agent, not across agents.
-    const own = this.ownedLive(message.agentId)
+    const own = this.ownership.live(message.agentId)
     const stopped = own?.stream.taskId === message.taskId ? own.stream.cancel() : null
     const answer = (found: boolean): void => {
       this.store.send(message.from, { op: 'cancelled', requestId: message.requestId, found }).catch(() => {})
@@ -781,13 +613,11 @@ export class ClusterStreams implements CoordinatedStreams {
     this.holds.clear()
     this.locals.endEverything((subscriber) => subscriber.end('server-shutdown'))
     // The streams stop here but the cluster's subscribers stay: the next owner takes over.
-    const owned = [...this.owned.values()]
-    await Promise.all(owned.map((own) => own.abandon()))
+    await this.ownership.close()
     const reachable = this.settings.redis.status === 'ready'
     if (reachable) {
-      const idle = this.idleInfo()
       await withTimeout(Promise.all([
-        ...owned.map((own) => this.store.release(own.agentId, idle)),
+        ...this.ownership.releaseAll(),
         // Out of the agents' demand at once, instead of when the records' deadlines pass.
         ...[...this.written.keys()].map((agentId) => this.store.changeDemand(agentId, ''))
       ]), this.renewMs, timers, noAnswer(this.renewMs)).catch((err: Error) => {

@@ -69,7 +69,8 @@ async function startRedis () {
 
 /** Redis's counters: commands (inside scripts included) and bytes, INFO itself excluded. */
 async function counters (probe) {
-  const [stats, commands] = await Promise.all([probe.info('stats'), probe.info('commandstats')])
+  const [stats, commands, cpu] = await Promise.all([probe.info('stats'), probe.info('commandstats'), probe.info('cpu')])
+  const seconds = (name) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(cpu)[1])
   const field = (name) => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(stats)[1])
   let calls = 0
   const byCommand = {}
@@ -78,7 +79,7 @@ async function counters (probe) {
     calls += Number(match[2])
     byCommand[match[1]] = Number(match[2])
   }
-  return { calls, byCommand, top: sent, in: field('total_net_input_bytes'), out: field('total_net_output_bytes') }
+  return { calls, byCommand, top: sent, in: field('total_net_input_bytes'), out: field('total_net_output_bytes'), cpuMs: (seconds('used_cpu_user') + seconds('used_cpu_sys')) * 1000 }
 }
 
 function delta (after, before) {
@@ -87,11 +88,11 @@ function delta (after, before) {
     const d = calls - (before.byCommand[name] ?? 0)
     if (d > 0) byCommand[name] = d
   }
-  return { calls: after.calls - before.calls, top: after.top - before.top, in: after.in - before.in, out: after.out - before.out, byCommand }
+  return { calls: after.calls - before.calls, top: after.top - before.top, in: after.in - before.in, out: after.out - before.out, cpuMs: after.cpuMs - before.cpuMs, byCommand }
 }
 
 function minus (a, b, scale = 1) {
-  return { calls: a.calls - b.calls * scale, top: a.top - b.top * scale, in: a.in - b.in * scale, out: a.out - b.out * scale }
+  return { calls: a.calls - b.calls * scale, top: a.top - b.top * scale, in: a.in - b.in * scale, out: a.out - b.out * scale, cpuMs: a.cpuMs - b.cpuMs * scale }
 }
 
 /** What two back-to-back reads of the counters cost by themselves (their requests and replies). */
@@ -160,7 +161,7 @@ async function measure (n, agentsPerInstance) {
   const idleEnd = await counters(redis.probe)
   const idleSeconds = (Date.now() - idleStartedAt) / 1000
   const idle = minus(delta(idleEnd, idleStart), overhead)
-  const idleRate = { calls: idle.calls / idleSeconds, top: idle.top / idleSeconds, in: idle.in / idleSeconds, out: idle.out / idleSeconds }
+  const idleRate = { calls: idle.calls / idleSeconds, top: idle.top / idleSeconds, in: idle.in / idleSeconds, out: idle.out / idleSeconds, cpuMs: idle.cpuMs / idleSeconds }
 
   // Demand changes: a subscriber of instance 0's agent joins on instance 1 (or leaves), settles, is measured.
   const settleMs = 1000
@@ -205,7 +206,7 @@ async function measure (n, agentsPerInstance) {
     instances: n,
     agentsPerInstance,
     change: { calls: change.calls, top: change.top, bytes: change.in + change.out },
-    idle: { calls: idleRate.calls, top: idleRate.top, bytes: idleRate.in + idleRate.out },
+    idle: { calls: idleRate.calls, top: idleRate.top, bytes: idleRate.in + idleRate.out, cpuMsPerSecond: idleRate.cpuMs },
     sample: { outBytes: sample.out / sampleBurst, calls: sample.calls / sampleBurst }
   }
 }
@@ -227,10 +228,10 @@ for (const [n, a] of sizes) {
   results.push(await measure(n, a))
 }
 console.log(`leaseMs ${leaseMs}; one subscriber per agent per instance (disjoint); medians of ${changes} changes; ${sampleBurst}-sample burst`)
-console.log('| N x A | demand change: commands (in Redis / sent) | demand change: bytes in+out | idle commands/s (in Redis / sent) | idle bytes/s | bytes out per sample |')
-console.log('|---|---|---|---|---|---|')
+console.log('| N x A | demand change: commands (in Redis / sent) | demand change: bytes in+out | idle commands/s (in Redis / sent) | idle bytes/s | idle Redis CPU | bytes out per sample |')
+console.log('|---|---|---|---|---|---|---|')
 for (const r of results) {
-  console.log(`| ${r.instances} x ${r.agentsPerInstance} | ${fmt(r.change.calls)} / ${fmt(r.change.top)} | ${kib(r.change.bytes)} | ${r.idle.calls.toFixed(1)} / ${r.idle.top.toFixed(1)} | ${kib(r.idle.bytes)} | ${fmt(r.sample.outBytes)} B |`)
+  console.log(`| ${r.instances} x ${r.agentsPerInstance} | ${fmt(r.change.calls)} / ${fmt(r.change.top)} | ${kib(r.change.bytes)} | ${r.idle.calls.toFixed(1)} / ${r.idle.top.toFixed(1)} | ${kib(r.idle.bytes)} | ${r.idle.cpuMsPerSecond.toFixed(1)} ms/s | ${fmt(r.sample.outBytes)} B |`)
 }
 if (args.json) writeFileSync(String(args.json), JSON.stringify(results, null, 2))
 process.exit(0)

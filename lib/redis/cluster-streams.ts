@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import {
   FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT,
@@ -20,6 +19,8 @@ import { LocalClients } from './local-clients.js'
 import { decodeInbox, decodeMessage, encodeMessage, type AgentMessage, type InboxMessage } from './messages.js'
 import type { ClusterDemand } from './owned-stream.js'
 import { Ownership } from './ownership.js'
+import { DemandWriter } from './demand-writer.js'
+import { RemoteCancels } from './remote-cancels.js'
 import { encodeDemand, type StreamInfo } from './records.js'
 import { RedisStore, type Renewal } from './store.js'
 import { TimedWaits } from './timed-waits.js'
@@ -53,8 +54,7 @@ export class ClusterStreams implements CoordinatedStreams {
   private readonly ownership: Ownership
   /** `hold()` callers waiting for the stream to be active, by agent. */
   private readonly holdWaiters: TimedWaits
-  /** Cancels sent to an owner, by request id, waiting for its answer. */
-  private readonly pendingCancels: TimedWaits<boolean>
+  private readonly cancels: RemoteCancels
   private readonly deadline: LeaseDeadline
   private channels: AgentChannels | null = null
   private subscriberConnection: Redis | null = null
@@ -64,12 +64,7 @@ export class ClusterStreams implements CoordinatedStreams {
   private tickTimer: unknown = null
   private renewing: Promise<void> | null = null
   private renewalScheduled = false
-  /** This instance's demand record per agent as Redis has it (what a renewal or a change wrote). */
-  private readonly written = new Map<string, string>()
-  /** Demand changes not yet written, and their writes in flight (a hold waits for its own). */
-  private readonly dirty = new Set<string>()
-  private flushing: Promise<void> | null = null
-  private flushScheduled = false
+  private readonly demandRecords: DemandWriter
   /** Agents asked about (status) with no other reason to track them, and when: tracked a while. */
   private readonly queried = new Map<string, number>()
   private readonly reads = new Map<string, Promise<void>>()
@@ -86,7 +81,7 @@ export class ClusterStreams implements CoordinatedStreams {
     this.renewMs = Math.max(1, Math.floor(settings.leaseMs / 3))
     this.locals = new LocalClients(context.replayBufferSize, context.logger, context.timers, () => context.now())
     this.holdWaiters = new TimedWaits(context.timers)
-    this.pendingCancels = new TimedWaits<boolean>(context.timers)
+    this.cancels = new RemoteCancels(this.store, settings.instanceId, context.timers, context.adapterTimeoutMs + settings.leaseMs)
     this.ownership = new Ownership(context, this.store, settings.instanceId, {
       demand: (agentId) => this.clusterDemand(agentId),
       refresh: (agentId) => this.refresh(agentId),
@@ -97,6 +92,15 @@ export class ClusterStreams implements CoordinatedStreams {
       changed: (agentId) => this.checkHoldWaiters(agentId),
       ended: (agentId, reason) => this.endLocally(agentId, reason),
       failed: (agentId, body) => this.failLocally(agentId, body)
+    })
+    this.demandRecords = new DemandWriter(this.store, context.logger, {
+      record: (agentId) => this.demandRecord(agentId),
+      available: () => this.available,
+      closing: () => this.closing !== null,
+      written: async (agentId, changed) => {
+        this.applyRead(agentId, changed.read)
+        if (changed.acquired) await this.ownership.acquired(agentId)
+      }
     })
     this.deadline = new LeaseDeadline(settings.leaseMs, context.timers, () => context.now(), (why) => this.ownership.abandonAll(why), () => this.ownership.size > 0)
   }
@@ -150,7 +154,7 @@ export class ClusterStreams implements CoordinatedStreams {
     this.holds.set(agentId, intervalSeconds)
     this.demandChanged(agentId)
     // In Redis before the answer: a stop sent right after it, to any instance, must find it.
-    await this.writeDemand()
+    await this.demandRecords.write()
     if (this.status(agentId).state !== 'active') {
       try {
         await this.untilActive(agentId)
@@ -173,7 +177,7 @@ export class ClusterStreams implements CoordinatedStreams {
     this.demandChanged(agentId)
     // Holds set through other instances are theirs: ask them (they listen on the agent's channel) to drop them.
     try {
-      await this.writeDemand()
+      await this.demandRecords.write()
       await this.store.publishToAgent(agentId, encodeMessage({ kind: 'release' }))
     } catch (err) {
       throw new FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE((err as Error).message)
@@ -199,7 +203,7 @@ export class ClusterStreams implements CoordinatedStreams {
     await this.refresh(agentId)
     const owner = this.views.owner(agentId)
     if (owner === null || owner === this.instanceId || this.views.info(agentId)?.t !== taskId) return false
-    if (!(await this.askToCancel(owner, agentId, taskId))) return false
+    if (!(await this.cancels.ask(owner, agentId, taskId))) return false
     await this.refresh(agentId)
     return this.status(agentId)
   }
@@ -284,42 +288,7 @@ export class ClusterStreams implements CoordinatedStreams {
     this.ownership.follow(agentId)
     this.checkHoldWaiters(agentId)
     this.channels?.want(agentId, this.locals.count(agentId) > 0 || this.holds.has(agentId))
-    this.dirty.add(agentId)
-    this.scheduleFlush()
-  }
-
-  private scheduleFlush (): void {
-    if (this.closing || this.flushScheduled) return
-    this.flushScheduled = true
-    setImmediate(() => {
-      this.flushScheduled = false
-      this.writeDemand().catch(() => {})
-    })
-  }
-
-  /** Writes every pending demand change (one script call per agent that changed); resolves once they are in Redis. */
-  private async writeDemand (): Promise<void> {
-    while (this.flushing) await this.flushing
-    if (this.dirty.size === 0 || !this.available) return
-    const agents = [...this.dirty]
-    this.dirty.clear()
-    this.flushing = Promise.all(agents.map((agentId) => this.writeDemandOf(agentId))).then(() => {}).finally(() => { this.flushing = null })
-    await this.flushing
-  }
-
-  private async writeDemandOf (agentId: string): Promise<void> {
-    const record = this.demandRecord(agentId)
-    if ((this.written.get(agentId) ?? '') === record) return
-    try {
-      const changed = await this.store.changeDemand(agentId, record)
-      if (record === '') this.written.delete(agentId)
-      else this.written.set(agentId, record)
-      this.applyRead(agentId, changed.read)
-      if (changed.acquired) await this.ownership.acquired(agentId)
-    } catch (err) {
-      // The next renewal writes it.
-      this.context.logger.warn({ agentId, err }, `Could not write the demand for agent ${agentId}: ${(err as Error).message}`)
-    }
+    this.demandRecords.changed(agentId)
   }
 
   private applyRead (agentId: string, read: AgentRead): void {
@@ -363,7 +332,7 @@ export class ClusterStreams implements CoordinatedStreams {
   }
 
   private tracks (agentId: string): boolean {
-    return this.locals.count(agentId) > 0 || this.holds.has(agentId) || this.ownership.has(agentId) || this.written.has(agentId) || this.queried.has(agentId)
+    return this.locals.count(agentId) > 0 || this.holds.has(agentId) || this.ownership.has(agentId) || this.demandRecords.has(agentId) || this.queried.has(agentId)
   }
 
   private refreshStreamsIndex (): void {
@@ -404,12 +373,12 @@ export class ClusterStreams implements CoordinatedStreams {
   private renewals (): Renewal[] {
     const now = this.context.now()
     for (const [agentId, at] of this.queried) if (now - at > this.renewMs * 10) this.queried.delete(agentId)
-    const agents = new Set([...this.locals.watched(), ...this.holds.keys(), ...this.ownership.agents(), ...this.written.keys(), ...this.queried.keys()])
+    const agents = new Set([...this.locals.watched(), ...this.holds.keys(), ...this.ownership.agents(), ...this.demandRecords.agents(), ...this.queried.keys()])
     for (const agentId of this.views.tracked()) if (!agents.has(agentId)) this.views.forget(agentId)
     const renewals: Renewal[] = []
     for (const agentId of agents) {
       const demand = this.demandRecord(agentId)
-      const mode = this.ownership.live(agentId) ? 'o' : demand !== '' || this.written.has(agentId) ? 'w' : 'q'
+      const mode = this.ownership.live(agentId) ? 'o' : demand !== '' || this.demandRecords.has(agentId) ? 'w' : 'q'
       renewals.push({ agentId, mode, demand })
     }
     return renewals
@@ -437,8 +406,7 @@ export class ClusterStreams implements CoordinatedStreams {
     if (!this.available) this.connectionUp()
     for (const { agentId, demand } of renewals) {
       const result = renewed.get(agentId)!
-      if (demand === '') this.written.delete(agentId)
-      else this.written.set(agentId, demand)
+      this.demandRecords.renewed(agentId, demand)
       if (result.outcome === 0) this.ownership.leaseLost(agentId, 'another instance holds its lease')
       // Redis lost the lease (and so the stream's description and task record): describe it again.
       if (result.outcome === 2 || (result.outcome === 1 && result.read.info === null)) this.ownership.describe(agentId)
@@ -525,29 +493,8 @@ export class ClusterStreams implements CoordinatedStreams {
       if (this.ownership.live(message.agentId)) this.refreshDemand(message.agentId)
       return
     }
-    if (message.op === 'cancelled') {
-      this.pendingCancels.resolve(message.requestId, message.found)
-      return
-    }
-    // Only the named agent's task: task ids are unique per agent, not across agents.
-    const own = this.ownership.live(message.agentId)
-    const stopped = own?.stream.taskId === message.taskId ? own.stream.cancel() : null
-    const answer = (found: boolean): void => {
-      this.store.send(message.from, { op: 'cancelled', requestId: message.requestId, found }).catch(() => {})
-    }
-    if (stopped === null) answer(false)
-    else stopped.then(() => answer(true))
-  }
-
-  private askToCancel (owner: string, agentId: string, taskId: string): Promise<boolean> {
-    const requestId = randomUUID()
-    const waitMs = this.context.adapterTimeoutMs + this.settings.leaseMs
-    const answered = this.pendingCancels.wait(requestId, waitMs, () =>
-      new FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE(`instance ${owner} did not answer the cancel of task ${taskId} within ${waitMs} ms`))
-    this.store.send(owner, { op: 'cancel', requestId, from: this.instanceId, agentId, taskId }).catch((err: Error) => {
-      this.pendingCancels.reject(requestId, new FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE(err.message))
-    })
-    return answered
+    if (message.op === 'cancelled') this.cancels.answered(message.requestId, message.found)
+    else this.cancels.answer(message, this.ownership)
   }
 
   // --- manual holds -------------------------------------------------------------------
@@ -591,7 +538,7 @@ export class ClusterStreams implements CoordinatedStreams {
     this.locals.endEverything((subscriber) => subscriber.fail(err))
     for (const agentId of this.channels?.agents() ?? []) this.channels?.want(agentId, this.holds.has(agentId))
     this.holdWaiters.rejectAll(err)
-    this.pendingCancels.rejectAll(err)
+    this.cancels.rejectAll(err)
   }
 
   private connectionUp (): void {
@@ -609,7 +556,7 @@ export class ClusterStreams implements CoordinatedStreams {
     this.deadline.stop()
     const closed = new FST_ERR_AGENT_SSE_CLOSED()
     this.holdWaiters.rejectAll(closed)
-    this.pendingCancels.rejectAll(closed)
+    this.cancels.rejectAll(closed)
     this.holds.clear()
     this.locals.endEverything((subscriber) => subscriber.end('server-shutdown'))
     // The streams stop here but the cluster's subscribers stay: the next owner takes over.
@@ -618,8 +565,7 @@ export class ClusterStreams implements CoordinatedStreams {
     if (reachable) {
       await withTimeout(Promise.all([
         ...this.ownership.releaseAll(),
-        // Out of the agents' demand at once, instead of when the records' deadlines pass.
-        ...[...this.written.keys()].map((agentId) => this.store.changeDemand(agentId, ''))
+        ...this.demandRecords.removeAll()
       ]), this.renewMs, timers, noAnswer(this.renewMs)).catch((err: Error) => {
         logger.warn({ err }, `Could not leave the cluster cleanly: ${err.message}`)
       })

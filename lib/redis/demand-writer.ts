@@ -1,0 +1,82 @@
+import type { LifecycleLogger } from '../lifecycle/types.js'
+import type { DemandChanged, RedisStore } from './store.js'
+
+/** What the writer needs from the instance. */
+export interface DemandWriterHooks {
+  /** This instance's demand record for the agent now, '' for none. */
+  record (agentId: string): string
+  available (): boolean
+  closing (): boolean
+  /** Redis took the change: its answer (the agent as it is now; a free lease may now be this instance's). */
+  written (agentId: string, changed: DemandChanged): Promise<void>
+}
+
+/**
+ * This instance's demand records in Redis, one per agent it has subscribers or a hold of. Changes within a tick
+ * coalesce into one script call per agent that changed (see RedisStore.changeDemand); the renewal writes them all
+ * again each period (then `renewed` says what it wrote).
+ */
+export class DemandWriter {
+  /** The record per agent as Redis has it (what a change or a renewal wrote). */
+  private readonly inRedis = new Map<string, string>()
+  /** Agents whose demand changed since the last write. */
+  private readonly dirty = new Set<string>()
+  private flushing: Promise<void> | null = null
+  private scheduled = false
+
+  constructor (private readonly store: RedisStore, private readonly logger: LifecycleLogger, private readonly hooks: DemandWriterHooks) {}
+
+  /** Agents this instance has a record of in Redis. */
+  agents (): string[] {
+    return [...this.inRedis.keys()]
+  }
+
+  has (agentId: string): boolean {
+    return this.inRedis.has(agentId)
+  }
+
+  /** The agent's demand changed here: written on the next tick. */
+  changed (agentId: string): void {
+    this.dirty.add(agentId)
+    if (this.hooks.closing() || this.scheduled) return
+    this.scheduled = true
+    setImmediate(() => {
+      this.scheduled = false
+      this.write().catch(() => {})
+    })
+  }
+
+  /** A renewal wrote this record ('' removed it). */
+  renewed (agentId: string, record: string): void {
+    if (record === '') this.inRedis.delete(agentId)
+    else this.inRedis.set(agentId, record)
+  }
+
+  /** Writes every pending change; resolves once they are in Redis (a hold is answered after its own). */
+  async write (): Promise<void> {
+    while (this.flushing) await this.flushing
+    if (this.dirty.size === 0 || !this.hooks.available()) return
+    const agents = [...this.dirty]
+    this.dirty.clear()
+    this.flushing = Promise.all(agents.map((agentId) => this.writeOne(agentId))).then(() => {}).finally(() => { this.flushing = null })
+    await this.flushing
+  }
+
+  /** Closing: out of every agent's demand at once, instead of when the records' deadlines pass. */
+  removeAll (): Array<Promise<unknown>> {
+    return this.agents().map((agentId) => this.store.changeDemand(agentId, ''))
+  }
+
+  private async writeOne (agentId: string): Promise<void> {
+    const record = this.hooks.record(agentId)
+    if ((this.inRedis.get(agentId) ?? '') === record) return
+    try {
+      const changed = await this.store.changeDemand(agentId, record)
+      this.renewed(agentId, record)
+      await this.hooks.written(agentId, changed)
+    } catch (err) {
+      // The next renewal writes it.
+      this.logger.warn({ agentId, err }, `Could not write the demand for agent ${agentId}: ${(err as Error).message}`)
+    }
+  }
+}

@@ -24,7 +24,10 @@ export interface MetricsSink {
 export interface StartStreamingOptions {
   /** Seconds between samples, within the plugin's `minIntervalSeconds`..`maxIntervalSeconds`. */
   intervalSeconds: number
-  /** Aborts when the plugin no longer wants this task (stopped, timed out, server closing). */
+  /**
+   * Aborts when the plugin no longer wants this task: stopped, timed out, ended by the agent (`sink.end`),
+   * server closing. Listeners the adapter added for the task can go with it.
+   */
   signal: AbortSignal
 }
 

@@ -1,6 +1,6 @@
 import type { FastifyInstance, LogLevel } from 'fastify'
 import fp from 'fastify-plugin'
-import { FST_ERR_AGENT_SSE_ALREADY_REGISTERED } from './errors.js'
+import { FST_ERR_AGENT_SSE_ALREADY_REGISTERED, FST_ERR_AGENT_SSE_INVALID_OPTION } from './errors.js'
 import { StreamLifecycle } from './lifecycle/stream-lifecycle.js'
 import { resolveOptions, type AgentSseOptions } from './options.js'
 import { agentSseRoutes, type ConnectionsHandle, type SseConnectionInfo } from './routes/index.js'
@@ -51,7 +51,12 @@ async function agentSsePlugin (fastify: FastifyInstance, pluginOptions: AgentSse
   const options = resolveOptions(pluginOptions)
   // fastify-plugin skips encapsulation, so Fastify does not apply register's `logLevel` here:
   // the plugin's own lines get it through a child logger, its routes through their scope.
-  const { logLevel } = pluginOptions as { logLevel?: LogLevel }
+  const { logLevel, logSerializers } = pluginOptions as { logLevel?: LogLevel, logSerializers?: Record<string, (value: unknown) => string> }
+  // A misspelt level would otherwise fail inside pino with a message that names no option.
+  const levels = Object.keys((fastify.log as { levels?: { values?: Record<string, number> } }).levels?.values ?? {})
+  if (logLevel !== undefined && logLevel !== 'silent' && levels.length > 0 && !levels.includes(logLevel)) {
+    throw new FST_ERR_AGENT_SSE_INVALID_OPTION('logLevel', `must be one of ${[...levels, 'silent'].join(', ')}, got ${JSON.stringify(logLevel)}`)
+  }
   const log = logLevel === undefined ? fastify.log : fastify.log.child({}, { level: logLevel })
   const lifecycle = new StreamLifecycle({
     adapter: options.adapter,
@@ -81,7 +86,15 @@ async function agentSsePlugin (fastify: FastifyInstance, pluginOptions: AgentSse
   })
   // fastify-plugin drops `prefix`, so the routes get their own encapsulated scope with it
   // while the decorators above still reach the host.
-  await fastify.register(agentSseRoutes, { prefix: options.prefix, ...(logLevel === undefined ? {} : { logLevel }), lifecycle, options, log, connectionsHandle })
+  await fastify.register(agentSseRoutes, {
+    prefix: options.prefix,
+    ...(logLevel === undefined ? {} : { logLevel }),
+    ...(logSerializers === undefined ? {} : { logSerializers }),
+    lifecycle,
+    options,
+    log,
+    connectionsHandle
+  })
 }
 
 /** The plugin. `fastify.register(agentSse, { adapter })`. */

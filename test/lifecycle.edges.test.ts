@@ -130,3 +130,25 @@ t.test('the standalone API refuses intervals that are not positive numbers', asy
   }
   t.equal(adapter.startCalls.length, 0)
 })
+
+t.test('the start signal aborts when the agent ends its task itself (active, or before its start answered)', async (t) => {
+  const { lifecycle, adapter } = lifecycleFixture({ autoAnswer: false })
+  lifecycle.subscribe('live', recorder(5).options)
+  adapter.startCalls[0]!.answer.resolve({ taskId: 't1' })
+  await flush()
+  t.equal(lifecycle.status('live').state, 'active')
+  t.notOk(adapter.startCalls[0]!.signal.aborted)
+  adapter.startCalls[0]!.sink.end('agent-offline')
+  t.ok(adapter.startCalls[0]!.signal.aborted, 'aborted when an active task is ended by the agent')
+  t.equal(lifecycle.status('live').state, 'idle')
+
+  lifecycle.subscribe('early', recorder(5).options)
+  const early = adapter.startCalls[1]!
+  early.sink.end('agent-offline')
+  t.notOk(early.signal.aborted, 'the start is still in flight: its answer is awaited first')
+  early.answer.resolve({ taskId: 't2' })
+  await flush()
+  t.ok(early.signal.aborted, 'aborted once the start answered for a task the agent already ended')
+  t.equal(adapter.stopsFor('early'), 0, 'and never stopped: the agent ended it')
+  await lifecycle.close()
+})

@@ -85,3 +85,39 @@ t.test('an error that is not an adapter failure still reaches the host\'s error 
   t.match(response.body, { error: 'Host', message: /^host handler: / })
   t.same(seen, ['FST_ERR_VALIDATION'])
 })
+
+t.test('a stream that fails or ends while a manual start waits: logged once by the lifecycle, not again by the route', async (t) => {
+  const adapter = new TestAdapter({ autoAnswer: false })
+  const server = await startServer(t, { adapter })
+  const failing = server.json('/agents/a/metrics/streaming/start', 'POST')
+  await waitFor(() => adapter.startCalls.length === 1, 'the start call')
+  adapter.startCalls[0]!.sink.error(new Error('socket reset'))
+  t.equal((await failing).statusCode, 502)
+  const errors = server.logs.filter((line) => line.level >= ERROR)
+  t.same(errors.map((line) => line.msg), ['Metrics stream of agent a failed'], 'one error line, the lifecycle\'s')
+
+  const ending = server.json('/agents/b/metrics/streaming/start', 'POST')
+  await waitFor(() => adapter.startCalls.length === 2, 'the second start call')
+  adapter.startCalls[1]!.sink.end('agent-offline')
+  const ended = await ending
+  t.equal(ended.statusCode, 502)
+  t.match(ended.body, { code: 'FST_ERR_AGENT_SSE_STREAM_ENDED' })
+  t.equal(server.logs.filter((line) => line.level >= ERROR).length, 1, 'an agent ending its task is not an error line')
+  t.ok(server.logs.some((line) => line.level === INFO && /Agent b ended metrics streaming on its own: agent-offline/.test(line.msg)), 'it is an info line')
+})
+
+t.test('a throwing authorizeAgent is logged once (its message never sent)', async (t) => {
+  const server = await startServer(t, { authorizeAgent: () => { throw new Error('db password=hunter2') } })
+  const response = await server.json('/agents/a/status')
+  t.equal(response.statusCode, 503)
+  t.notMatch(JSON.stringify(response.body), /hunter2/)
+  const errors = server.logs.filter((line) => line.level >= ERROR)
+  t.equal(errors.length, 1, `one error line (${errors.map((line) => line.msg).join(' | ')})`)
+})
+
+t.test('logLevel must be a level of the logger; logSerializers reach the plugin\'s routes', async (t) => {
+  await t.rejects(startServer(t, { logLevel: 'verbose' } as never), { code: 'FST_ERR_AGENT_SSE_INVALID_OPTION', message: /option "logLevel" must be one of .*info.*, got "verbose"/ })
+  const server = await startServer(t, { logSerializers: { req: (req: { url: string }) => `request to ${req.url}` } } as never)
+  await server.json('/agents/a/status')
+  t.ok(server.logs.some((line) => line.msg === 'incoming request' && line.req === 'request to /agents/a/status'), 'the route\'s request log used the serializer')
+})

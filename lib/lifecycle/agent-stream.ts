@@ -254,7 +254,9 @@ export class AgentStream {
     this.ctx.logger.info({ agentId: this.agentId, taskId }, `Started metrics streaming for agent ${this.agentId} (task: ${taskId})`)
     if (channels.streamStarted.hasSubscribers) channels.streamStarted.publish({ agentId: this.agentId, taskId, intervalSeconds: run.intervalSeconds })
     if (run.outcome === 'ended') {
-      // The agent already ended this task: there is nothing to stop.
+      // The agent already ended this task: there is nothing to stop, and the adapter's
+      // listeners for it go with the signal.
+      run.abort.abort()
       this.publishStopped(taskId, 'ended-by-agent', run.endReason)
       this.toIdle()
       return
@@ -428,9 +430,14 @@ export class AgentStream {
     if (this.state === 'starting') {
       run.outcome = 'ended'
       run.endReason = why
-      this.untilActive.rejectAll(new FST_ERR_AGENT_SSE_STREAM_ENDED(this.agentId, why))
+      const ended = new FST_ERR_AGENT_SSE_STREAM_ENDED(this.agentId, why)
+      // Logged just above (at info: the agent chose to end): a manual start answers it without logging it again.
+      markReported(ended)
+      this.untilActive.rejectAll(ended)
       return
     }
+    // The plugin no longer wants the task: the adapter's listeners for it go with the signal.
+    run.abort.abort()
     this.publishStopped(run.taskId as string, 'ended-by-agent', why)
     this.toIdle()
   }
@@ -439,6 +446,7 @@ export class AgentStream {
     if (run.closed) return
     const err = adapterFailure('stream', this.agentId, cause)
     this.ctx.logger.error({ agentId: this.agentId, taskId: run.taskId, ...failureLogFields(err) }, `Metrics stream of agent ${this.agentId} failed`)
+    markReported(err)
     if (channels.streamFailed.hasSubscribers) channels.streamFailed.publish({ agentId: this.agentId, phase: 'stream', taskId: run.taskId, error: err })
     this.audience.endAll((subscriber) => subscriber.fail(err))
     if (this.state === 'starting') {

@@ -55,8 +55,8 @@ export class StreamLifecycle {
   readonly replayBufferSize: number
   readonly maxHolds: number
   /**
-   * A coordinator other than the in-process default was given: the counts live elsewhere, so the
-   * lifecycle may become unavailable (503) and status answers carry the streaming instance.
+   * A `coordinator` was given (without one the counts live in this process): the routes then
+   * refuse requests (503) while it reports itself unavailable.
    */
   readonly coordinated: boolean
   private readonly adapter: AgentAdapter

@@ -6,6 +6,7 @@ import {
   FST_ERR_AGENT_SSE_UNKNOWN_AGENT
 } from '../errors.js'
 import { invokeAdapter, unrefTimers, withTimeout } from '../lifecycle/adapter-call.js'
+import { markReported } from '../lifecycle/reported-errors.js'
 import type { StreamLifecycle } from '../lifecycle/stream-lifecycle.js'
 import type { ResolvedOptions } from '../options.js'
 
@@ -53,10 +54,13 @@ export async function isAuthorized ({ options }: RouteContext, request: FastifyR
   } catch (err) {
     if (timedOut !== null && err === timedOut) {
       request.log.error({ agentId }, (err as Error).message)
+      markReported(err)
       throw err
     }
     request.log.error({ agentId, err }, `authorizeAgent threw for agent ${agentId}`)
-    throw new FST_ERR_AGENT_SSE_AUTHORIZATION_FAILED(agentId, 'failed')
+    const failed = new FST_ERR_AGENT_SSE_AUTHORIZATION_FAILED(agentId, 'failed')
+    markReported(failed)
+    throw failed
   }
 }
 

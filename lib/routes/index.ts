@@ -44,13 +44,17 @@ export async function agentSseRoutes (app: FastifyInstance, { connectionsHandle,
   addSharedSchemas(app)
   // One message per bad request (`body/interval_seconds must be an integer from 1 to 3600`), not Ajv's list.
   app.setSchemaErrorFormatter(validationErrorFormatter(context.options))
-  // Adapter failures (502/504) are answered here and logged once: by the lifecycle where it
-  // happened (a start, with its agent and task), else here, with the request, saying the cause
-  // once. Fastify's 5xx logging would log them again. Every other error goes on to the host's
-  // error handler.
+  // Failures the plugin logs itself are answered here, so that Fastify's 5xx logging does not log
+  // them again: what the lifecycle or the authorizeAgent check already logged (with the agent and
+  // task), and adapter failures (502/504) of a one-off call, logged here with the request, saying
+  // the cause once. Every other error goes on to the host's error handler.
   app.setErrorHandler((err: FastifyError, request, reply) => {
+    if (wasReported(err)) {
+      reply.code(err.statusCode ?? 500).send(errorBody(err))
+      return
+    }
     if (!isAdapterFailure(err)) throw err
-    if (!wasReported(err)) request.log.error(failureLogFields(err), 'Adapter call failed')
+    request.log.error(failureLogFields(err), 'Adapter call failed')
     reply.code(err.statusCode).send(errorBody(err))
   })
   if (context.lifecycle.coordinated) {

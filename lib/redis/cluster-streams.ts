@@ -21,6 +21,7 @@ import type { ClusterDemand } from './owned-stream.js'
 import { Ownership } from './ownership.js'
 import { DemandWriter } from './demand-writer.js'
 import { RemoteCancels } from './remote-cancels.js'
+import { AgentReads } from './agent-reads.js'
 import { encodeDemand, type StreamInfo } from './records.js'
 import { RedisStore, type Renewal } from './store.js'
 import { TimedWaits } from './timed-waits.js'
@@ -65,11 +66,7 @@ export class ClusterStreams implements CoordinatedStreams {
   private renewing: Promise<void> | null = null
   private renewalScheduled = false
   private readonly demandRecords: DemandWriter
-  /** Agents asked about (status) with no other reason to track them, and when: tracked a while. */
-  private readonly queried = new Map<string, number>()
-  private readonly reads = new Map<string, Promise<void>>()
-  private streamsIndex: string[] = []
-  private streamsIndexAt = 0
+  private readonly reads: AgentReads
   private readonly detach: Array<() => void> = []
 
   constructor (private readonly context: CoordinatorContext, private readonly settings: ClusterSettings) {
@@ -84,7 +81,7 @@ export class ClusterStreams implements CoordinatedStreams {
     this.cancels = new RemoteCancels(this.store, settings.instanceId, context.timers, context.adapterTimeoutMs + settings.leaseMs)
     this.ownership = new Ownership(context, this.store, settings.instanceId, {
       demand: (agentId) => this.clusterDemand(agentId),
-      refresh: (agentId) => this.refresh(agentId),
+      refresh: (agentId) => this.reads.read(agentId),
       eventIdFloor: (agentId) => Math.max(this.locals.highestEventId, this.views.peerDemand(agentId).lastEventId),
       available: () => this.available,
       closing: () => this.closing !== null,
@@ -92,6 +89,12 @@ export class ClusterStreams implements CoordinatedStreams {
       changed: (agentId) => this.checkHoldWaiters(agentId),
       ended: (agentId, reason) => this.endLocally(agentId, reason),
       failed: (agentId, body) => this.failLocally(agentId, body)
+    })
+    this.reads = new AgentReads(this.store, context.logger, () => context.now(), this.renewMs, {
+      follows: (agentId) => this.follows(agentId),
+      apply: (agentId, read) => this.applyRead(agentId, read),
+      available: () => this.available,
+      closing: () => this.closing !== null
     })
     this.demandRecords = new DemandWriter(this.store, context.logger, {
       record: (agentId) => this.demandRecord(agentId),
@@ -197,19 +200,19 @@ export class ClusterStreams implements CoordinatedStreams {
       const stopped = own.stream.cancel()
       if (stopped === null) return false
       await stopped
-      await this.refresh(agentId)
+      await this.reads.read(agentId)
       return this.status(agentId)
     }
-    await this.refresh(agentId)
+    await this.reads.read(agentId)
     const owner = this.views.owner(agentId)
     if (owner === null || owner === this.instanceId || this.views.info(agentId)?.t !== taskId) return false
     if (!(await this.cancels.ask(owner, agentId, taskId))) return false
-    await this.refresh(agentId)
+    await this.reads.read(agentId)
     return this.status(agentId)
   }
 
   status (agentId: string): StreamStatus {
-    this.noteQuery(agentId)
+    this.reads.askedAbout(agentId)
     const own = this.ownership.live(agentId)
     // This instance's own word beats the last read: a lease it just released may still be in the view.
     const viewOwner = this.views.owner(agentId)
@@ -235,10 +238,9 @@ export class ClusterStreams implements CoordinatedStreams {
   }
 
   streamingAgents (): string[] {
-    this.refreshStreamsIndex()
     const agents = new Set([...[...this.ownership.allLive()].map((own) => own.agentId), ...this.views.ownedByPeers()])
-    // Agents streamed elsewhere that this instance does not track yet: read now, described from the next call.
-    for (const agentId of this.streamsIndex) if (!agents.has(agentId)) this.noteQuery(agentId)
+    // Agents streamed elsewhere that this instance does not follow yet: read now, described from the next call.
+    for (const agentId of this.reads.streamedAnywhere()) if (!agents.has(agentId)) this.reads.askedAbout(agentId)
     return [...agents]
   }
 
@@ -297,19 +299,6 @@ export class ClusterStreams implements CoordinatedStreams {
     this.applyDemandToOwned(agentId)
   }
 
-  /** Reads the agent now (its owner, description, the cluster's demand). */
-  private refresh (agentId: string): Promise<void> {
-    let read = this.reads.get(agentId)
-    if (!read) {
-      read = this.store.readAgent(agentId).then(
-        (result) => this.applyRead(agentId, result),
-        (err: Error) => this.context.logger.warn({ agentId, err }, `Could not read agent ${agentId}: ${err.message}`)
-      ).finally(() => this.reads.delete(agentId))
-      this.reads.set(agentId, read)
-    }
-    return read
-  }
-
   /** The owner, told that the agent's demand changed: reads that alone. */
   private refreshDemand (agentId: string): void {
     this.store.readDemand(agentId).then((demands) => {
@@ -324,25 +313,13 @@ export class ClusterStreams implements CoordinatedStreams {
     this.checkHoldWaiters(agentId)
   }
 
-  /** Status of an agent this instance has no other reason to track: tracked (and read) for a while. */
-  private noteQuery (agentId: string): void {
-    const known = this.tracks(agentId)
-    this.queried.set(agentId, this.context.now())
-    if (!known && this.available && this.closing === null) this.refresh(agentId).catch(() => {})
-  }
-
+  /** Whether this instance follows the agent: it keeps its view of it up to date. */
   private tracks (agentId: string): boolean {
-    return this.locals.count(agentId) > 0 || this.holds.has(agentId) || this.ownership.has(agentId) || this.demandRecords.has(agentId) || this.queried.has(agentId)
+    return this.follows(agentId) || this.reads.isAsked(agentId)
   }
 
-  private refreshStreamsIndex (): void {
-    const now = this.context.now()
-    if (now - this.streamsIndexAt < this.renewMs / 2 || !this.available) return
-    this.streamsIndexAt = now
-    this.store.streamingAgents().then((agents) => {
-      this.streamsIndex = agents
-      for (const agentId of agents) if (!this.tracks(agentId)) this.noteQuery(agentId)
-    }, () => {})
+  private follows (agentId: string): boolean {
+    return this.locals.count(agentId) > 0 || this.holds.has(agentId) || this.ownership.has(agentId) || this.demandRecords.has(agentId)
   }
 
   private streamInfo (agentId: string): StreamInfo | null {
@@ -371,9 +348,7 @@ export class ClusterStreams implements CoordinatedStreams {
   }
 
   private renewals (): Renewal[] {
-    const now = this.context.now()
-    for (const [agentId, at] of this.queried) if (now - at > this.renewMs * 10) this.queried.delete(agentId)
-    const agents = new Set([...this.locals.watched(), ...this.holds.keys(), ...this.ownership.agents(), ...this.demandRecords.agents(), ...this.queried.keys()])
+    const agents = new Set([...this.locals.watched(), ...this.holds.keys(), ...this.ownership.agents(), ...this.demandRecords.agents(), ...this.reads.recentlyAsked()])
     for (const agentId of this.views.tracked()) if (!agents.has(agentId)) this.views.forget(agentId)
     const renewals: Renewal[] = []
     for (const agentId of agents) {
@@ -517,10 +492,10 @@ export class ClusterStreams implements CoordinatedStreams {
   /** Reads the agent until `done` holds or `timeoutMs` passed (peers answer a message on their own time). */
   private async waitForView (agentId: string, done: () => boolean, timeoutMs: number): Promise<void> {
     const deadline = this.context.now() + timeoutMs
-    await this.refresh(agentId)
+    await this.reads.read(agentId)
     while (!done() && this.context.now() < deadline && this.available) {
       await new Promise((resolve) => this.context.timers.setTimeout(() => resolve(undefined), Math.min(20, this.renewMs)))
-      await this.refresh(agentId)
+      await this.reads.read(agentId)
     }
   }
 

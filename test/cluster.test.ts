@@ -91,6 +91,19 @@ t.test('cluster mode over Redis (in-process instances)', { skip }, async (t) => 
     t.same(liveTasks(apps), [])
   })
 
+  t.test('an instance with no part in an agent answers its status and GET /streams right the first time', async (t) => {
+    const apps = await cluster(t, 3, redis)
+    const [a, , c] = apps as [ClusterApp, ClusterApp, ClusterApp]
+    const client = await a.sse('/agents/first-ask/metrics/stream')
+    t.teardown(() => client.close())
+    const owner = await ownerOf(apps, 'first-ask')
+    await waitFor(async () => (await owner.status('first-ask')).state === 'active', 'the stream to be active on its owner', waitMs)
+    // c has no client, hold or stream of the agent, and was never asked about it: its very first answers.
+    const [status, list] = [await c.status('first-ask'), (await c.json('/streams')).body]
+    t.match(status, { agent_id: 'first-ask', streaming_active: true, state: 'active', owner: owner.id, sse_clients: 1 }, 'the first status answer')
+    t.same(list.streams.map((s: { agent_id: string }) => s.agent_id), ['first-ask'], 'the first GET /streams answer')
+  })
+
   t.test('the debounce is cluster-wide: a client on another instance within stopDelayMs keeps the stream', async (t) => {
     // Long enough that the second client arrives within it even if this process stalls for a second.
     const stopDelayMs = 2000

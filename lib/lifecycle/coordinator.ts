@@ -40,6 +40,12 @@ export interface CoordinatedStreams {
   /** Cancels the agent's task if it is live and has this id; false otherwise. */
   cancelTask (agentId: string, taskId: string): Promise<StreamStatus | false>
   status (agentId: string): StreamStatus
+  /**
+   * Optional: brings this instance's view of these agents (null: of which agents stream) up to date
+   * before a status answer; a cluster coordinator reads what it does not follow from Redis. Without
+   * it, `status` and `streamingAgents` are always current.
+   */
+  refresh? (agentIds: readonly string[] | null): Promise<void>
   /** The agents that are not idle, in no particular order. */
   streamingAgents (): string[]
   lastEventId (agentId: string): number

@@ -182,8 +182,26 @@ export class StreamLifecycle {
     return orphans
   }
 
+  /** The agent's status as this instance knows it now (see {@link currentStatus} for one read from the coordinator). */
   status (agentId: string): StreamStatus {
     return this.streams.status(agentId)
+  }
+
+  /**
+   * The agent's status once the coordinator's view of it is current: at once in a single process; in a
+   * cluster, after a read of an agent this instance does not follow (no clients, hold or stream here).
+   */
+  async currentStatus (agentId: string): Promise<StreamStatus> {
+    await this.streams.refresh?.([agentId])
+    return this.streams.status(agentId)
+  }
+
+  /** {@link page}, with the page's agents current as in {@link currentStatus}. */
+  async currentPage (after: string | null, limit: number): Promise<{ streams: StreamStatus[], next: string | null }> {
+    await this.streams.refresh?.(null)
+    const { agentIds, next } = this.pageOf(after, limit)
+    await this.streams.refresh?.(agentIds)
+    return { streams: this.statuses(agentIds), next }
   }
 
   /** Statuses of every agent that is not idle. */
@@ -196,10 +214,16 @@ export class StreamLifecycle {
    * `after` (null: from the start), and the cursor of the next page (null on the last one).
    */
   page (after: string | null, limit: number): { streams: StreamStatus[], next: string | null } {
+    const { agentIds, next } = this.pageOf(after, limit)
+    return { streams: this.statuses(agentIds), next }
+  }
+
+  /** The agent ids of a page (see {@link page}) and the next page's cursor. */
+  private pageOf (after: string | null, limit: number): { agentIds: string[], next: string | null } {
     const agents = this.streams.streamingAgents()
     // The `limit` smallest ids after the cursor (plus one, to know whether a next page exists), without
     // sorting every agent: a page of a 20,000-agent fleet costs one pass, not a sort of all of them.
-    if (limit >= agents.length) return { streams: this.statuses(agents.filter((agentId) => after === null || agentId > after).sort()), next: null }
+    if (limit >= agents.length) return { agentIds: agents.filter((agentId) => after === null || agentId > after).sort(), next: null }
     const page: string[] = []
     const keep = limit + 1
     for (const agentId of agents) {
@@ -217,7 +241,7 @@ export class StreamLifecycle {
     }
     const more = page.length > limit
     if (more) page.length = limit
-    return { streams: this.statuses(page), next: more ? page.at(-1)! : null }
+    return { agentIds: page, next: more ? page.at(-1)! : null }
   }
 
   /** The statuses of those agents that are still not idle. */

@@ -23,6 +23,7 @@ export class AgentReads {
   private readonly inFlight = new Map<string, Promise<void>>()
   private streamed: string[] = []
   private streamedReadAt = 0
+  private streamedRead: Promise<void> | null = null
 
   constructor (
     private readonly store: RedisStore,
@@ -68,14 +69,21 @@ export class AgentReads {
    * that this instance does not follow are read: they show from the next call on).
    */
   streamedAnywhere (): string[] {
-    const now = this.now()
-    if (now - this.streamedReadAt >= this.renewMs / 2 && this.hooks.available()) {
-      this.streamedReadAt = now
-      this.store.streamingAgents().then((agents) => {
-        this.streamed = agents
-        for (const agentId of agents) if (!this.hooks.follows(agentId)) this.askedAbout(agentId)
-      }, () => {})
-    }
+    this.readStreamed().catch(() => {})
     return this.streamed
+  }
+
+  /** Reads the index of streamed agents, unless it was read (or is being read) in the last half renewal period. */
+  readStreamed (): Promise<void> {
+    const now = this.now()
+    if ((now - this.streamedReadAt < this.renewMs / 2 && this.streamedRead !== null) || !this.hooks.available()) {
+      return this.streamedRead ?? Promise.resolve()
+    }
+    this.streamedReadAt = now
+    this.streamedRead = this.store.streamingAgents().then((agents) => {
+      this.streamed = agents
+      for (const agentId of agents) if (!this.hooks.follows(agentId)) this.askedAbout(agentId)
+    }, () => {})
+    return this.streamedRead
   }
 }

@@ -237,6 +237,18 @@ export class ClusterStreams implements CoordinatedStreams {
     }
   }
 
+  async refresh (agentIds: readonly string[] | null): Promise<void> {
+    if (agentIds === null) {
+      await this.reads.readStreamed()
+      return
+    }
+    // An agent this instance neither follows nor was asked about lately has no view here yet: read it
+    // now (then the renewal keeps it current while it is asked about), so a first answer is right too.
+    const unknown = agentIds.filter((agentId) => !this.follows(agentId) && !this.reads.isAsked(agentId))
+    for (const agentId of agentIds) this.reads.askedAbout(agentId)
+    await Promise.all(unknown.map((agentId) => this.reads.read(agentId)))
+  }
+
   streamingAgents (): string[] {
     const agents = new Set([...[...this.ownership.allLive()].map((own) => own.agentId), ...this.views.ownedByPeers()])
     // Agents streamed elsewhere that this instance does not follow yet: read now, described from the next call.

@@ -75,7 +75,7 @@ export function registerControlRoutes (fastify: FastifyInstance, context: RouteC
       response: { 200: StreamStatusRef, ...errors }
     },
     preHandler: ensureAgentExists
-  }, async (request) => toStatusBody(lifecycle.status(request.params.agentId)))
+  }, async (request) => toStatusBody(await lifecycle.currentStatus(request.params.agentId)))
 
   app.get('/streams', {
     schema: {
@@ -89,7 +89,7 @@ export function registerControlRoutes (fastify: FastifyInstance, context: RouteC
     }
   }, async (request) => {
     // One page at a time: a list of every stream of a large fleet would block the event loop.
-    const { streams, next } = lifecycle.page(request.query.cursor ?? null, request.query.limit ?? DEFAULT_PAGE_SIZE)
+    const { streams, next } = await lifecycle.currentPage(request.query.cursor ?? null, request.query.limit ?? DEFAULT_PAGE_SIZE)
     // Only the agents this request may see (a page may hold fewer than `limit`).
     const visible = new Set(await filterAuthorized(context, request, streams.map((status) => status.agentId)))
     return { streams: streams.filter((status) => visible.has(status.agentId)).map(toStatusBody), next_cursor: next }

@@ -307,3 +307,14 @@ t.test('a window with more sockets than one flush slice reaches every client, in
   await waitFor(() => received.every((text) => text.includes('"n":2')), 'every client to get both samples', 20_000)
   t.ok(received.every((text) => text.indexOf('"n":1') !== -1 && text.indexOf('"n":1') < text.indexOf('"n":2')), `all ${count} clients got sample 1, then sample 2`)
 })
+
+t.test('a new stream\'s head does not wait for the flush window (it leaves at the end of the tick, with the retry frame)', async (t) => {
+  const { sse } = await startServer(t, { flushIntervalMs: 1000 })
+  const openedAt = Date.now()
+  const stream = await sse('/agents/head/metrics/stream')
+  t.teardown(() => stream.close())
+  const waitedMs = Date.now() - openedAt
+  t.equal(stream.statusCode, 200)
+  t.ok(waitedMs < 900, `the head came in ${waitedMs} ms, not after the 1,000 ms window`)
+  await waitFor(() => stream.retry !== null, 'the retry frame', 900)
+})

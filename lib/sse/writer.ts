@@ -57,6 +57,7 @@ export class WriteBatch {
   private scheduled = false
   /** Windows closed but not yet all written, oldest first: each flushes `FLUSH_SLICE` sockets per macrotask. */
   private flushing: SocketWriter[][] = []
+  private opening: SocketWriter[] = []
 
   constructor (private readonly flushIntervalMs = 0) {}
 
@@ -67,6 +68,21 @@ export class WriteBatch {
     this.scheduled = true
     if (this.flushIntervalMs === 0) process.nextTick(this.close)
     else setTimeout(this.close, this.flushIntervalMs)
+  }
+
+  /**
+   * @internal A stream that opens leaves at the end of this tick, not of the window: its head and
+   * first frames still go as one syscall, and the client is not kept waiting for its response.
+   */
+  addOpening (writer: SocketWriter): void {
+    this.opening.push(writer)
+    if (this.opening.length === 1) process.nextTick(this.openAll)
+  }
+
+  private readonly openAll = (): void => {
+    const writers = this.opening
+    this.opening = []
+    for (const writer of writers) writer.uncork()
   }
 
   /** Ends the window: its sockets are written from now on, and a new write opens a new window. */
@@ -129,12 +145,13 @@ class SocketWriter implements FrameWriter {
     if (this.batchedBytes >= EARLY_FLUSH_BYTES) this.uncork()
   }
 
-  /** @internal Holds writes until the batch flushes. */
-  cork (): void {
+  /** @internal Holds writes until the batch flushes (`opening`: until the end of this tick). */
+  cork (opening = false): void {
     if (this.corked) return
     this.corked = true
     this.socket.cork()
-    this.batch.add(this)
+    if (opening) this.batch.addOpening(this)
+    else this.batch.add(this)
   }
 
   /** @internal */
@@ -201,8 +218,8 @@ export function startStream (request: RawRequest, response: RawResponse, head: O
     head['transfer-encoding'] = 'chunked'
     response.writeHead(200, head)
     const writer = new SocketWriter(response, socket, batch, onDrain)
-    // The head leaves with the first frame, in one syscall.
-    writer.cork()
+    // The head leaves with the first frames, in one syscall, at the end of this tick.
+    writer.cork(true)
     response.flushHeaders()
     return writer
   }

@@ -10,7 +10,11 @@ export class AgentChannels {
   private readonly subscribed = new Set<string>()
   private readonly prefix: string
 
-  constructor (private readonly connection: Redis, private readonly keys: ClusterKeys, private readonly logger: LifecycleLogger) {
+  /**
+   * `onSubscribed` runs once the channel is live: what the owner published before then was not heard,
+   * so the agent is read again there (subscribe, then read: nothing falls between the two).
+   */
+  constructor (private readonly connection: Redis, private readonly keys: ClusterKeys, private readonly logger: LifecycleLogger, private readonly onSubscribed: (agentId: string) => void) {
     this.prefix = keys.channelPrefix
   }
 
@@ -20,7 +24,10 @@ export class AgentChannels {
     const channel = this.keys.channel(agentId)
     if (wanted) {
       this.subscribed.add(agentId)
-      this.connection.subscribe(channel).catch((err: Error) => this.logger.warn({ agentId, err }, `Could not subscribe to the channel of agent ${agentId}: ${err.message}`))
+      this.connection.subscribe(channel).then(
+        () => { if (this.subscribed.has(agentId)) this.onSubscribed(agentId) },
+        (err: Error) => this.logger.warn({ agentId, err }, `Could not subscribe to the channel of agent ${agentId}: ${err.message}`)
+      )
     } else {
       this.subscribed.delete(agentId)
       this.connection.unsubscribe(channel).catch(() => {})

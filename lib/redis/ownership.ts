@@ -119,7 +119,11 @@ export class Ownership {
     if (this.owned.get(agentId) !== own) return
     // The demand as it is now (the read that took the lease may be older than a peer's change).
     await this.hooks.refresh(agentId)
-    if (this.owned.get(agentId) === own) own.follow(this.hooks.demand(agentId))
+    if (this.owned.get(agentId) !== own) return
+    own.follow(this.hooks.demand(agentId))
+    // The demand left while the lease was being taken: a stream that never starts never goes idle,
+    // so give the lease back here, or it would be renewed (and the agent shown as starting) for ever.
+    if (own.stream.state === 'idle') this.idle(agentId)
   }
 
   /** Describes the stream again (Redis lost the description, or the lease had to be taken again). */

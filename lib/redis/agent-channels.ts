@@ -10,28 +10,28 @@ export class AgentChannels {
   private readonly subscribed = new Set<string>()
   private readonly prefix: string
 
-  constructor (private readonly connection: Redis, private readonly keys: ClusterKeys, private readonly logger: LifecycleLogger) {
+  /**
+   * `onSubscribed` runs once the channel is live: what the owner published before then was not heard,
+   * so the agent is read again there (subscribe, then read: nothing falls between the two).
+   */
+  constructor (private readonly connection: Redis, private readonly keys: ClusterKeys, private readonly logger: LifecycleLogger, private readonly onSubscribed: (agentId: string) => void) {
     this.prefix = keys.channelPrefix
   }
 
-  /**
-   * Listens to the agent's channel while `wanted`. Returns a promise when this starts a subscription: it
-   * settles once the channel is live (or could not be), so that what the caller reads after it cannot miss
-   * a message published in between (subscribe, then read). Null when nothing new was subscribed.
-   */
-  want (agentId: string, wanted: boolean): Promise<void> | null {
-    if (wanted === this.subscribed.has(agentId)) return null
+  /** Listens to the agent's channel while `wanted`. */
+  want (agentId: string, wanted: boolean): void {
+    if (wanted === this.subscribed.has(agentId)) return
     const channel = this.keys.channel(agentId)
     if (wanted) {
       this.subscribed.add(agentId)
-      return this.connection.subscribe(channel).then(
-        () => {},
+      this.connection.subscribe(channel).then(
+        () => { if (this.subscribed.has(agentId)) this.onSubscribed(agentId) },
         (err: Error) => this.logger.warn({ agentId, err }, `Could not subscribe to the channel of agent ${agentId}: ${err.message}`)
       )
+    } else {
+      this.subscribed.delete(agentId)
+      this.connection.unsubscribe(channel).catch(() => {})
     }
-    this.subscribed.delete(agentId)
-    this.connection.unsubscribe(channel).catch(() => {})
-    return null
   }
 
   /** The agent a channel is for, or null if it is not one this instance listens to (any more). */

@@ -124,7 +124,7 @@ export class ClusterStreams implements CoordinatedStreams {
     subscriber.on('message', (channel: string, text: string) => this.onMessage(channel, text))
     await untilReady(subscriber)
     await subscriber.subscribe(this.keys.inbox(this.instanceId))
-    this.channels = new AgentChannels(subscriber, this.keys, this.context.logger)
+    this.channels = new AgentChannels(subscriber, this.keys, this.context.logger, (agentId) => { this.reads.read(agentId).catch(() => {}) })
     for (const connection of [redis, subscriber]) {
       const down = (): void => this.connectionDown(connection === redis ? 'the Redis connection closed' : 'the Redis subscriber connection closed')
       const up = (): void => this.scheduleRenewal()
@@ -301,11 +301,8 @@ export class ClusterStreams implements CoordinatedStreams {
     this.deadline.check()
     this.ownership.follow(agentId)
     this.checkHoldWaiters(agentId)
-    const subscribing = this.channels?.want(agentId, this.locals.count(agentId) > 0 || this.holds.has(agentId)) ?? null
-    // The demand write also reads the agent: after a new subscription is live, so that a change of the
-    // owner's stream published in between is either heard or read, never missed.
-    if (subscribing === null) this.demandRecords.changed(agentId)
-    else subscribing.then(() => this.demandRecords.changed(agentId), () => this.demandRecords.changed(agentId))
+    this.channels?.want(agentId, this.locals.count(agentId) > 0 || this.holds.has(agentId))
+    this.demandRecords.changed(agentId)
   }
 
   private applyRead (agentId: string, read: AgentRead): void {

@@ -10,11 +10,7 @@ export class AgentChannels {
   private readonly subscribed = new Set<string>()
   private readonly prefix: string
 
-  /**
-   * `onSubscribed` runs once the channel is live: what the owner published before then was not heard,
-   * so the agent is read again there (subscribe, then read: nothing falls between the two).
-   */
-  constructor (private readonly connection: Redis, private readonly keys: ClusterKeys, private readonly logger: LifecycleLogger, private readonly onSubscribed: (agentId: string) => void) {
+  constructor (private readonly connection: Redis, private readonly keys: ClusterKeys, private readonly logger: LifecycleLogger) {
     this.prefix = keys.channelPrefix
   }
 
@@ -24,10 +20,7 @@ export class AgentChannels {
     const channel = this.keys.channel(agentId)
     if (wanted) {
       this.subscribed.add(agentId)
-      this.connection.subscribe(channel).then(
-        () => { if (this.subscribed.has(agentId)) this.onSubscribed(agentId) },
-        (err: Error) => this.logger.warn({ agentId, err }, `Could not subscribe to the channel of agent ${agentId}: ${err.message}`)
-      )
+      this.connection.subscribe(channel).catch((err: Error) => this.logger.warn({ agentId, err }, `Could not subscribe to the channel of agent ${agentId}: ${err.message}`))
     } else {
       this.subscribed.delete(agentId)
       this.connection.unsubscribe(channel).catch(() => {})

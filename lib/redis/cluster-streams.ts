@@ -124,7 +124,7 @@ export class ClusterStreams implements CoordinatedStreams {
     subscriber.on('message', (channel: string, text: string) => this.onMessage(channel, text))
     await untilReady(subscriber)
     await subscriber.subscribe(this.keys.inbox(this.instanceId))
-    this.channels = new AgentChannels(subscriber, this.keys, this.context.logger, (agentId) => { this.reads.read(agentId).catch(() => {}) })
+    this.channels = new AgentChannels(subscriber, this.keys, this.context.logger)
     for (const connection of [redis, subscriber]) {
       const down = (): void => this.connectionDown(connection === redis ? 'the Redis connection closed' : 'the Redis subscriber connection closed')
       const up = (): void => this.scheduleRenewal()

@@ -1,16 +1,17 @@
-import type { Redis } from 'ioredis'
 import type { LifecycleLogger } from '../lifecycle/types.js'
 import type { ClusterKeys } from './keys.js'
+import { isCluster, type RedisClient } from './redis-client.js'
 
 /**
  * The agent channels this instance listens to: exactly the agents it has subscribers or a hold of. An agent's
- * samples reach only the instances that watch it, and an instance hears nothing of the others.
+ * samples reach only the instances that watch it, and an instance hears nothing of the others. On a Redis
+ * Cluster they are sharded channels (`SSUBSCRIBE`), on the node of the agent's slot.
  */
 export class AgentChannels {
   private readonly subscribed = new Set<string>()
   private readonly prefix: string
 
-  constructor (private readonly connection: Redis, private readonly keys: ClusterKeys, private readonly logger: LifecycleLogger) {
+  constructor (private readonly connection: RedisClient, private readonly keys: ClusterKeys, private readonly logger: LifecycleLogger) {
     this.prefix = keys.channelPrefix
   }
 
@@ -18,12 +19,15 @@ export class AgentChannels {
   want (agentId: string, wanted: boolean): void {
     if (wanted === this.subscribed.has(agentId)) return
     const channel = this.keys.channel(agentId)
+    const sharded = isCluster(this.connection)
     if (wanted) {
       this.subscribed.add(agentId)
-      this.connection.subscribe(channel).catch((err: Error) => this.logger.warn({ agentId, err }, `Could not subscribe to the channel of agent ${agentId}: ${err.message}`))
+      const subscribed = sharded ? this.connection.ssubscribe(channel) : this.connection.subscribe(channel)
+      subscribed.catch((err: Error) => this.logger.warn({ agentId, err }, `Could not subscribe to the channel of agent ${agentId}: ${err.message}`))
     } else {
       this.subscribed.delete(agentId)
-      this.connection.unsubscribe(channel).catch(() => {})
+      const unsubscribed = sharded ? this.connection.sunsubscribe(channel) : this.connection.unsubscribe(channel)
+      unsubscribed.catch(() => {})
     }
   }
 

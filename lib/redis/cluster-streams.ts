@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis'
 import {
   FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT,
   FST_ERR_AGENT_SSE_CLOSED,
@@ -23,11 +22,12 @@ import { DemandWriter } from './demand-writer.js'
 import { RemoteCancels } from './remote-cancels.js'
 import { AgentReads } from './agent-reads.js'
 import { encodeDemand, type StreamInfo } from './records.js'
+import { isCluster, untilReady, type RedisClient } from './redis-client.js'
 import { RedisStore, type Renewal } from './store.js'
 import { TimedWaits } from './timed-waits.js'
 
 export interface ClusterSettings {
-  redis: Redis
+  redis: RedisClient
   keyPrefix: string
   leaseMs: number
   instanceId: string
@@ -58,7 +58,7 @@ export class ClusterStreams implements CoordinatedStreams {
   private readonly cancels: RemoteCancels
   private readonly deadline: LeaseDeadline
   private channels: AgentChannels | null = null
-  private subscriberConnection: Redis | null = null
+  private subscriberConnection: RedisClient | null = null
   private available = false
   private unavailableReason = 'not connected yet'
   private closing: Promise<void> | null = null
@@ -116,12 +116,15 @@ export class ClusterStreams implements CoordinatedStreams {
     const { redis } = this.settings
     if (redis.status === 'wait') await redis.connect()
     await untilReady(redis)
-    const subscriber = redis.duplicate()
+    // On a Redis Cluster the agent channels are sharded: one subscriber connection per primary, each agent's
+    // messages on its slot's shard only. The inbox is a plain channel (a demand change names it from any slot).
+    const subscriber = isCluster(redis) ? redis.duplicate([], { shardedSubscribers: true }) : redis.duplicate()
     this.subscriberConnection = subscriber
     if (subscriber.status === 'wait') await subscriber.connect()
     // Without a listener ioredis reports every failed reconnect as an unhandled error.
     subscriber.on('error', () => {})
     subscriber.on('message', (channel: string, text: string) => this.onMessage(channel, text))
+    subscriber.on('smessage', (channel: string, text: string) => this.onMessage(channel, text))
     await untilReady(subscriber)
     await subscriber.subscribe(this.keys.inbox(this.instanceId))
     this.channels = new AgentChannels(subscriber, this.keys, this.context.logger)
@@ -562,11 +565,6 @@ export class ClusterStreams implements CoordinatedStreams {
     if (subscriber) await withTimeout(subscriber.quit(), this.renewMs, timers, noAnswer(this.renewMs)).catch(() => subscriber.disconnect())
     logger.info({ instanceId: this.instanceId }, `Cluster instance ${this.instanceId} left`)
   }
-}
-
-function untilReady (connection: Redis): Promise<void> {
-  if (connection.status === 'ready') return Promise.resolve()
-  return new Promise<void>((resolve) => connection.once('ready', () => resolve()))
 }
 
 function smallest (a: number | null, b: number | null): number | null {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { Redis } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 import { FST_ERR_AGENT_SSE_INVALID_OPTION } from '../errors.js'
 import type { Coordinator } from '../lifecycle/coordinator.js'
 import { assertKnownOptions, coordinatorOptionRules, resolveScalarOptions } from '../option-rules.js'
@@ -8,10 +8,12 @@ import { ClusterStreams } from './cluster-streams.js'
 /** Options of {@link redisCoordinator}. */
 export interface RedisCoordinatorOptions {
   /**
-   * A connected (or connecting) ioredis client for commands. The coordinator makes its own
-   * subscriber connection from it (`redis.duplicate()`) and never closes this one: it is yours.
+   * A connected (or connecting) ioredis client for commands: `new Redis(url)` for a single Redis (or a
+   * Sentinel-managed primary), `new Cluster(nodes)` for a Redis Cluster (Redis >= 7: sharded pub/sub).
+   * The coordinator makes its own subscriber connection from it (`redis.duplicate()`) and never closes
+   * this one: it is yours.
    */
-  redis: Redis
+  redis: Redis | Cluster
   /**
    * Prefix of every key and channel, so that several clusters (or apps) can share one Redis.
    * @default 'agent-sse:'
@@ -44,7 +46,7 @@ const knownCoordinatorOptions = ['redis', ...Object.keys(coordinatorOptionRules)
 export function redisCoordinator (options: RedisCoordinatorOptions): Coordinator {
   const redis = options?.redis
   if (typeof redis?.duplicate !== 'function' || typeof redis.evalsha !== 'function' || typeof redis.status !== 'string') {
-    throw new FST_ERR_AGENT_SSE_INVALID_OPTION('coordinator.redis', 'must be an ioredis client (new Redis(url))')
+    throw new FST_ERR_AGENT_SSE_INVALID_OPTION('coordinator.redis', 'must be an ioredis client (new Redis(url) or new Cluster(nodes))')
   }
   const given = options as unknown as Record<string, unknown>
   assertKnownOptions(given, knownCoordinatorOptions, 'redisCoordinator()', 'coordinator.')

@@ -1,8 +1,8 @@
 /**
  * Where the cluster keeps things in Redis. Every key of one agent carries the agent id as a hash tag
  * (`{agentId}`), so that on a Redis Cluster they share a slot and one script may touch them together;
- * nothing ever touches two agents' keys in one command. The few keys that are not an agent's (the event
- * id counter, the index of streaming agents) are each one key, read or written alone.
+ * nothing ever touches two agents' keys in one command (but the renewal, on one node). The few keys that are
+ * not an agent's (the event id counter of a single Redis, the index of streaming agents) are each one key.
  */
 export class ClusterKeys {
   constructor (private readonly prefix: string) {}
@@ -52,8 +52,13 @@ export class ClusterKeys {
     return `${this.prefix}streams`
   }
 
-  /** The event id counter (INCR): one sequence for every agent. */
+  /** The event id counter (INCR) on a single Redis: one sequence for every agent. */
   get eventId (): string {
     return `${this.prefix}event-id`
+  }
+
+  /** The agent's own event id counter on a Redis Cluster (its slot), expiring while the agent does not publish. */
+  eventIdOf (agentId: string): string {
+    return `${this.prefix}{${agentId}}:event-id`
   }
 }

@@ -1,9 +1,14 @@
 /**
  * The coordinator's Lua scripts. Each touches the keys of one agent only (one hash slot on a Redis Cluster),
- * except RENEW (every agent this instance tracks: one call per slot, or per node, on a Redis Cluster) and
- * PUBLISH_SAMPLE (the agent's lease and the cluster's event id counter). Deadlines use Redis's clock (TIME),
- * so that instances' clocks never have to agree; every read returns that clock, so that a reader can tell an
- * older read from a newer one (the replies of two connections may arrive in any order).
+ * except RENEW (every agent this instance tracks; on a Redis Cluster, one call per node, see RENEW_ON_NODE)
+ * and, on a single Redis, PUBLISH_SAMPLE (the agent's lease and the one event id counter; a Redis Cluster
+ * has SHARDED_SAMPLE instead). Deadlines use Redis's clock (TIME), so that instances' clocks never have to
+ * agree; every read returns that clock, so that a reader can tell an older read from a newer one (the
+ * replies of two connections may arrive in any order).
+ *
+ * The scripts that publish on an agent's channel come in two forms, `PUBLISH` on a single Redis and
+ * `SPUBLISH` (sharded pub/sub: the message stays on the shard of the agent's slot) on a Redis Cluster:
+ * see {@link agentScripts}.
  */
 
 const NOW = `local clock = redis.call('TIME')
@@ -102,35 +107,78 @@ end
 return out`
 
 /**
- * The owner describes its stream (KEYS: owner, info, task; ARGV: instanceId, info, task record or '', ttlMs,
- * channel, message prefix). Fenced: only the lease holder. The message carries Redis's clock.
+ * RENEW on a Redis Cluster: the keys of one call are those of every tracked agent whose slot one node serves,
+ * in many slots (Redis >= 7 allows that to a script that says so; it still refuses keys of another node).
  */
-export const PUBLISH_INFO = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+export const RENEW_ON_NODE = `#!lua flags=allow-cross-slot-keys
+${RENEW}`
+
+/** The scripts that publish on an agent's channel, for a single Redis or (sharded pub/sub) a Redis Cluster. */
+export interface AgentScripts {
+  /**
+   * The owner describes its stream (KEYS: owner, info, task; ARGV: instanceId, info, task record or '', ttlMs,
+   * channel, message prefix). Fenced: only the lease holder. The message carries Redis's clock.
+   */
+  publishInfo: string
+  /** Deletes the lease, the task record and the stream's description only if the lease is ours, and says so. */
+  release: string
+  /**
+   * A sample, fenced: only the lease holder publishes (KEYS: owner, event id counter; ARGV: instanceId, floor,
+   * channel, payload, counter ttlMs). Returns its event id, 0 if the lease is not ours.
+   */
+  publishSample: string
+  /** Any other message on the agent's channel, fenced (KEYS: owner; ARGV: instanceId, channel, message). */
+  publishFenced: string
+}
+
+/** The scripts for a single Redis (`PUBLISH`) or a Redis Cluster (`SPUBLISH`, per-agent event ids). */
+export function agentScripts (sharded: boolean): AgentScripts {
+  const publish = sharded ? 'SPUBLISH' : 'PUBLISH'
+  return {
+    publishInfo: `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 ${NOW}
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[4])
 if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4]) end
-redis.call('PUBLISH', ARGV[5], ARGV[6] .. now .. '\\n' .. ARGV[2])
-return 1`
-
-/** Deletes the lease, the task record and the stream's description only if the lease is ours, and says so. */
-export const RELEASE = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('${publish}', ARGV[5], ARGV[6] .. now .. '\\n' .. ARGV[2])
+return 1`,
+    release: `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 ${NOW}
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-redis.call('PUBLISH', ARGV[2], ARGV[3] .. now .. '\\n' .. ARGV[4])
+redis.call('${publish}', ARGV[2], ARGV[3] .. now .. '\\n' .. ARGV[4])
+return 1`,
+    publishSample: sharded ? SHARDED_SAMPLE : PUBLISH_SAMPLE,
+    publishFenced: `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('${publish}', ARGV[2], ARGV[3])
 return 1`
+  }
+}
 
-// Fenced: only the lease holder publishes. Ids come from INCR, never below what the owner has
+// On a single Redis: ids come from one INCR counter for every agent, so that ids order samples across agents
+// exactly (a fleet connection resumes every agent from one Last-Event-ID). Never below what the owner has
 // already seen (`floor`), so they keep increasing even if Redis lost the counter.
-export const PUBLISH_SAMPLE = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+const PUBLISH_SAMPLE = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local id = redis.call('INCR', KEYS[2])
 local floor = tonumber(ARGV[2])
 if id <= floor then id = floor + 1 redis.call('SET', KEYS[2], id) end
 redis.call('PUBLISH', ARGV[3], 's\\n' .. id .. '\\n' .. ARGV[4])
 return id`
 
-export const PUBLISH_FENCED = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PUBLISH', ARGV[2], ARGV[3])
-return 1`
+// On a Redis Cluster one counter for every agent would be a key in another slot (and one hot key): each agent
+// has its own, in its slot, and its ids follow Redis's clock in 1/64 ms (2^48 lasts until 2109), one above the
+// agent's last id when samples come faster. Ids then increase per agent and across agents as far as the
+// shards' clocks agree. The counter expires when the agent stops publishing; the clock carries on for it.
+// Lua formats a number of 15 digits as 1.1e+14: '%.0f' keeps every digit.
+const SHARDED_SAMPLE = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local clock = redis.call('TIME')
+local id = tonumber(clock[1]) * 64000 + math.floor(tonumber(clock[2]) * 64 / 1000)
+local last = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+local floor = tonumber(ARGV[2])
+if id <= last then id = last + 1 end
+if id <= floor then id = floor + 1 end
+local text = string.format('%.0f', id)
+redis.call('SET', KEYS[2], text, 'PX', ARGV[5])
+redis.call('SPUBLISH', ARGV[3], 's\\n' .. text .. '\\n' .. ARGV[4])
+return text`
 
 // A new owner takes the record of its predecessor's task: whoever takes it stops that task, and the
 // predecessor (frozen, cut off) learns from the stopped set that it must not stop it again.

@@ -1,19 +1,10 @@
 import { createHash } from 'node:crypto'
-import type { Redis } from 'ioredis'
+import calculateSlot from 'cluster-key-slot'
 import { parseAgentRead, type AgentRead } from './agent-views.js'
 import type { ClusterKeys } from './keys.js'
+import { isCluster, type RedisClient } from './redis-client.js'
 import { parseTaskRecord, taskRecord, type InstanceDemand } from './records.js'
-import {
-  CHANGE_DEMAND,
-  CLAIM_STOP,
-  PUBLISH_FENCED,
-  PUBLISH_INFO,
-  PUBLISH_SAMPLE,
-  READ_AGENT,
-  RELEASE,
-  RENEW,
-  TAKE_PREVIOUS_TASK
-} from './scripts.js'
+import { agentScripts, CHANGE_DEMAND, CLAIM_STOP, READ_AGENT, RENEW, RENEW_ON_NODE, TAKE_PREVIOUS_TASK, type AgentScripts } from './scripts.js'
 
 /** What this instance renews for one agent. */
 export interface Renewal {
@@ -38,42 +29,76 @@ export interface DemandChanged {
   read: AgentRead
 }
 
-/** Every Redis command the coordinator sends. */
+/**
+ * Every Redis command the coordinator sends. On a Redis Cluster (an ioredis `Cluster`) the agent channels are
+ * sharded (`SPUBLISH`), each agent counts its own event ids, and a renewal is one script call per node.
+ */
 export class RedisStore {
   private readonly shas = new Map<string, string>()
   /** Redis's clock minus this process's, as of the last script that told it. */
   private clockOffset = 0
+  readonly sharded: boolean
+  private readonly scripts: AgentScripts
 
   constructor (
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     readonly keys: ClusterKeys,
     readonly instanceId: string,
     private readonly leaseMs: number,
     /** Told about a record read from Redis that does not pass validation (then left out). */
     private readonly dropped: (what: string, agentId: string) => void
-  ) {}
+  ) {
+    this.sharded = isCluster(redis)
+    this.scripts = agentScripts(this.sharded)
+  }
 
   /**
    * Renews every lease and demand record of this instance and reads back each agent's owner, description and
-   * demand: one script call. On a Redis Cluster the agents would be grouped by hash slot, one call per slot.
+   * demand: one script call (on a Redis Cluster, one per node, all sent at once).
    */
   async renew (agents: Renewal[], ownedStreaming: string[]): Promise<Map<string, Renewed>> {
     const renewed = new Map<string, Renewed>()
-    const pipeline = this.redis.pipeline()
-    if (agents.length > 0) {
-      const keys = agents.flatMap(({ agentId }) => [this.keys.owner(agentId), this.keys.task(agentId), this.keys.demand(agentId), this.keys.info(agentId)])
-      const args = agents.flatMap(({ mode, demand }) => [mode, demand])
-      pipeline.eval(RENEW, keys.length, ...keys, this.instanceId, this.leaseMs, this.recordTtlMs, this.idleTtlMs, ...args)
-    }
+    const calls = this.renewalGroups(agents).map(async (group) => {
+      for (const [agentId, result] of await this.renewGroup(group)) renewed.set(agentId, result)
+    })
     // The index of streamed agents (GET /streams): a key of its own, so its own command.
     const deadline = Date.now() + this.leaseMs
-    if (ownedStreaming.length > 0) pipeline.zadd(this.keys.streams, ...ownedStreaming.flatMap((agentId) => [deadline, agentId]))
-    if (agents.length === 0 && ownedStreaming.length === 0) pipeline.ping()
-    const results = await pipeline.exec()
-    if (results === null) throw new Error('pipeline aborted')
-    for (const [err] of results) if (err) throw err
-    if (agents.length === 0) return renewed
-    const reply = results[0]![1] as unknown[]
+    if (ownedStreaming.length > 0) calls.push(this.redis.zadd(this.keys.streams, ...ownedStreaming.flatMap((agentId) => [deadline, agentId])).then(() => {}))
+    if (calls.length === 0) calls.push(this.redis.ping().then(() => {}))
+    await Promise.all(calls)
+    return renewed
+  }
+
+  /** The agents of one renewal call: all of them, or on a Redis Cluster those of each node. */
+  private renewalGroups (agents: Renewal[]): Renewal[][] {
+    if (agents.length === 0) return []
+    if (!isCluster(this.redis)) return [agents]
+    const byNode = new Map<string, Renewal[]>()
+    for (const renewal of agents) {
+      const slot = calculateSlot(this.keys.owner(renewal.agentId))
+      // A slot the client has no node for yet goes alone; Redis answers MOVED and the client learns.
+      const node = this.redis.slots[slot]?.[0] ?? `slot ${slot}`
+      const group = byNode.get(node)
+      if (group) group.push(renewal)
+      else byNode.set(node, [renewal])
+    }
+    return [...byNode.values()]
+  }
+
+  private async renewGroup (agents: Renewal[]): Promise<Map<string, Renewed>> {
+    const keys = agents.flatMap(({ agentId }) => [this.keys.owner(agentId), this.keys.task(agentId), this.keys.demand(agentId), this.keys.info(agentId)])
+    const args = agents.flatMap(({ mode, demand }) => [mode, demand])
+    let reply: unknown[]
+    try {
+      reply = await this.script(this.sharded ? RENEW_ON_NODE : RENEW, keys, [this.instanceId, this.leaseMs, this.recordTtlMs, this.idleTtlMs, ...args]) as unknown[]
+    } catch (err) {
+      // Slots moved between nodes since the client's last look (resharding, failover): one call per agent
+      // this time; the client has learned the new layout for the next renewal.
+      if (!this.sharded || agents.length === 1 || !slotsMoved(err)) throw err
+      const parts = await Promise.all(agents.map((agent) => this.renewGroup([agent])))
+      return new Map(parts.flatMap((part) => [...part]))
+    }
+    const renewed = new Map<string, Renewed>()
     const at = this.redisClock(reply[0])
     agents.forEach(({ agentId }, index) => {
       const [outcome, owner, info, fields] = reply[index + 1] as unknown[]
@@ -124,14 +149,14 @@ export class RedisStore {
   async publishInfo (agentId: string, info: string, taskId: string | null): Promise<boolean> {
     const keys = [this.keys.owner(agentId), this.keys.info(agentId), this.keys.task(agentId)]
     const record = taskId === null ? '' : taskRecord(this.instanceId, taskId)
-    return Number(await this.redis.eval(PUBLISH_INFO, keys.length, ...keys, this.instanceId, info, record, this.recordTtlMs, this.keys.channel(agentId), 'i\n')) === 1
+    return Number(await this.redis.eval(this.scripts.publishInfo, keys.length, ...keys, this.instanceId, info, record, this.recordTtlMs, this.keys.channel(agentId), 'i\n')) === 1
   }
 
   /** Gives the lease up (if it is still ours) and tells the agent's watchers that the stream is idle. */
   async release (agentId: string, idleInfo: string): Promise<void> {
     const keys = [this.keys.owner(agentId), this.keys.task(agentId), this.keys.info(agentId)]
     await Promise.all([
-      this.redis.eval(RELEASE, keys.length, ...keys, this.instanceId, this.keys.channel(agentId), 'i\n', idleInfo),
+      this.redis.eval(this.scripts.release, keys.length, ...keys, this.instanceId, this.keys.channel(agentId), 'i\n', idleInfo),
       this.redis.zrem(this.keys.streams, agentId)
     ])
   }
@@ -152,26 +177,33 @@ export class RedisStore {
 
   /** The assigned event id, or 0 if this instance no longer holds the agent's lease. */
   async publishSample (agentId: string, floor: number, payload: string): Promise<number> {
-    return Number(await this.script(PUBLISH_SAMPLE, [this.keys.owner(agentId), this.keys.eventId], [this.instanceId, floor, this.keys.channel(agentId), payload]))
+    const counter = this.sharded ? this.keys.eventIdOf(agentId) : this.keys.eventId
+    return Number(await this.script(this.scripts.publishSample, [this.keys.owner(agentId), counter], [this.instanceId, floor, this.keys.channel(agentId), payload, this.idleTtlMs]))
   }
 
   /** Publishes on the agent's channel only while holding its lease. */
   async publishAsOwner (agentId: string, message: string): Promise<boolean> {
     // EVAL, not EVALSHA: a NOSCRIPT retry could land after a later release of the lease and be refused.
-    return Number(await this.redis.eval(PUBLISH_FENCED, 1, this.keys.owner(agentId), this.instanceId, this.keys.channel(agentId), message)) === 1
+    return Number(await this.redis.eval(this.scripts.publishFenced, 1, this.keys.owner(agentId), this.instanceId, this.keys.channel(agentId), message)) === 1
   }
 
   async publishToAgent (agentId: string, message: string): Promise<void> {
-    await this.redis.publish(this.keys.channel(agentId), message)
+    if (isCluster(this.redis)) await this.redis.spublish(this.keys.channel(agentId), message)
+    else await this.redis.publish(this.keys.channel(agentId), message)
   }
 
   async send (instanceId: string, message: object): Promise<void> {
     await this.redis.publish(this.keys.inbox(instanceId), JSON.stringify(message))
   }
 
-  /** Loads the hot scripts, so that they need not send their bodies (EVALSHA). Again after Redis restarts. */
+  /**
+   * Loads the hot scripts, so that they need not send their bodies (EVALSHA). Again after Redis restarts. On a
+   * Redis Cluster on every primary (a script call goes to the node of its keys).
+   */
   async loadScripts (): Promise<void> {
-    await Promise.all([PUBLISH_SAMPLE, CHANGE_DEMAND, READ_AGENT].map((body) => this.redis.script('LOAD', body)))
+    const nodes = isCluster(this.redis) ? this.redis.nodes('master') : [this.redis]
+    const bodies = [this.scripts.publishSample, CHANGE_DEMAND, READ_AGENT, this.sharded ? RENEW_ON_NODE : RENEW]
+    await Promise.all(nodes.flatMap((node) => bodies.map((body) => node.script('LOAD', body))))
   }
 
   private redisClock (value: unknown): number {
@@ -210,4 +242,9 @@ export class RedisStore {
   private get stoppedTtlMs (): number {
     return Math.max(this.leaseMs * 30, 600_000)
   }
+}
+
+/** A Redis Cluster error that says the keys of one call are no longer on one node. */
+function slotsMoved (err: unknown): boolean {
+  return /^(CROSSSLOT|MOVED|ASK|TRYAGAIN)\b/.test(String((err as Error)?.message))
 }

@@ -2,15 +2,17 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
 import { Agent } from 'undici'
-import { CLUSTER_TEST_LEASE_MS } from './cluster-app.js'
+import { CLUSTER_TEST_LEASE_MS, startRedisTarget, type RedisTarget } from './cluster-app.js'
 import { startRecorder, type Recorder } from './recorder.js'
-import { startRedis, type RedisServer } from './redis-server.js'
 import { getJson, openSse, waitFor, type LogRecord } from './server.js'
 
 const fixture = fileURLToPath(new URL('../fixtures/cluster-instance.js', import.meta.url))
 
 export interface InstanceOptions {
-  redisUrl: string
+  /** A standalone redis-server's URL; or `redis`. */
+  redisUrl?: string
+  /** The redis-server or Redis Cluster to coordinate through (its `env` goes to the process). */
+  redis?: RedisTarget
   recorderUrl: string
   instanceId: string
   /** Default CLUSTER_TEST_LEASE_MS. */
@@ -34,7 +36,8 @@ export type Instance = Awaited<ReturnType<typeof startInstance>>
 export async function startInstance (t: Test, options: InstanceOptions) {
   const env: Record<string, string | undefined> = {
     ...process.env,
-    REDIS_URL: options.redisUrl,
+    ...(options.redisUrl === undefined ? {} : { REDIS_URL: options.redisUrl }),
+    ...options.redis?.env,
     RECORDER_URL: options.recorderUrl,
     INSTANCE_ID: options.instanceId,
     ...options.env
@@ -110,17 +113,17 @@ export async function startInstance (t: Test, options: InstanceOptions) {
   }
 }
 
-export interface ClusterOptions extends Partial<Omit<InstanceOptions, 'redisUrl' | 'recorderUrl' | 'instanceId'>> {
-  /** Reuse this Redis instead of starting one. */
-  redis?: RedisServer
+export interface ClusterOptions extends Partial<Omit<InstanceOptions, 'redisUrl' | 'redis' | 'recorderUrl' | 'instanceId'>> {
+  /** Reuse this Redis instead of starting one (of AGENT_SSE_REDIS_TARGET's kind: a redis-server or a Redis Cluster). */
+  redis?: RedisTarget
 }
 
 /** Redis (unless given), the recorder and `n` instances with ids a, b, c, ... started in parallel. */
-export async function startCluster (t: Test, n: number, options: ClusterOptions = {}): Promise<{ redis: RedisServer, recorder: Recorder, instances: Instance[] }> {
+export async function startCluster (t: Test, n: number, options: ClusterOptions = {}): Promise<{ redis: RedisTarget, recorder: Recorder, instances: Instance[] }> {
   const { redis: given, ...instanceOptions } = options
-  const [redis, recorder] = await Promise.all([given ?? startRedis(t), startRecorder(t)])
+  const [redis, recorder] = await Promise.all([given ?? startRedisTarget(t), startRecorder(t)])
   const ids = Array.from({ length: n }, (_, index) => String.fromCharCode(97 + index))
   const instances = await Promise.all(ids.map((instanceId) =>
-    startInstance(t, { ...instanceOptions, redisUrl: redis.url, recorderUrl: recorder.url, instanceId })))
+    startInstance(t, { ...instanceOptions, redis, recorderUrl: recorder.url, instanceId })))
   return { redis, recorder, instances }
 }

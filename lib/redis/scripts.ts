@@ -71,13 +71,29 @@ return {now, redis.call('GET', KEYS[1]) or false, redis.call('GET', KEYS[3]) or 
  * re-taken after Redis lost them (2), 0 when another instance holds them; a free lease of a wanted agent is
  * taken (3). Returns [now, [outcome, owner, info, live fields] per agent].
  */
-export const RENEW = `${NOW}
+export const RENEW = renewal(`for a = 0, #KEYS / 4 - 1 do
+  local ownerKey, taskKey, demandKey, infoKey = KEYS[a * 4 + 1], KEYS[a * 4 + 2], KEYS[a * 4 + 3], KEYS[a * 4 + 4]
+  local mode, value = ARGV[5 + a * 2], ARGV[6 + a * 2]`)
+
+/**
+ * RENEW on a Redis Cluster, for the agents whose slots one node serves. Redis refuses declared keys of more than
+ * one slot, but lets a script that says so (`allow-cross-slot-keys`) reach keys of other slots on its node: KEYS
+ * are the first agent's (they route the call to the node), and ARGV carries every agent's four key names after
+ * its mode and demand (ARGV[5..]: mode, value, owner, task, demand, info per agent).
+ */
+export const RENEW_ON_NODE = `#!lua flags=allow-cross-slot-keys
+${renewal(`for a = 0, (#ARGV - 4) / 6 - 1 do
+  local at = 5 + a * 6
+  local mode, value = ARGV[at], ARGV[at + 1]
+  local ownerKey, taskKey, demandKey, infoKey = ARGV[at + 2], ARGV[at + 3], ARGV[at + 4], ARGV[at + 5]`)}`
+
+/** The renewal's body; `loop` opens the loop over the agents and names their keys, mode and demand value. */
+function renewal (loop: string): string {
+  return `${NOW}
 ${LIVE_FIELDS}
 local me, lease = ARGV[1], tonumber(ARGV[2])
 local out = {now}
-for a = 0, #KEYS / 4 - 1 do
-  local ownerKey, taskKey, demandKey, infoKey = KEYS[a * 4 + 1], KEYS[a * 4 + 2], KEYS[a * 4 + 3], KEYS[a * 4 + 4]
-  local mode, value = ARGV[5 + a * 2], ARGV[6 + a * 2]
+${loop}
   local owner = redis.call('GET', ownerKey)
   local outcome = 0
   if mode == 'o' then
@@ -105,13 +121,7 @@ for a = 0, #KEYS / 4 - 1 do
   out[#out + 1] = {outcome, owner or false, redis.call('GET', infoKey) or false, liveFields(demandKey, now)}
 end
 return out`
-
-/**
- * RENEW on a Redis Cluster: the keys of one call are those of every tracked agent whose slot one node serves,
- * in many slots (Redis >= 7 allows that to a script that says so; it still refuses keys of another node).
- */
-export const RENEW_ON_NODE = `#!lua flags=allow-cross-slot-keys
-${RENEW}`
+}
 
 /** The scripts that publish on an agent's channel, for a single Redis or (sharded pub/sub) a Redis Cluster. */
 export interface AgentScripts {

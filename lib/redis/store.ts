@@ -86,11 +86,13 @@ export class RedisStore {
   }
 
   private async renewGroup (agents: Renewal[]): Promise<Map<string, Renewed>> {
-    const keys = agents.flatMap(({ agentId }) => [this.keys.owner(agentId), this.keys.task(agentId), this.keys.demand(agentId), this.keys.info(agentId)])
-    const args = agents.flatMap(({ mode, demand }) => [mode, demand])
+    const keysOf = (agentId: string): string[] => [this.keys.owner(agentId), this.keys.task(agentId), this.keys.demand(agentId), this.keys.info(agentId)]
+    const settings = [this.instanceId, this.leaseMs, this.recordTtlMs, this.idleTtlMs]
     let reply: unknown[]
     try {
-      reply = await this.script(this.sharded ? RENEW_ON_NODE : RENEW, keys, [this.instanceId, this.leaseMs, this.recordTtlMs, this.idleTtlMs, ...args]) as unknown[]
+      reply = await (this.sharded
+        ? this.script(RENEW_ON_NODE, keysOf(agents[0]!.agentId), [...settings, ...agents.flatMap(({ agentId, mode, demand }) => [mode, demand, ...keysOf(agentId)])])
+        : this.script(RENEW, agents.flatMap(({ agentId }) => keysOf(agentId)), [...settings, ...agents.flatMap(({ mode, demand }) => [mode, demand])])) as unknown[]
     } catch (err) {
       // Slots moved between nodes since the client's last look (resharding, failover): one call per agent
       // this time; the client has learned the new layout for the next renewal.
@@ -246,5 +248,5 @@ export class RedisStore {
 
 /** A Redis Cluster error that says the keys of one call are no longer on one node. */
 function slotsMoved (err: unknown): boolean {
-  return /^(CROSSSLOT|MOVED|ASK|TRYAGAIN)\b/.test(String((err as Error)?.message))
+  return /^(CROSSSLOT|MOVED|ASK|TRYAGAIN)\b|non local key/.test(String((err as Error)?.message))
 }

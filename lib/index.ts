@@ -24,7 +24,9 @@ export { StreamLifecycle, type StreamLifecycleOptions } from './lifecycle/stream
 export { localCoordinator } from './lifecycle/local-streams.js'
 export type { Coordinator, CoordinatorContext, CoordinatedStreams } from './lifecycle/coordinator.js'
 export type {
+  CoordinatedSubscriber,
   GapInfo,
+  HistoryEntry,
   HoldOptions,
   LifecycleLogger,
   LifecycleTimers,

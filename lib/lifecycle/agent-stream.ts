@@ -7,8 +7,7 @@ import { serialiseSample } from './sample.js'
 import { Audience } from './audience.js'
 import { catchUp, type HistoryEntry, type ReplayHistory } from './replay-history.js'
 import { WaitList } from './wait-list.js'
-import type { Subscriber } from './subscriber.js'
-import type { LifecycleLogger, LifecycleTimers, StreamState, StreamStatus } from './types.js'
+import type { CoordinatedSubscriber, LifecycleLogger, LifecycleTimers, StreamState, StreamStatus } from './types.js'
 
 const MAX_REASON_LENGTH = 256
 
@@ -108,7 +107,7 @@ export class AgentStream {
     return this.state === 'idle' && this.demand === 0 && this.untilActive.size === 0
   }
 
-  subscribe (subscriber: Subscriber): void {
+  subscribe (subscriber: CoordinatedSubscriber): void {
     // Catch up before joining, so that nothing live can overtake the replay.
     const sentLatest = this.catchUp(subscriber)
     if (this.run) subscriber.tune(this.run.intervalSeconds)
@@ -117,7 +116,7 @@ export class AgentStream {
     this.reconcile()
   }
 
-  unsubscribe (subscriber: Subscriber): void {
+  unsubscribe (subscriber: CoordinatedSubscriber): void {
     if (this.audience.remove(subscriber)) this.reconcile()
   }
 
@@ -180,7 +179,7 @@ export class AgentStream {
     }
   }
 
-  private catchUp (subscriber: Subscriber): boolean {
+  private catchUp (subscriber: CoordinatedSubscriber): boolean {
     const streaming = this.state === 'active' || this.state === 'lingering'
     return catchUp(subscriber, this.history, this.ctx.lastEventId(), streaming, this.ctx.now(), this.audience)
   }

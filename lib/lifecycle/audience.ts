@@ -1,6 +1,5 @@
 import type { HistoryEntry } from './replay-history.js'
-import type { Subscriber } from './subscriber.js'
-import type { LifecycleLogger } from './types.js'
+import type { CoordinatedSubscriber, LifecycleLogger } from './types.js'
 
 /**
  * Who wants one agent's stream: its subscribers and the manual hold. The demand side of
@@ -10,7 +9,7 @@ import type { LifecycleLogger } from './types.js'
 export class Audience {
   /** The manual hold's interval, or null when there is no hold. */
   holdIntervalSeconds: number | null = null
-  private readonly subscribers = new Set<Subscriber>()
+  private readonly subscribers = new Set<CoordinatedSubscriber>()
   // Subscribers per requested interval: every join re-checks the smallest, so it must not cost O(subscribers).
   private readonly counts = new Map<number, number>()
 
@@ -25,14 +24,14 @@ export class Audience {
     return this.subscribers.size + (this.holdIntervalSeconds === null ? 0 : 1)
   }
 
-  add (subscriber: Subscriber): void {
+  add (subscriber: CoordinatedSubscriber): void {
     this.subscribers.add(subscriber)
     this.counts.set(subscriber.intervalSeconds, (this.counts.get(subscriber.intervalSeconds) ?? 0) + 1)
     this.logCount()
   }
 
   /** False if the subscriber was not (or no longer) in the audience. */
-  remove (subscriber: Subscriber): boolean {
+  remove (subscriber: CoordinatedSubscriber): boolean {
     if (!this.subscribers.delete(subscriber)) return false
     this.forgetInterval(subscriber.intervalSeconds)
     this.logCount()
@@ -76,7 +75,7 @@ export class Audience {
   }
 
   /** Empties the audience (hold included), then tells each former subscriber why. */
-  endAll (notify: (subscriber: Subscriber) => void): void {
+  endAll (notify: (subscriber: CoordinatedSubscriber) => void): void {
     this.holdIntervalSeconds = null
     if (this.subscribers.size === 0) return
     const ended = [...this.subscribers]
@@ -87,7 +86,7 @@ export class Audience {
   }
 
   /** Calls into one subscriber; its exception is logged, never thrown into the state machine. */
-  notify (subscriber: Subscriber, call: () => void): void {
+  notify (subscriber: CoordinatedSubscriber, call: () => void): void {
     try {
       call()
     } catch (err) {

@@ -1,6 +1,5 @@
 import type { AgentAdapter } from '../adapter.js'
-import type { Subscriber } from './subscriber.js'
-import type { LifecycleLogger, LifecycleTimers, StreamStatus } from './types.js'
+import type { CoordinatedSubscriber, LifecycleLogger, LifecycleTimers, StreamStatus } from './types.js'
 
 /**
  * The seam between {@link StreamLifecycle} and where the reference counts live.
@@ -31,8 +30,11 @@ export interface CoordinatedStreams {
   ready (): Promise<void>
   /** Throws (503) while the coordinator cannot serve, so callers fail fast instead of hanging. */
   assertAvailable (): void
-  /** Adds a subscriber; returns its idempotent unsubscribe. */
-  subscribe (agentId: string, subscriber: Subscriber): () => void
+  /**
+   * Adds a subscriber: the coordinator catches it up (`send`, `gap`), offers it every live sample and tells it the
+   * stream's interval (`tune`) and how the stream ended (`end`, `fail`). Returns its idempotent unsubscribe.
+   */
+  subscribe (agentId: string, subscriber: CoordinatedSubscriber): () => void
   hold (agentId: string, intervalSeconds: number): Promise<StreamStatus>
   release (agentId: string): Promise<StreamStatus>
   /** Manual holds set through this instance (what `maxHolds` bounds). */

@@ -1,8 +1,7 @@
 import { AgentStream, type AgentStreamContext } from './agent-stream.js'
 import type { Coordinator, CoordinatedStreams, CoordinatorContext } from './coordinator.js'
 import { HistoryStore } from './history-store.js'
-import type { Subscriber } from './subscriber.js'
-import { idleStatus, type StreamStatus } from './types.js'
+import { idleStatus, type CoordinatedSubscriber, type StreamStatus } from './types.js'
 
 /** The default coordinator: reference counts in this process, no dependencies. */
 export function localCoordinator (): Coordinator {
@@ -43,7 +42,7 @@ export class LocalStreams implements CoordinatedStreams {
 
   assertAvailable (): void {}
 
-  subscribe (agentId: string, subscriber: Subscriber): () => void {
+  subscribe (agentId: string, subscriber: CoordinatedSubscriber): () => void {
     const stream = this.streamOf(agentId)
     stream.subscribe(subscriber)
     return () => stream.unsubscribe(subscriber)

@@ -1,6 +1,5 @@
 import type { MetricsSample } from '../adapter.js'
-import type { Subscriber } from './subscriber.js'
-import type { HistoryEntry } from './types.js'
+import type { CoordinatedSubscriber, HistoryEntry } from './types.js'
 
 export type { HistoryEntry } from './types.js'
 
@@ -78,7 +77,7 @@ export class ReplayHistory {
 
 /** Where a joining subscriber's catch-up goes: calls into a subscriber with its exceptions contained. */
 interface Notifier {
-  notify (subscriber: Subscriber, call: () => void): void
+  notify (subscriber: CoordinatedSubscriber, call: () => void): void
 }
 
 /**
@@ -86,7 +85,7 @@ interface Notifier {
  * newest sample), else the latest sample if the agent is streaming and the sample is younger
  * than the subscriber's interval. True when the latest was sent.
  */
-export function catchUp (subscriber: Subscriber, history: ReplayHistory, newestIssuedId: number, streaming: boolean, now: number, notifier: Notifier): boolean {
+export function catchUp (subscriber: CoordinatedSubscriber, history: ReplayHistory, newestIssuedId: number, streaming: boolean, now: number, notifier: Notifier): boolean {
   const lastEventId = subscriber.lastEventId
   // An id above every id issued is not one of ours (another server's, or made up): treated as absent.
   if (typeof lastEventId === 'number' && lastEventId >= 0 && lastEventId <= newestIssuedId) {

@@ -1,11 +1,11 @@
-import type { GapInfo, HistoryEntry, SubscribeOptions } from './types.js'
+import type { CoordinatedSubscriber, GapInfo, HistoryEntry, SubscribeOptions } from './types.js'
 
 /**
  * One subscriber and its down-sampling state. A subscriber whose interval is k times
  * the stream's gets the first sample after it joins and then every k-th
  * (k = max(1, round(subscriber / stream))): a counter, no timers, no allocation per sample.
  */
-export class Subscriber {
+export class Subscriber implements CoordinatedSubscriber {
   readonly intervalSeconds: number
   private every = 1
   private skip = 0

@@ -59,6 +59,32 @@ export interface HistoryEntry {
   readonly receivedAt: number
 }
 
+/**
+ * A subscriber as the lifecycle hands it to a coordinator (`CoordinatedStreams.subscribe`): the coordinator decides
+ * which samples it is offered and when it ends; the subscriber down-samples on its own and calls back whoever
+ * subscribed. A coordinator only calls these.
+ */
+export interface CoordinatedSubscriber {
+  /** The interval it asks for (the stream runs at the smallest interval of its subscribers). */
+  readonly intervalSeconds: number
+  /** The last event id it saw, on a reconnect: catch it up from there (see {@link SubscribeOptions.lastEventId}). */
+  readonly lastEventId: number | null | undefined
+  /** The stream now runs at `streamIntervalSeconds`: it gets every k-th sample, k = max(1, round(its interval / that)). */
+  tune (streamIntervalSeconds: number): void
+  /** A live sample: delivered or skipped by the down-sampling (never one it was already sent). */
+  offer (entry: HistoryEntry): void
+  /** A sample of its catch-up on joining (the replay, or the latest sample): outside the down-sampling. */
+  send (entry: HistoryEntry): void
+  /** The latest sample was sent on joining: it counts as the first, the next comes k samples later. */
+  countAsFirst (): void
+  /** Part of what happened since its `lastEventId` is no longer held (its catch-up is the newest sample only). */
+  gap (info: GapInfo): void
+  /** The stream ended for good; the subscription is gone. */
+  end (reason: string): void
+  /** The stream could not start or failed; the subscription is gone. */
+  fail (err: Error): void
+}
+
 /** Sent instead of a replay when a reconnecting client's `lastEventId` is older than the replay buffer. */
 export interface GapInfo {
   /** Samples after `lastEventId` that the client will not get (the newest one is sent after the gap). */

@@ -8,8 +8,7 @@ import {
 } from '../errors.js'
 import { withTimeout } from '../lifecycle/adapter-call.js'
 import type { CoordinatedStreams, CoordinatorContext } from '../lifecycle/coordinator.js'
-import type { Subscriber } from '../lifecycle/subscriber.js'
-import { idleStatus, type StreamStatus } from '../lifecycle/types.js'
+import { idleStatus, type CoordinatedSubscriber, type StreamStatus } from '../lifecycle/types.js'
 import { AgentChannels } from './agent-channels.js'
 import { AgentViews, type AgentRead } from './agent-views.js'
 import { afterPendingIo, LeaseDeadline } from './lease-deadline.js'
@@ -146,7 +145,7 @@ export class ClusterStreams implements CoordinatedStreams {
     if (!this.available && this.closing === null) throw new FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE(this.unavailableReason)
   }
 
-  subscribe (agentId: string, subscriber: Subscriber): () => void {
+  subscribe (agentId: string, subscriber: CoordinatedSubscriber): () => void {
     const info = this.streamInfo(agentId)
     const streaming = info?.s === 'active' || info?.s === 'lingering'
     const remove = this.locals.add(agentId, subscriber, streaming, info?.v ?? null, this.context.now())
@@ -470,7 +469,7 @@ export class ClusterStreams implements CoordinatedStreams {
   }
 
   /** The stream ended for the whole cluster: this instance's clients and hold go with it. */
-  private dropLocally (agentId: string, holdError: Error, notify: (subscriber: Subscriber) => void): void {
+  private dropLocally (agentId: string, holdError: Error, notify: (subscriber: CoordinatedSubscriber) => void): void {
     this.holds.delete(agentId)
     this.holdWaiters.reject(agentId, holdError)
     this.locals.endAll(agentId, notify)

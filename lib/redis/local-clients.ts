@@ -2,8 +2,7 @@ import type { MetricsSample } from '../adapter.js'
 import { Audience } from '../lifecycle/audience.js'
 import { HistoryStore } from '../lifecycle/history-store.js'
 import { catchUp, ReplayHistory } from '../lifecycle/replay-history.js'
-import type { Subscriber } from '../lifecycle/subscriber.js'
-import type { LifecycleLogger, LifecycleTimers } from '../lifecycle/types.js'
+import type { CoordinatedSubscriber, LifecycleLogger, LifecycleTimers } from '../lifecycle/types.js'
 import type { InstanceDemand } from './records.js'
 
 /** This instance's SSE clients of one agent. */
@@ -69,7 +68,7 @@ export class LocalClients {
    * Adds a client after its catch-up (replay, or the latest sample while `streaming`), tuned to the
    * stream's interval when known. Returns its removal, which is true if it was still here.
    */
-  add (agentId: string, subscriber: Subscriber, streaming: boolean, streamInterval: number | null, now: number): () => boolean {
+  add (agentId: string, subscriber: CoordinatedSubscriber, streaming: boolean, streamInterval: number | null, now: number): () => boolean {
     let local = this.agents.get(agentId)
     if (!local) {
       local = { audience: new Audience(agentId, this.logger), tunedTo: null }
@@ -122,7 +121,7 @@ export class LocalClients {
   }
 
   /** Removes the agent's clients, then tells each why. */
-  endAll (agentId: string, notify: (subscriber: Subscriber) => void): void {
+  endAll (agentId: string, notify: (subscriber: CoordinatedSubscriber) => void): void {
     const local = this.agents.get(agentId)
     this.agents.delete(agentId)
     this.histories.idle(agentId)
@@ -130,7 +129,7 @@ export class LocalClients {
   }
 
   /** Removes every client of every agent, then tells each why. */
-  endEverything (notify: (subscriber: Subscriber) => void): void {
+  endEverything (notify: (subscriber: CoordinatedSubscriber) => void): void {
     for (const agentId of this.watched()) this.endAll(agentId, notify)
   }
 }

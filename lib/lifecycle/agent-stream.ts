@@ -26,10 +26,24 @@ export interface AgentStreamContext {
   isClosing (): boolean
   /** The stream is idle with no demand and nobody waiting: its owner may forget it. */
   onIdle (stream: AgentStream): void
-  /** Called after every state change (a cluster owner publishes the agent's status). */
-  onStateChange? (stream: AgentStream): void
-  /** Called for every sample the stream accepted, after its subscribers got it (a cluster owner publishes it). */
+  // The hooks below are how a cluster owner runs this state machine for the whole cluster: the cluster's demand
+  // is one subscriber, and what the stream does reaches the other instances through them.
+  /** Called after every state change (a cluster owner publishes the stream's description). */
+  onStateChanged? (stream: AgentStream): void
+  /** Called for every sample the stream accepted, after its subscribers were offered it (a cluster owner publishes it). */
   onSampleAccepted? (stream: AgentStream, entry: HistoryEntry): void
+  /**
+   * The stream ended (cancelled, ended by the agent, shut down) while someone wanted it: called after its
+   * subscribers were told `reason`. Not called when nobody wanted it (nobody to tell).
+   */
+  onEnded? (stream: AgentStream, reason: string): void
+  /** The stream could not start, or failed, while someone wanted it: called after its subscribers were told. */
+  onFailed? (stream: AgentStream, err: Error): void
+  /**
+   * Where the lines of the stream's audience go (its subscriber counts, a subscriber that threw); `logger` by
+   * default. A cluster owner's one subscriber stands for the cluster's demand, not for an SSE client.
+   */
+  readonly audienceLogger?: LifecycleLogger
 }
 
 /** One `startMetricsStreaming` call and the task it produced. */
@@ -79,9 +93,8 @@ export class AgentStream {
   /** `shutdown()` callers waiting for the stream to be idle. */
   private readonly untilIdle = new WaitList()
 
-  /** `audience` is given by a cluster owner, whose audience stands for the whole cluster's demand. */
-  constructor (readonly agentId: string, private readonly ctx: AgentStreamContext, private readonly history: ReplayHistory, audience?: Audience) {
-    this.audience = audience ?? new Audience(agentId, ctx.logger)
+  constructor (readonly agentId: string, private readonly ctx: AgentStreamContext, private readonly history: ReplayHistory) {
+    this.audience = new Audience(agentId, ctx.audienceLogger ?? ctx.logger)
   }
 
   get demand (): number {
@@ -148,13 +161,13 @@ export class AgentStream {
   cancel (): Promise<void> | null {
     if (this.state !== 'active' && this.state !== 'lingering') return null
     this.ctx.logger.info({ agentId: this.agentId, taskId: this.taskId }, `Cancelling metrics streaming task ${this.taskId} for agent ${this.agentId}`)
-    this.audience.endAll((subscriber) => subscriber.end('cancelled'))
+    this.endAudience('cancelled')
     return this.stop('cancelled')
   }
 
   /** Ends subscribers with `server-shutdown` and resolves once the agent's task is stopped. */
   shutdown (): Promise<void> {
-    this.audience.endAll((subscriber) => subscriber.end('server-shutdown'))
+    this.endAudience('server-shutdown')
     this.untilActive.rejectAll(new FST_ERR_AGENT_SSE_CLOSED())
     if (this.state === 'active' || this.state === 'lingering') this.stop('server-shutdown')
     // A start in flight is told we no longer want it; if it still succeeds it is stopped
@@ -282,7 +295,7 @@ export class AgentStream {
     markReported(err)
     if (channels.streamFailed.hasSubscribers) channels.streamFailed.publish({ agentId: this.agentId, phase: 'start', taskId: null, error: err })
     this.untilActive.rejectAll(err)
-    this.audience.endAll((subscriber) => subscriber.fail(err))
+    this.failAudience(err)
     this.toIdle()
   }
 
@@ -425,7 +438,7 @@ export class AgentStream {
     // The reason reaches every client and the logs: a string, and a short one.
     const why = typeof reason === 'string' && reason !== '' ? reason.slice(0, MAX_REASON_LENGTH) : 'ended'
     this.ctx.logger.info({ agentId: this.agentId, taskId: run.taskId, reason: why }, `Agent ${this.agentId} ended metrics streaming on its own: ${why}`)
-    this.audience.endAll((subscriber) => subscriber.end(why))
+    this.endAudience(why)
     if (this.state === 'starting') {
       run.outcome = 'ended'
       run.endReason = why
@@ -447,7 +460,7 @@ export class AgentStream {
     this.ctx.logger.error({ agentId: this.agentId, taskId: run.taskId, ...failureLogFields(err) }, `Metrics stream of agent ${this.agentId} failed`)
     markReported(err)
     if (channels.streamFailed.hasSubscribers) channels.streamFailed.publish({ agentId: this.agentId, phase: 'stream', taskId: run.taskId, error: err })
-    this.audience.endAll((subscriber) => subscriber.fail(err))
+    this.failAudience(err)
     if (this.state === 'starting') {
       run.closed = true
       run.outcome = 'failed'
@@ -458,9 +471,32 @@ export class AgentStream {
     this.stop('stream-failed')
   }
 
+  /** Ends the audience (the hold too) with `reason`; see the context's `onEnded`. */
+  private endAudience (reason: string): void {
+    const wanted = this.demand > 0
+    this.audience.endAll((subscriber) => subscriber.end(reason))
+    if (wanted) this.callHook(() => this.ctx.onEnded?.(this, reason))
+  }
+
+  /** Fails the audience (the hold too) with `err`; see the context's `onFailed`. */
+  private failAudience (err: Error): void {
+    const wanted = this.demand > 0
+    this.audience.endAll((subscriber) => subscriber.fail(err))
+    if (wanted) this.callHook(() => this.ctx.onFailed?.(this, err))
+  }
+
+  /** A hook's exception is logged, never thrown into the state machine (as a subscriber's is not). */
+  private callHook (call: () => void): void {
+    try {
+      call()
+    } catch (err) {
+      this.ctx.logger.error({ agentId: this.agentId, err }, `A hook of agent ${this.agentId}'s stream threw: ${describeError(err)}`)
+    }
+  }
+
   private enter (state: StreamState): void {
     this.state = state
-    this.ctx.onStateChange?.(this)
+    this.ctx.onStateChanged?.(this)
   }
 
   private clearLingerTimer (): void {

@@ -28,7 +28,7 @@ export class LocalStreams implements CoordinatedStreams {
       nextEventId: () => ++this.lastIssuedEventId,
       lastEventId: () => this.lastIssuedEventId,
       isClosing: () => this.closing !== null,
-      onStateChange: (stream) => this.indexTask(stream),
+      onStateChanged: (stream) => this.indexTask(stream),
       onIdle: (stream) => {
         if (this.streams.get(stream.agentId) === stream) this.streams.delete(stream.agentId)
         this.histories.idle(stream.agentId)

@@ -1,8 +1,6 @@
 import { AgentStream, type AgentStreamContext } from '../lifecycle/agent-stream.js'
-import { Audience } from '../lifecycle/audience.js'
 import { ReplayHistory } from '../lifecycle/replay-history.js'
-import { Subscriber } from '../lifecycle/subscriber.js'
-import type { LifecycleLogger } from '../lifecycle/types.js'
+import type { CoordinatedSubscriber, LifecycleLogger } from '../lifecycle/types.js'
 import type { StreamInfo } from './records.js'
 
 /** Where an owned stream's output goes: the cluster. */
@@ -21,27 +19,6 @@ export interface ClusterDemand {
   hold: number | null
 }
 
-/**
- * The rest of the cluster, as one subscriber of the owner's state machine: it stands for
- * every client and hold in the cluster, at their smallest interval, so the single-process
- * state machine runs unchanged on the owner. Through it the cluster hears how the stream
- * ended; samples take another way (the context's `onSampleAccepted`).
- */
-class ClusterSubscriber extends Subscriber {
-  detached = false
-
-  constructor (intervalSeconds: number, lastEventId: number, outlet: OwnerOutlet) {
-    super({
-      intervalSeconds,
-      // Nothing to catch up on: the cluster's clients have their own replay.
-      lastEventId,
-      onSample () {},
-      onEnd: (reason) => { if (!this.detached) outlet.end(reason) },
-      onError: (err) => { if (!this.detached) outlet.fail(err) }
-    })
-  }
-}
-
 /** An agent stream this instance runs because it holds the agent's lease. */
 export class OwnedStream {
   readonly stream: AgentStream
@@ -54,16 +31,10 @@ export class OwnedStream {
   private finished = false
   // Only the newest sample is kept here: the cluster's clients resume from their own instance's history.
   private readonly history = new ReplayHistory(1)
-  private clusterSubscriber: ClusterSubscriber | null = null
-
-  private readonly outlet: OwnerOutlet
+  /** The cluster's demand as the state machine sees it, or null with none. */
+  private demand: CoordinatedSubscriber | null = null
 
   constructor (readonly agentId: string, context: AgentStreamContext, outlet: OwnerOutlet) {
-    this.outlet = {
-      sample: outlet.sample,
-      end: (reason) => { this.finish(); outlet.end(reason) },
-      fail: (err) => { this.finish(); outlet.fail(err) }
-    }
     // Ids given here stay on this instance: the cluster's ids are assigned by Redis when a sample is published.
     let lastEventId = 0
     const streamContext: AgentStreamContext = {
@@ -74,30 +45,38 @@ export class OwnedStream {
       // Every sample the state machine accepts (also while it lingers) reaches the cluster, serialised once.
       onSampleAccepted: (stream, entry) => {
         if (!this.abandoned) outlet.sample(entry.json, stream.intervalSeconds!)
-      }
+      },
+      onEnded: (_stream, reason) => {
+        if (this.abandoned) return
+        this.finish()
+        outlet.end(reason)
+      },
+      onFailed: (_stream, err) => {
+        if (this.abandoned) return
+        this.finish()
+        outlet.fail(err)
+      },
+      // Counts of the one subscriber that stands for the cluster would read as "1 SSE client": only warnings and errors.
+      audienceLogger: quiet(context.logger)
     }
-    // Counts of this stand-in audience would read as "1 SSE client": only its warnings and errors are logged.
-    this.stream = new AgentStream(agentId, streamContext, this.history, new Audience(agentId, quiet(context.logger)))
+    this.stream = new AgentStream(agentId, streamContext, this.history)
   }
 
   /** Moves the state machine toward the cluster's demand. */
   follow (demand: ClusterDemand): void {
     if (this.abandoned || this.finished) return
     const wanted = demand.clientInterval === null ? demand.hold : demand.hold === null ? demand.clientInterval : Math.min(demand.clientInterval, demand.hold)
-    const current = this.clusterSubscriber
+    const current = this.demand
     if (wanted === (current?.intervalSeconds ?? null)) return
-    // The new stand-in joins before the old one leaves, so the demand never touches zero on the way.
-    this.clusterSubscriber = wanted === null ? null : new ClusterSubscriber(wanted, this.history.lastEventId, this.outlet)
-    if (this.clusterSubscriber) this.stream.subscribe(this.clusterSubscriber)
-    if (current) {
-      current.detached = true
-      this.stream.unsubscribe(current)
-    }
+    // The new demand joins before the old one leaves, so the demand never touches zero on the way.
+    this.demand = wanted === null ? null : clusterDemandAt(wanted, this.history.lastEventId)
+    if (this.demand) this.stream.subscribe(this.demand)
+    if (current) this.stream.unsubscribe(current)
   }
 
   private finish (): void {
     this.finished = true
-    this.clusterSubscriber = null
+    this.demand = null
   }
 
   /** What the owner publishes about the stream. */
@@ -112,10 +91,18 @@ export class OwnedStream {
    */
   abandon (): Promise<void> {
     this.abandoned = true
-    if (this.clusterSubscriber) this.clusterSubscriber.detached = true
-    this.clusterSubscriber = null
+    this.demand = null
     return this.stream.shutdown()
   }
+}
+
+/**
+ * The cluster's demand, as one subscriber of the owner's state machine at the cluster's smallest interval, so that
+ * the single-process state machine runs unchanged on the owner. It takes nothing in: samples, ends and failures
+ * reach the cluster through the stream's hooks, and the cluster's clients catch up on their own instances.
+ */
+function clusterDemandAt (intervalSeconds: number, lastEventId: number): CoordinatedSubscriber {
+  return { intervalSeconds, lastEventId, tune () {}, offer () {}, send () {}, countAsFirst () {}, gap () {}, end () {}, fail () {} }
 }
 
 function quiet (logger: LifecycleLogger): LifecycleLogger {

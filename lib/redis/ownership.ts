@@ -52,7 +52,7 @@ export class Ownership {
       lastEventId: () => 0,
       isClosing: () => hooks.closing(),
       onIdle: (stream) => this.idle(stream.agentId),
-      onStateChange: (stream) => this.stateChanged(stream.agentId)
+      onStateChanged: (stream) => this.stateChanged(stream.agentId)
     }
   }
 

@@ -4,13 +4,13 @@
 // These cover what in-process instances cannot: SIGKILL, SIGSTOP/SIGCONT and a real
 // SIGTERM shutdown. Time bounds are loose on purpose: the condition is the assertion, the
 // bound only catches a takeover that does not happen in any reasonable time. The measured
-// latencies are printed as `# timing:` comments.
+// latencies are printed as `# timing:` comments. cluster-processes.redis-cluster.test.ts runs the
+// same tests against a real 3-master Redis Cluster (AGENT_SSE_REDIS_TARGET=cluster).
 import { existsSync } from 'node:fs'
 import t, { type Test } from 'tap'
-import { CLUSTER_TEST_LEASE_MS } from './helpers/cluster-app.js'
+import { CLUSTER_TEST_LEASE_MS, redisTargetSkip, targetSuffix } from './helpers/cluster-app.js'
 import { startCluster, type ClusterOptions, type Instance } from './helpers/cluster.js'
 import type { RecordedEvent, Recorder } from './helpers/recorder.js'
-import { redisSkip } from './helpers/redis-server.js'
 import { waitFor, type LogRecord, type SseStream } from './helpers/server.js'
 
 // Long enough that a stalled process (an instance starting up on a busy machine, or this one)
@@ -133,9 +133,10 @@ async function cluster (t: Test, n: number, overrides: ClusterOptions = {}) {
   }
 }
 
-const skip = redisSkip()
+const skip = redisTargetSkip()
+const on = targetSuffix()
 
-t.test('three instances share one agent task; the stop comes only after the last client anywhere left', { skip }, async (t) => {
+t.test(`three instances share one agent task; the stop comes only after the last client anywhere left${on}`, { skip }, async (t) => {
   const { recorder, instances } = await cluster(t, 3)
   const [a, b, c] = instances as [Instance, Instance, Instance]
   const clients: SseStream[] = []
@@ -200,7 +201,7 @@ t.test('three instances share one agent task; the stop comes only after the last
   }
 })
 
-t.test('the stop debounce is cluster-wide: a client on b within stopDelayMs of the last one leaving a keeps the task', { skip }, async (t) => {
+t.test(`the stop debounce is cluster-wide: a client on b within stopDelayMs of the last one leaving a keeps the task${on}`, { skip }, async (t) => {
   // Long enough that the client on b comes within it even if this process stalls for a second.
   const stopDelayMs = 2000
   const { recorder, instances } = await cluster(t, 2, { stopDelayMs })
@@ -236,7 +237,7 @@ t.test('the stop debounce is cluster-wide: a client on b within stopDelayMs of t
   t.same(recorder.liveTasks(), [])
 })
 
-t.test('SIGKILL of the owner: the survivor takes over within the lease, stops the dead task, event ids go on', { skip }, async (t) => {
+t.test(`SIGKILL of the owner: the survivor takes over within the lease, stops the dead task, event ids go on${on}`, { skip }, async (t) => {
   const { recorder, instances } = await cluster(t, 2)
   const [a, b] = instances as [Instance, Instance]
   const clients = [await a.sse(streamPath('y')), await b.sse(streamPath('y'))]
@@ -282,7 +283,7 @@ t.test('SIGKILL of the owner: the survivor takes over within the lease, stops th
   t.match(await status(survivor, 'y'), { state: 'active', owner: survivor.id, task_id: start!.taskId, sse_clients: 1 })
 })
 
-t.test('SIGSTOP of the owner: another instance takes over and stops the old task; after SIGCONT the old owner gives up without stopping it again', { skip }, async (t) => {
+t.test(`SIGSTOP of the owner: another instance takes over and stops the old task; after SIGCONT the old owner gives up without stopping it again${on}`, { skip }, async (t) => {
   const { recorder, instances } = await cluster(t, 2)
   const [a, b] = instances as [Instance, Instance]
   const clients = [await a.sse(streamPath('z')), await b.sse(streamPath('z'))]
@@ -337,7 +338,7 @@ t.test('SIGSTOP of the owner: another instance takes over and stops the old task
   }
 })
 
-t.test('graceful stop (SIGTERM) of the owner: its task stops, the other instance takes over at once', { skip }, async (t) => {
+t.test(`graceful stop (SIGTERM) of the owner: its task stops, the other instance takes over at once${on}`, { skip }, async (t) => {
   const { recorder, instances } = await cluster(t, 2)
   const [a, b] = instances as [Instance, Instance]
   const clients = [await a.sse(streamPath('g')), await b.sse(streamPath('g'))]
@@ -374,7 +375,7 @@ t.test('graceful stop (SIGTERM) of the owner: its task stops, the other instance
   t.match(await status(other, 'g'), { state: 'active', owner: other.id, task_id: start.taskId, sse_clients: 1 })
 })
 
-t.test('manual hold and cancel across instances', { skip }, async (t) => {
+t.test(`manual hold and cancel across instances${on}`, { skip }, async (t) => {
   const { recorder, instances } = await cluster(t, 3)
   const [a, b, c] = instances as [Instance, Instance, Instance]
   const clients: SseStream[] = []

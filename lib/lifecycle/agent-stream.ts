@@ -1,11 +1,13 @@
 import type { AgentAdapter, MetricsSample, MetricsSink } from '../adapter.js'
 import { channels, type StreamStopReason } from '../diagnostics.js'
-import { FST_ERR_AGENT_SSE_CLOSED, FST_ERR_AGENT_SSE_HOLD_ENDED, FST_ERR_AGENT_SSE_STREAM_ENDED } from '../errors.js'
+import { FST_ERR_AGENT_SSE_CLOSED } from '../errors.js'
 import { adapterCall, adapterFailure, boundAdapterCall, describeError, failureLogFields, invokeAdapter, traceAdapterCall } from './adapter-call.js'
 import { markReported } from './reported-errors.js'
 import { serialiseSample } from './sample.js'
 import { Audience } from './audience.js'
+import { holdEndedError } from './hold-ended.js'
 import { catchUp, type HistoryEntry, type ReplayHistory } from './replay-history.js'
+import { streamStatus } from './stream-status.js'
 import { WaitList } from './wait-list.js'
 import type { CoordinatedSubscriber, LifecycleLogger, LifecycleTimers, StreamState, StreamStatus } from './types.js'
 
@@ -155,11 +157,11 @@ export class AgentStream {
   }
 
   /**
-   * Force stop: releases the hold, ends every subscriber with `cancelled` and
-   * stops the task. Returns null unless a task is live (active or lingering).
+   * Force stop of the task `taskId`: releases the hold, ends every subscriber with `cancelled` and
+   * stops the task. Returns null unless that task is live (active or lingering).
    */
-  cancel (): Promise<void> | null {
-    if (this.state !== 'active' && this.state !== 'lingering') return null
+  cancel (taskId: string): Promise<void> | null {
+    if (this.taskId !== taskId || (this.state !== 'active' && this.state !== 'lingering')) return null
     this.ctx.logger.info({ agentId: this.agentId, taskId: this.taskId }, `Cancelling metrics streaming task ${this.taskId} for agent ${this.agentId}`)
     this.endAudience('cancelled')
     return this.stop('cancelled')
@@ -179,17 +181,9 @@ export class AgentStream {
 
   status (): StreamStatus {
     const run = this.run
-    return {
-      agentId: this.agentId,
-      streamingActive: this.state !== 'idle',
-      state: this.state,
-      subscribers: this.audience.size,
-      manualHold: this.audience.holdIntervalSeconds !== null,
-      taskId: run?.taskId ?? null,
-      intervalSeconds: run?.intervalSeconds ?? null,
-      startedAt: run?.startedAt == null ? null : new Date(run.startedAt).toISOString(),
-      requestedIntervals: this.audience.intervals()
-    }
+    const demand = { subscribers: this.audience.size, manualHold: this.held, requestedIntervals: this.audience.intervals() }
+    const task = run && { taskId: run.taskId, intervalSeconds: run.intervalSeconds, startedAt: run.startedAt === null ? null : new Date(run.startedAt).toISOString() }
+    return streamStatus(this.agentId, this.state, demand, task)
   }
 
   private catchUp (subscriber: CoordinatedSubscriber): boolean {
@@ -204,7 +198,7 @@ export class AgentStream {
           this.start()
         } else {
           // A hold released (or ended) before its stream became active is answered, not left hanging.
-          if (this.untilActive.size > 0) this.untilActive.rejectAll(new FST_ERR_AGENT_SSE_HOLD_ENDED(this.agentId))
+          if (this.untilActive.size > 0) this.untilActive.rejectAll(holdEndedError(this.agentId, null))
           this.untilIdle.resolveAll()
           if (this.disposable) this.ctx.onIdle(this)
         }
@@ -442,7 +436,7 @@ export class AgentStream {
     if (this.state === 'starting') {
       run.outcome = 'ended'
       run.endReason = why
-      const ended = new FST_ERR_AGENT_SSE_STREAM_ENDED(this.agentId, why)
+      const ended = holdEndedError(this.agentId, why)
       // Logged just above (at info: the agent chose to end): a manual start answers it without logging it again.
       markReported(ended)
       this.untilActive.rejectAll(ended)

@@ -1,7 +1,9 @@
 import { AgentStream, type AgentStreamContext } from './agent-stream.js'
 import type { Coordinator, CoordinatedStreams, CoordinatorContext } from './coordinator.js'
 import { HistoryStore } from './history-store.js'
-import { idleStatus, type CoordinatedSubscriber, type StreamStatus } from './types.js'
+import { idleStatus } from './stream-status.js'
+import { TaskIndex } from './task-index.js'
+import type { CoordinatedSubscriber, StreamStatus } from './types.js'
 
 /** The default coordinator: reference counts in this process, no dependencies. */
 export function localCoordinator (): Coordinator {
@@ -14,9 +16,7 @@ export class LocalStreams implements CoordinatedStreams {
   // Kept apart from `streams` (which forget idle agents at once) so that replay survives a
   // restart of the agent's stream; bounded, see HistoryStore.
   private readonly histories: HistoryStore
-  /** Live and stopping tasks by id, so a cancel finds its stream in O(1) (task ids are only unique per agent). */
-  private readonly tasks = new Map<string, Set<AgentStream>>()
-  private readonly indexedTask = new Map<AgentStream, string>()
+  private readonly tasks = new TaskIndex()
   private readonly streamContext: AgentStreamContext
   private lastIssuedEventId = 0
   private closing: Promise<void> | null = null
@@ -28,7 +28,7 @@ export class LocalStreams implements CoordinatedStreams {
       nextEventId: () => ++this.lastIssuedEventId,
       lastEventId: () => this.lastIssuedEventId,
       isClosing: () => this.closing !== null,
-      onStateChanged: (stream) => this.indexTask(stream),
+      onStateChanged: (stream) => this.tasks.update(stream),
       onIdle: (stream) => {
         if (this.streams.get(stream.agentId) === stream) this.streams.delete(stream.agentId)
         this.histories.idle(stream.agentId)
@@ -65,17 +65,14 @@ export class LocalStreams implements CoordinatedStreams {
   }
 
   async cancelTask (agentId: string, taskId: string): Promise<StreamStatus | false> {
-    const stream = this.streams.get(agentId)
-    if (stream === undefined || stream.taskId !== taskId) return false
-    const stopped = stream.cancel()
+    const stopped = this.streams.get(agentId)?.cancel(taskId) ?? null
     if (stopped === null) return false
     await stopped
     return this.status(agentId)
   }
 
   agentsOfTask (taskId: string): string[] {
-    const streams = this.tasks.get(taskId)
-    return streams === undefined ? [] : [...streams].map((stream) => stream.agentId)
+    return this.tasks.streamsOf(taskId).map((stream) => stream.agentId)
   }
 
   mayOwn (agentId: string, taskId: string): boolean {
@@ -116,26 +113,5 @@ export class LocalStreams implements CoordinatedStreams {
       this.streams.set(agentId, stream)
     }
     return stream
-  }
-
-  private indexTask (stream: AgentStream): void {
-    const indexed = this.indexedTask.get(stream)
-    const current = stream.taskId
-    if (indexed === current) return
-    if (indexed !== undefined) {
-      const streams = this.tasks.get(indexed)!
-      streams.delete(stream)
-      if (streams.size === 0) this.tasks.delete(indexed)
-      this.indexedTask.delete(stream)
-    }
-    if (current !== null) {
-      let streams = this.tasks.get(current)
-      if (!streams) {
-        streams = new Set()
-        this.tasks.set(current, streams)
-      }
-      streams.add(stream)
-      this.indexedTask.set(stream, current)
-    }
   }
 }

@@ -34,21 +34,6 @@ export interface StreamStatus {
   owner?: string | null
 }
 
-/** The status of an agent nobody streams. */
-export function idleStatus (agentId: string): StreamStatus {
-  return {
-    agentId,
-    streamingActive: false,
-    state: 'idle',
-    subscribers: 0,
-    manualHold: false,
-    taskId: null,
-    intervalSeconds: null,
-    startedAt: null,
-    requestedIntervals: []
-  }
-}
-
 /** One accepted sample, as the agent's history keeps it and subscribers are offered it. */
 export interface HistoryEntry {
   readonly eventId: number

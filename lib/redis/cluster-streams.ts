@@ -2,13 +2,13 @@ import {
   FST_ERR_AGENT_SSE_ADAPTER_TIMEOUT,
   FST_ERR_AGENT_SSE_CLOSED,
   FST_ERR_AGENT_SSE_COORDINATOR_UNAVAILABLE,
-  FST_ERR_AGENT_SSE_HOLD_ENDED,
-  FST_ERR_AGENT_SSE_STREAM_ENDED,
   type AgentSseErrorBody
 } from '../errors.js'
 import { withTimeout } from '../lifecycle/adapter-call.js'
 import type { CoordinatedStreams, CoordinatorContext } from '../lifecycle/coordinator.js'
-import { idleStatus, type CoordinatedSubscriber, type StreamStatus } from '../lifecycle/types.js'
+import { holdEndedError } from '../lifecycle/hold-ended.js'
+import { streamStatus } from '../lifecycle/stream-status.js'
+import type { CoordinatedSubscriber, StreamStatus } from '../lifecycle/types.js'
 import { AgentChannels } from './agent-channels.js'
 import { AgentViews, type AgentRead } from './agent-views.js'
 import { afterPendingIo, LeaseDeadline } from './lease-deadline.js'
@@ -173,12 +173,12 @@ export class ClusterStreams implements CoordinatedStreams {
       }
     }
     // A stop (from any instance) that came in meanwhile ended this hold, as it would reject it in a single process.
-    if (!this.holds.has(agentId)) throw new FST_ERR_AGENT_SSE_HOLD_ENDED(agentId)
+    if (!this.holds.has(agentId)) throw holdEndedError(agentId, null)
     return this.status(agentId)
   }
 
   async release (agentId: string): Promise<StreamStatus> {
-    if (this.holds.delete(agentId)) this.holdWaiters.reject(agentId, new FST_ERR_AGENT_SSE_HOLD_ENDED(agentId))
+    if (this.holds.delete(agentId)) this.holdWaiters.reject(agentId, holdEndedError(agentId, null))
     this.demandChanged(agentId)
     // Holds set through other instances are theirs: ask them (they listen on the agent's channel) to drop them.
     try {
@@ -198,8 +198,7 @@ export class ClusterStreams implements CoordinatedStreams {
   async cancelTask (agentId: string, taskId: string): Promise<StreamStatus | false> {
     const own = this.ownership.live(agentId)
     if (own) {
-      if (own.stream.taskId !== taskId) return false
-      const stopped = own.stream.cancel()
+      const stopped = own.stream.cancel(taskId)
       if (stopped === null) return false
       await stopped
       await this.reads.read(agentId)
@@ -221,22 +220,13 @@ export class ClusterStreams implements CoordinatedStreams {
     const owner = own ? this.instanceId : viewOwner === this.instanceId ? null : viewOwner
     const peers = this.views.peerDemand(agentId)
     const hold = this.holds.get(agentId)
-    const intervals = [...peers.intervals, ...this.locals.intervals(agentId)]
-    if (hold !== undefined) intervals.push(hold)
+    const requestedIntervals = [...peers.intervals, ...this.locals.intervals(agentId)]
+    if (hold !== undefined) requestedIntervals.push(hold)
     const info = owner === null ? null : this.streamInfo(agentId)
-    const streaming = owner !== null && info?.s !== 'idle'
-    return {
-      ...idleStatus(agentId),
-      streamingActive: streaming,
-      state: streaming ? info?.s ?? 'starting' : 'idle',
-      subscribers: peers.clients + this.locals.count(agentId),
-      manualHold: hold !== undefined || peers.hold !== null,
-      taskId: streaming ? info?.t ?? null : null,
-      intervalSeconds: streaming ? info?.v ?? null : null,
-      startedAt: streaming ? info?.a ?? null : null,
-      requestedIntervals: intervals.sort((a, b) => a - b),
-      owner: streaming ? owner : null
-    }
+    // An owner that has not described its stream yet is starting it.
+    const state = owner === null || info?.s === 'idle' ? 'idle' : info?.s ?? 'starting'
+    const demand = { subscribers: peers.clients + this.locals.count(agentId), manualHold: hold !== undefined || peers.hold !== null, requestedIntervals }
+    return streamStatus(agentId, state, demand, info && { taskId: info.t, intervalSeconds: info.v, startedAt: info.a }, owner)
   }
 
   async refresh (agentIds: readonly string[] | null): Promise<void> {
@@ -263,9 +253,7 @@ export class ClusterStreams implements CoordinatedStreams {
   }
 
   agentsOfTask (taskId: string): string[] {
-    const agents = new Set(this.views.agentsOfTask(taskId))
-    for (const own of this.ownership.allLive()) if (own.stream.taskId === taskId) agents.add(own.agentId)
-    return [...agents]
+    return [...new Set([...this.views.agentsOfTask(taskId), ...this.ownership.agentsOfTask(taskId)])]
   }
 
   mayOwn (agentId: string, taskId: string): boolean {
@@ -441,7 +429,7 @@ export class ClusterStreams implements CoordinatedStreams {
         return
       case 'release':
         if (this.holds.delete(agentId)) {
-          this.holdWaiters.reject(agentId, new FST_ERR_AGENT_SSE_HOLD_ENDED(agentId))
+          this.holdWaiters.reject(agentId, holdEndedError(agentId, null))
           this.demandChanged(agentId)
         }
     }
@@ -459,7 +447,8 @@ export class ClusterStreams implements CoordinatedStreams {
   }
 
   private endLocally (agentId: string, reason: string): void {
-    const ended = reason === 'cancelled' ? new FST_ERR_AGENT_SSE_HOLD_ENDED(agentId) : new FST_ERR_AGENT_SSE_STREAM_ENDED(agentId, reason)
+    // The end message of a cancel says 'cancelled' (an agent ending its task with that reason reads the same).
+    const ended = holdEndedError(agentId, reason === 'cancelled' ? null : reason)
     this.dropLocally(agentId, ended, (subscriber) => subscriber.end(reason))
   }
 
@@ -499,7 +488,7 @@ export class ClusterStreams implements CoordinatedStreams {
 
   private checkHoldWaiters (agentId: string): void {
     if (!this.holdWaiters.has(agentId)) return
-    if (!this.holds.has(agentId)) this.holdWaiters.reject(agentId, new FST_ERR_AGENT_SSE_HOLD_ENDED(agentId))
+    if (!this.holds.has(agentId)) this.holdWaiters.reject(agentId, holdEndedError(agentId, null))
     else if (this.status(agentId).state === 'active') this.holdWaiters.resolve(agentId, undefined)
   }
 

@@ -3,6 +3,7 @@ import { errorBody, type AgentSseErrorBody } from '../errors.js'
 import { adapterCall, failureLogFields } from '../lifecycle/adapter-call.js'
 import type { AgentStreamContext } from '../lifecycle/agent-stream.js'
 import type { CoordinatorContext } from '../lifecycle/coordinator.js'
+import { TaskIndex } from '../lifecycle/task-index.js'
 import { encodeMessage, samplePayload } from './messages.js'
 import { OwnedStream, type ClusterDemand } from './owned-stream.js'
 import { encodeInfo, type StreamInfo } from './records.js'
@@ -36,6 +37,8 @@ export class Ownership {
   private readonly owned = new Map<string, OwnedStream>()
   /** The last task each owned stream described (the end of a stream names it). */
   private readonly tasks = new Map<string, string>()
+  /** Owned streams by their live or stopping task. */
+  private readonly taskIndex = new TaskIndex()
   private readonly streamContext: AgentStreamContext
 
   constructor (
@@ -52,7 +55,10 @@ export class Ownership {
       lastEventId: () => 0,
       isClosing: () => hooks.closing(),
       onIdle: (stream) => this.idle(stream.agentId),
-      onStateChanged: (stream) => this.stateChanged(stream.agentId)
+      onStateChanged: (stream) => {
+        this.taskIndex.update(stream)
+        this.stateChanged(stream.agentId)
+      }
     }
   }
 
@@ -81,6 +87,11 @@ export class Ownership {
 
   * allLive (): IterableIterator<OwnedStream> {
     for (const own of this.owned.values()) if (!own.abandoned) yield own
+  }
+
+  /** The agents whose owned stream (not being given up) runs this task (task ids are only unique per agent). */
+  agentsOfTask (taskId: string): string[] {
+    return this.taskIndex.streamsOf(taskId).filter((stream) => this.live(stream.agentId)?.stream === stream).map((stream) => stream.agentId)
   }
 
   /** The owner's description of its stream, or null if it does not own the agent. */

@@ -39,8 +39,7 @@ export class RemoteCancels {
 
   /** A cancel for this instance as the owner: only the named agent's live task (task ids are unique per agent). */
   answer (message: Extract<InboxMessage, { op: 'cancel' }>, ownership: Ownership): void {
-    const own = ownership.live(message.agentId)
-    const stopped = own?.stream.taskId === message.taskId ? own.stream.cancel() : null
+    const stopped = ownership.live(message.agentId)?.stream.cancel(message.taskId) ?? null
     const reply = (found: boolean): void => {
       this.store.send(message.from, { op: 'cancelled', requestId: message.requestId, found }).catch(() => {})
     }

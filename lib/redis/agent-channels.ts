@@ -11,7 +11,13 @@ export class AgentChannels {
   private readonly subscribed = new Set<string>()
   private readonly prefix: string
 
-  constructor (private readonly connection: RedisClient, private readonly keys: ClusterKeys, private readonly logger: LifecycleLogger) {
+  constructor (
+    private readonly connection: RedisClient,
+    private readonly keys: ClusterKeys,
+    private readonly logger: LifecycleLogger,
+    /** The subscription to the agent's channel is live: what was published before it did not arrive. */
+    private readonly live: (agentId: string) => void = () => {}
+  ) {
     this.prefix = keys.channelPrefix
   }
 
@@ -23,7 +29,9 @@ export class AgentChannels {
     if (wanted) {
       this.subscribed.add(agentId)
       const subscribed = sharded ? this.connection.ssubscribe(channel) : this.connection.subscribe(channel)
-      subscribed.catch((err: Error) => this.logger.warn({ agentId, err }, `Could not subscribe to the channel of agent ${agentId}: ${err.message}`))
+      subscribed.then(() => {
+        if (this.subscribed.has(agentId)) this.live(agentId)
+      }, (err: Error) => this.logger.warn({ agentId, err }, `Could not subscribe to the channel of agent ${agentId}: ${err.message}`))
     } else {
       this.subscribed.delete(agentId)
       const unsubscribed = sharded ? this.connection.sunsubscribe(channel) : this.connection.unsubscribe(channel)

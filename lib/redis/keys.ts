@@ -27,6 +27,11 @@ export class ClusterKeys {
     return `${this.prefix}{${agentId}}:demand`
   }
 
+  /** The agent's latest sample as published, kept for the stream's interval. */
+  latest (agentId: string): string {
+    return `${this.prefix}{${agentId}}:latest`
+  }
+
   /** The owner's description of the stream (state, task, interval, start). */
   info (agentId: string): string {
     return `${this.prefix}{${agentId}}:info`

@@ -64,14 +64,19 @@ export function decodeMessage (text: string): AgentMessage | null {
 
 /** Point-to-point, on an instance's inbox channel: a demand change for the owner, a cancel, and its answer. */
 export type InboxMessage =
-  | { op: 'demand', agentId: string }
+  /** `at` (Redis's clock) and `fields` (the live demand records, as a read returns them) come from the change itself. */
+  | { op: 'demand', agentId: string, at?: number, fields?: unknown[] }
   | { op: 'cancel', requestId: string, from: string, agentId: string, taskId: string }
   | { op: 'cancelled', requestId: string, found: boolean }
 
 export function decodeInbox (text: string): InboxMessage | null {
   try {
     const message = JSON.parse(text)
-    if (message?.op === 'demand' && typeof message.agentId === 'string') return { op: 'demand', agentId: message.agentId }
+    if (message?.op === 'demand' && typeof message.agentId === 'string') {
+      // Without both (an older instance sent it, or they are malformed) the owner reads the demand itself.
+      if (!Number.isSafeInteger(message.at) || !Array.isArray(message.fields)) return { op: 'demand', agentId: message.agentId }
+      return { op: 'demand', agentId: message.agentId, at: message.at, fields: message.fields }
+    }
     if (message?.op === 'cancel' && typeof message.requestId === 'string' && typeof message.from === 'string' && typeof message.agentId === 'string' && typeof message.taskId === 'string') return message
     if (message?.op === 'cancelled' && typeof message.requestId === 'string' && typeof message.found === 'boolean') return message
   } catch {}

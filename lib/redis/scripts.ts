@@ -34,9 +34,9 @@ end`
 
 /**
  * A demand change of one instance for one agent (KEYS: owner, demand, info; ARGV: instanceId, value or '' for
- * none, leaseMs, idleTtlMs, the owner inbox prefix, the message for the owner). Takes the lease if it is free and
- * the instance has demand; tells the owner (only the owner) that the agent's demand changed.
- * Returns [now, acquired, owner, info, live fields].
+ * none, leaseMs, idleTtlMs, the owner inbox prefix, the start of the message for the owner). Takes the lease if it
+ * is free and the instance has demand; tells the owner (only the owner) the agent's demand as it is now, so that
+ * the owner need not read it. Returns [now, acquired, owner, info, live fields].
  */
 export const CHANGE_DEMAND = `${NOW}
 ${LIVE_FIELDS}
@@ -56,8 +56,12 @@ if not owner and ARGV[2] ~= '' then
   owner = ARGV[1]
   acquired = 1
 end
-if owner and owner ~= ARGV[1] and changed then redis.call('PUBLISH', ARGV[5] .. owner, ARGV[6]) end
-return {now, acquired, owner or false, redis.call('GET', KEYS[3]) or false, liveFields(KEYS[2], now)}`
+local live = liveFields(KEYS[2], now)
+if owner and owner ~= ARGV[1] and changed then
+  local fields = #live == 0 and '[]' or cjson.encode(live)
+  redis.call('PUBLISH', ARGV[5] .. owner, ARGV[6] .. ',"at":' .. now .. ',"fields":' .. fields .. '}')
+end
+return {now, acquired, owner or false, redis.call('GET', KEYS[3]) or false, live}`
 
 /** One agent as it is now (KEYS: owner, demand, info). Returns [now, owner, info, live fields]. */
 export const READ_AGENT = `${NOW}
@@ -133,8 +137,8 @@ export interface AgentScripts {
   /** Deletes the lease, the task record and the stream's description only if the lease is ours, and says so. */
   release: string
   /**
-   * A sample, fenced: only the lease holder publishes (KEYS: owner, event id counter; ARGV: instanceId, floor,
-   * channel, payload, counter ttlMs). Returns its event id, 0 if the lease is not ours.
+   * A sample, fenced: only the lease holder publishes (KEYS: owner, event id counter, latest sample; ARGV:
+   * instanceId, floor, channel, payload, counter ttlMs). Returns its event id, 0 if the lease is not ours.
    */
   publishSample: string
   /** Any other message on the agent's channel, fenced (KEYS: owner; ARGV: instanceId, channel, message). */
@@ -163,6 +167,12 @@ return 1`
   }
 }
 
+// The agent's latest sample (the message as published), for an instance that starts listening to the agent:
+// a sample published while its subscription was on its way reaches it this way. Kept for the stream's
+// interval (the payload starts with it), as a single process gives a joining client only a sample younger than that.
+const KEEP_LATEST = `local interval = tonumber(string.match(ARGV[4], '^(%d+)\\n')) or 1
+redis.call('SET', KEYS[3], message, 'PX', interval * 1000)`
+
 // On a single Redis: ids come from one INCR counter for every agent, so that ids order samples across agents
 // exactly (a fleet connection resumes every agent from one Last-Event-ID). Never below what the owner has
 // already seen (`floor`), so they keep increasing even if Redis lost the counter.
@@ -170,7 +180,9 @@ const PUBLISH_SAMPLE = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 e
 local id = redis.call('INCR', KEYS[2])
 local floor = tonumber(ARGV[2])
 if id <= floor then id = floor + 1 redis.call('SET', KEYS[2], id) end
-redis.call('PUBLISH', ARGV[3], 's\\n' .. id .. '\\n' .. ARGV[4])
+local message = 's\\n' .. id .. '\\n' .. ARGV[4]
+${KEEP_LATEST}
+redis.call('PUBLISH', ARGV[3], message)
 return id`
 
 // On a Redis Cluster one counter for every agent would be a key in another slot (and one hot key): each agent
@@ -187,7 +199,9 @@ if id <= last then id = last + 1 end
 if id <= floor then id = floor + 1 end
 local text = string.format('%.0f', id)
 redis.call('SET', KEYS[2], text, 'PX', ARGV[5])
-redis.call('SPUBLISH', ARGV[3], 's\\n' .. text .. '\\n' .. ARGV[4])
+local message = 's\\n' .. text .. '\\n' .. ARGV[4]
+${KEEP_LATEST}
+redis.call('SPUBLISH', ARGV[3], message)
 return text`
 
 // A new owner takes the record of its predecessor's task: whoever takes it stops that task, and the

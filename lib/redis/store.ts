@@ -112,7 +112,8 @@ export class RedisStore {
   /** Writes this instance's demand for the agent ('' for none), takes a free lease, tells the owner. */
   async changeDemand (agentId: string, demand: string): Promise<DemandChanged> {
     const keys = [this.keys.owner(agentId), this.keys.demand(agentId), this.keys.info(agentId)]
-    const message = JSON.stringify({ op: 'demand', agentId })
+    // The script completes the message with Redis's clock and the agent's live demand.
+    const message = JSON.stringify({ op: 'demand', agentId }).slice(0, -1)
     const reply = await this.script(CHANGE_DEMAND, keys, [this.instanceId, demand, this.leaseMs, this.idleTtlMs, this.keys.inbox(''), message]) as unknown[]
     const [at, acquired, owner, info, fields] = reply
     return { acquired: Number(acquired) === 1, read: parseAgentRead(this.redisClock(at), owner, info, fields, (what) => this.dropped(what, agentId)) }
@@ -180,7 +181,13 @@ export class RedisStore {
   /** The assigned event id, or 0 if this instance no longer holds the agent's lease. */
   async publishSample (agentId: string, floor: number, payload: string): Promise<number> {
     const counter = this.sharded ? this.keys.eventIdOf(agentId) : this.keys.eventId
-    return Number(await this.script(this.scripts.publishSample, [this.keys.owner(agentId), counter], [this.instanceId, floor, this.keys.channel(agentId), payload, this.idleTtlMs]))
+    const keys = [this.keys.owner(agentId), counter, this.keys.latest(agentId)]
+    return Number(await this.script(this.scripts.publishSample, keys, [this.instanceId, floor, this.keys.channel(agentId), payload, this.idleTtlMs]))
+  }
+
+  /** The agent's latest sample message (as published on its channel), if it is younger than the stream's interval. */
+  async latestSample (agentId: string): Promise<string | null> {
+    return this.redis.get(this.keys.latest(agentId))
   }
 
   /** Publishes on the agent's channel only while holding its lease. */

@@ -240,4 +240,53 @@ t.test('a Redis Cluster of three masters (in-process instances)', { skip }, asyn
     for (const client of [...owned, fleet, watcher, resumed]) client.close()
     await waitFor(() => liveTasks(apps).length === 0, 'every stream stopped', waitMs)
   })
+
+  // Last: it changes the cluster's layout (the other tests pick their agents from the layout at the start).
+  t.test('resharding while streaming: an agent\'s slot moves to another master; its stream, lease and clients carry on', async (t) => {
+    const { apps, keyPrefix } = await instances(t, 2)
+    const [a, b] = apps as [ClusterApp, ClusterApp]
+    // The moving agent's slot goes to the master of another agent the same instance owns: its renewal groups merge.
+    const [moving, staying] = [agents[0]!, agents[1]!]
+    const clients = [await a.sse(`/agents/${moving.id}/metrics/stream`), await a.sse(`/agents/${staying.id}/metrics/stream`), await b.sse(`/agents/${moving.id}/metrics/stream`)]
+    t.equal(await ownerOf(apps, moving.id), a)
+    t.equal(await ownerOf(apps, staying.id), a)
+    await waitFor(async () => (await b.status(moving.id)).sse_clients === 2, 'b to count both clients of the moving agent', waitMs)
+    const [onA, , onB] = clients as [SseStream, SseStream, SseStream]
+    a.adapter.push(moving.id, { n: 0 })
+    for (const client of [onA, onB]) await waitFor(() => metricsOf(client).length === 1, `the first sample on ${client.url}`, waitMs)
+
+    const slot = calculateSlot(moving.id)
+    await cluster.moveSlot(slot, staying.node)
+    t.equal(cluster.nodeOf(`{${moving.id}}`), staying.node, `slot ${slot} of ${moving.id} moved from ${label(moving.node)} to ${label(staying.node)}`)
+    const movedAt = Date.now()
+
+    // A sample now and then, until both clients have one pushed after the move and two renewals have passed.
+    let n = 0
+    await waitFor(async () => {
+      a.adapter.push(moving.id, { n: ++n })
+      await sleep(100)
+      return Date.now() - movedAt > renewMs * 2 && [onA, onB].every((client) => metricsOf(client).some((event) => JSON.parse(event.data).n === n - 1))
+    }, 'samples pushed after the move to reach both instances\' clients', waitMs + renewMs * 2)
+    for (const client of [onA, onB]) {
+      const ids = metricsOf(client).map((event) => Number(event.id))
+      t.ok(ids.every((id, index) => index === 0 || id > ids[index - 1]!), `ids keep increasing on ${client.url}`)
+    }
+    t.equal(starts(apps, moving.id), 1, 'no second start')
+    t.equal(stops(apps, moving.id), 0, 'no stop')
+    t.same(liveTasks(apps).sort(), ['a:task-1', 'a:task-2'].sort(), 'the same two tasks live')
+    for (const app of apps) t.match(await app.status(moving.id), { state: 'active', owner: 'a', task_id: 'a:task-1', sse_clients: 2 }, `status on ${app.id}`)
+    const [owner] = await redis.keys(`${keyPrefix}{${moving.id}}:owner`)
+    t.equal(owner, `${keyPrefix}{${moving.id}}:owner`, 'the lease is still there')
+    t.same(await cluster.node(staying.node).keys(`${keyPrefix}{${moving.id}}:*`).then((keys) => keys.includes(`${keyPrefix}{${moving.id}}:owner`)), true, 'on the new master')
+    const channel = `${keyPrefix}{${moving.id}}:s`
+    let perNode: number[] = []
+    await waitFor(async () => {
+      perNode = await Promise.all(cluster.nodes.map(async (node) => (await cluster.node(node).pubsub('SHARDNUMSUB', channel) as [string, number])[1]))
+      return perNode[cluster.nodes.indexOf(staying.node)] === 2
+    }, 'both instances subscribed on the new master', waitMs).catch(() => {})
+    t.same(perNode, cluster.nodes.map((node) => node === staying.node ? 2 : 0), `sharded subscribers of ${channel} per node`)
+
+    for (const client of clients) client.close()
+    await waitFor(() => liveTasks(apps).length === 0, 'every stream stopped', waitMs)
+  })
 })

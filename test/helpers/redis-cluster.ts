@@ -60,8 +60,13 @@ export interface RedisCluster {
   client (options?: ClusterOptions): Cluster
   /** A plain client of one node (no redirections), one per node, disconnected in the teardown of the cluster's test. */
   node (node: ClusterNode): Redis
-  /** The master that owns the key's slot (hash tags count: `p{agent}:s` is agent's). */
+  /** The master that owns the key's slot (hash tags count: `p{agent}:s` is agent's), as of the last moveSlot. */
   nodeOf (key: string): ClusterNode
+  /**
+   * Moves one slot with its keys to another master while clients use it, as a resharding does: SETSLOT
+   * IMPORTING and MIGRATING, MIGRATE of its keys, then SETSLOT NODE on every master.
+   */
+  moveSlot (slot: number, to: ClusterNode): Promise<void>
   /** FLUSHALL on every master. */
   flushAll (): Promise<void>
   /** Everything the nodes and redis-cli printed (warnings and errors only). */
@@ -276,6 +281,8 @@ export async function startRedisCluster (t: Test): Promise<RedisCluster> {
   const ranges = await slotRanges(nodes[0]!.port)
   const masters = [...new Set(ranges.map((range) => range.port))].map((port) => ({ host: '127.0.0.1', port }))
   if (masters.length !== MASTERS) throw new Error(`expected ${MASTERS} masters with slots, CLUSTER NODES shows ${JSON.stringify(ranges)}`)
+  const slotPorts = new Int32Array(SLOTS)
+  for (const range of ranges) slotPorts.fill(range.port, range.from, range.to + 1)
   let current = nodes
 
   const cluster: RedisCluster = {
@@ -296,10 +303,26 @@ export async function startRedisCluster (t: Test): Promise<RedisCluster> {
       return client
     },
     nodeOf (key) {
-      const slot = calculateSlot(key)
-      const range = ranges.find((candidate) => candidate.from <= slot && slot <= candidate.to)
-      if (range === undefined) throw new Error(`no master serves slot ${slot}`)
-      return masters.find((node) => node.port === range.port)!
+      const port = slotPorts[calculateSlot(key)]
+      return masters.find((node) => node.port === port)!
+    },
+    async moveSlot (slot, to) {
+      const from = masters.find((node) => node.port === slotPorts[slot])!
+      if (from === to) return
+      const id = async (node: ClusterNode) => String(await cluster.node(node).call('CLUSTER', 'MYID'))
+      const [fromId, toId] = [await id(from), await id(to)]
+      await cluster.node(to).call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', fromId)
+      await cluster.node(from).call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', toId)
+      for (;;) {
+        const keys = await cluster.node(from).call('CLUSTER', 'GETKEYSINSLOT', slot, 100) as string[]
+        if (keys.length === 0) break
+        await cluster.node(from).call('MIGRATE', to.host, to.port, '', 0, 5000, 'KEYS', ...keys)
+      }
+      // The new owner first, then the old one (which then redirects to it), then the rest.
+      for (const node of [to, from, ...masters.filter((node) => node !== to && node !== from)]) {
+        await cluster.node(node).call('CLUSTER', 'SETSLOT', slot, 'NODE', toId)
+      }
+      slotPorts[slot] = to.port
     },
     async flushAll () {
       for (const node of current) {

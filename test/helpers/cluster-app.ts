@@ -46,8 +46,9 @@ export interface RedisTarget {
   /** What an instance process (test/fixtures/cluster-instance.js) needs to reach it: REDIS_URL or REDIS_CLUSTER_NODES. */
   env: Record<string, string>
   /**
-   * A client as the instances make one (lazy, commands fail fast while Redis is down, a reconnect every
-   * 50 ms, an 'error' listener): `Redis` or `Cluster`. The caller disconnects it.
+   * A client as the instances make one (lazy, maxRetriesPerRequest 1, a reconnect every 50 ms, an 'error'
+   * listener): `Redis` or `Cluster`. The caller disconnects it. A `Redis` fails a command at once while the
+   * server is down; a `Cluster` keeps it in its offline queue until the cluster is back.
    */
   connect (): Redis | Cluster
   /** KEYS on every master. */

@@ -1,0 +1,107 @@
+import type { AgentSseErrorBody } from '../errors.js'
+import type { LifecycleLogger } from '../lifecycle/types.js'
+import type { AgentChannels } from './agent-channels.js'
+import type { AgentViews } from './agent-views.js'
+import type { ClusterKeys } from './keys.js'
+import type { LocalClients } from './local-clients.js'
+import { decodeInbox, decodeMessage, type AgentMessage, type InboxMessage } from './messages.js'
+import type { Ownership } from './ownership.js'
+import type { RemoteCancels } from './remote-cancels.js'
+
+/** What the messages change beyond the views, the local clients and the cancels. */
+export interface IncomingMessagesHooks {
+  /** The owner described the agent's stream anew. */
+  described (agentId: string): void
+  /** The agent's stream ended, or failed, for the whole cluster. */
+  ended (agentId: string, reason: string): void
+  failed (agentId: string, body: AgentSseErrorBody): void
+  /** A stop on some instance: this instance's hold on the agent goes too. */
+  released (agentId: string): void
+  /** This instance owns the agent and its demand changed on another instance. */
+  demandChanged (agentId: string): void
+  now (): number
+}
+
+/**
+ * What this instance hears on its subscriber connection: on an agent's channel the owner's samples, descriptions,
+ * ends and failures, and releases from any instance; on its inbox a demand change (as the owner), a cancel
+ * (as the owner) and a cancel's answer. Everything is decoded as untrusted, and what is not for this instance's
+ * view of the agent (a forged or late end) is dropped.
+ */
+export class IncomingMessages {
+  private readonly inbox: string
+
+  constructor (
+    keys: ClusterKeys,
+    private readonly instanceId: string,
+    private readonly views: AgentViews,
+    private readonly ownership: Ownership,
+    private readonly locals: LocalClients,
+    private readonly cancels: RemoteCancels,
+    private readonly logger: LifecycleLogger,
+    /** The agent channels (null until the subscriber connection is up). */
+    private readonly channels: () => AgentChannels | null,
+    private readonly hooks: IncomingMessagesHooks
+  ) {
+    this.inbox = keys.inbox(instanceId)
+  }
+
+  /** A message on `channel`. */
+  receive (channel: string, text: string): void {
+    if (channel === this.inbox) {
+      const message = decodeInbox(text)
+      if (message) this.onInbox(message)
+      else this.logger.warn({ channel }, 'Dropped a malformed message on this instance\'s inbox')
+      return
+    }
+    const agentId = this.channels()?.agentOf(channel) ?? null
+    if (agentId === null) return
+    const message = decodeMessage(text)
+    if (message) this.onAgentMessage(agentId, message)
+    else this.logger.warn({ agentId }, `Dropped a malformed message on the channel of agent ${agentId}`)
+  }
+
+  private onAgentMessage (agentId: string, message: AgentMessage): void {
+    switch (message.kind) {
+      case 'sample': return this.locals.receive(agentId, message.eventId, message.intervalSeconds, message.json, this.hooks.now())
+      case 'info':
+        if (message.info.o === this.instanceId) return
+        this.views.applyInfo(agentId, message.at, message.info)
+        this.hooks.described(agentId)
+        return
+      case 'end':
+        if (this.ownership.live(agentId)) return // this instance applied its own end already
+        if (this.isLiveTask(agentId, message.taskId)) this.hooks.ended(agentId, message.reason)
+        else this.droppedForeign(agentId, 'end', message.taskId)
+        return
+      case 'fail':
+        if (this.ownership.live(agentId)) return
+        if (this.isLiveTask(agentId, message.taskId)) this.hooks.failed(agentId, message.error)
+        else this.droppedForeign(agentId, 'failure', message.taskId)
+        return
+      case 'release':
+        this.hooks.released(agentId)
+    }
+  }
+
+  /** Whether an end or failure names the agent's live task (or a start that has no task yet). */
+  private isLiveTask (agentId: string, taskId: string | null): boolean {
+    const info = this.views.info(agentId)
+    if (taskId === null) return info === null || info.s === 'starting'
+    return info?.t === taskId || this.views.lastTask(agentId) === taskId
+  }
+
+  private droppedForeign (agentId: string, what: string, taskId: string | null): void {
+    this.logger.warn({ agentId, taskId }, `Dropped an ${what} message of agent ${agentId} for task ${String(taskId)}, which is not its live task`)
+  }
+
+  private onInbox (message: InboxMessage): void {
+    if (message.op === 'demand') {
+      // Only the owner is told; anything else is stale or foreign.
+      if (this.ownership.live(message.agentId)) this.hooks.demandChanged(message.agentId)
+      return
+    }
+    if (message.op === 'cancelled') this.cancels.answered(message.requestId, message.found)
+    else this.cancels.answer(message, this.ownership)
+  }
+}

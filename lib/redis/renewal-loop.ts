@@ -1,0 +1,115 @@
+import { withTimeout } from '../lifecycle/adapter-call.js'
+import type { LifecycleTimers } from '../lifecycle/types.js'
+import type { AgentRead, AgentViews } from './agent-views.js'
+import { noAnswer, type Availability } from './availability.js'
+import type { DemandWriter } from './demand-writer.js'
+import { afterPendingIo, type LeaseDeadline } from './lease-deadline.js'
+import type { Ownership } from './ownership.js'
+import type { Renewal, RedisStore } from './store.js'
+
+/** What the renewal needs from the rest of the instance. */
+export interface RenewalHooks {
+  /** Every agent this instance follows or was asked about lately: each is renewed and read back. */
+  agents (): Set<string>
+  /** This instance's demand record for the agent, '' for none. */
+  record (agentId: string): string
+  /** A read of the agent came back. */
+  apply (agentId: string, read: AgentRead): void
+  /** Every agent of the renewal is read back and applied. */
+  renewed (): void
+  closing (): boolean
+}
+
+/**
+ * One script call per renewal period (leaseMs/3) that renews this instance's leases and demand records and reads
+ * back the agents it follows; the only traffic of an idle instance. Its answer also says whether Redis is
+ * reachable, and which leases were lost or taken.
+ */
+export class RenewalLoop {
+  private tickTimer: unknown = null
+  private renewing: Promise<void> | null = null
+  private scheduled = false
+
+  constructor (
+    private readonly store: RedisStore,
+    private readonly availability: Availability,
+    private readonly ownership: Ownership,
+    private readonly demandRecords: DemandWriter,
+    private readonly views: AgentViews,
+    private readonly deadline: LeaseDeadline,
+    private readonly timers: LifecycleTimers,
+    private readonly now: () => number,
+    private readonly renewMs: number,
+    private readonly leaseMs: number,
+    private readonly hooks: RenewalHooks
+  ) {}
+
+  /** Renews every period from now on. */
+  start (): void {
+    this.tickTimer = this.timers.setTimeout(() => {
+      this.tickTimer = null
+      if (this.hooks.closing()) return
+      this.schedule()
+      this.start()
+    }, this.renewMs)
+  }
+
+  stop (): void {
+    if (this.tickTimer !== null) this.timers.clearTimeout(this.tickTimer)
+  }
+
+  /** Renews on the next turn of the event loop (one renewal at a time). */
+  schedule (): void {
+    if (this.hooks.closing() || this.scheduled) return
+    this.scheduled = true
+    setImmediate(() => {
+      this.scheduled = false
+      if (this.renewing) return
+      this.renewing = this.renew().finally(() => { this.renewing = null })
+    })
+  }
+
+  async renew (): Promise<void> {
+    if (!this.availability.connected) {
+      this.availability.down('Redis is not reachable')
+      return
+    }
+    const sentAt = this.now()
+    // A renewal sent leaseMs after the last one must not revive leases that may have passed to others meanwhile.
+    this.deadline.check(sentAt)
+    const renewals = this.renewals()
+    const streaming = [...this.ownership.allLive()].filter((own) => own.stream.state !== 'idle').map((own) => own.agentId)
+    let renewed
+    try {
+      renewed = await withTimeout(this.store.renew(renewals, streaming), this.leaseMs, afterPendingIo(this.timers), noAnswer(this.leaseMs))
+    } catch (err) {
+      this.availability.down(`Redis did not answer: ${(err as Error).message}`)
+      return
+    }
+    this.deadline.renewed(sentAt)
+    this.availability.up()
+    for (const { agentId, demand } of renewals) {
+      const result = renewed.get(agentId)!
+      this.demandRecords.renewed(agentId, demand)
+      if (result.outcome === 0) this.ownership.leaseLost(agentId, 'another instance holds its lease')
+      // Redis lost the lease (and so the stream's description and task record): describe it again.
+      if (result.outcome === 2 || (result.outcome === 1 && result.read.info === null)) this.ownership.describe(agentId)
+      this.hooks.apply(agentId, result.read)
+      if (result.outcome === 3) await this.ownership.acquired(agentId)
+    }
+    this.hooks.renewed()
+  }
+
+  private renewals (): Renewal[] {
+    const agents = this.hooks.agents()
+    // Views of agents this instance no longer follows are dropped here, once a period.
+    for (const agentId of this.views.tracked()) if (!agents.has(agentId)) this.views.forget(agentId)
+    const renewals: Renewal[] = []
+    for (const agentId of agents) {
+      const demand = this.hooks.record(agentId)
+      const mode = this.ownership.live(agentId) ? 'o' : demand !== '' || this.demandRecords.has(agentId) ? 'w' : 'q'
+      renewals.push({ agentId, mode, demand })
+    }
+    return renewals
+  }
+}

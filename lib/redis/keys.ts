@@ -27,6 +27,11 @@ export class ClusterKeys {
     return `${this.prefix}{${agentId}}:demand`
   }
 
+  /** How the owner's last stream ended for the cluster (its end or failure message as published). */
+  ending (agentId: string): string {
+    return `${this.prefix}{${agentId}}:ending`
+  }
+
   /** The agent's latest sample as published, kept for the stream's interval. */
   latest (agentId: string): string {
     return `${this.prefix}{${agentId}}:latest`

@@ -141,8 +141,12 @@ export interface AgentScripts {
    * instanceId, floor, channel, payload, counter ttlMs). Returns its event id, 0 if the lease is not ours.
    */
   publishSample: string
-  /** Any other message on the agent's channel, fenced (KEYS: owner; ARGV: instanceId, channel, message). */
-  publishFenced: string
+  /**
+   * How the owner's stream ended for the cluster (an end or a failure), fenced (KEYS: owner, ending; ARGV:
+   * instanceId, channel, message, ttlMs). The message is also kept, so that an instance that hears it for a task
+   * it never heard of (it subscribed while the task ran) can tell it from a forged one.
+   */
+  publishEnding: string
 }
 
 /** The scripts for a single Redis (`PUBLISH`) or a Redis Cluster (`SPUBLISH`, per-agent event ids). */
@@ -161,7 +165,8 @@ redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('${publish}', ARGV[2], ARGV[3] .. now .. '\\n' .. ARGV[4])
 return 1`,
     publishSample: sharded ? SHARDED_SAMPLE : PUBLISH_SAMPLE,
-    publishFenced: `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+    publishEnding: `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
 redis.call('${publish}', ARGV[2], ARGV[3])
 return 1`
   }

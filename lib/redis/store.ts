@@ -190,10 +190,16 @@ export class RedisStore {
     return this.redis.get(this.keys.latest(agentId))
   }
 
-  /** Publishes on the agent's channel only while holding its lease. */
+  /** Publishes how the agent's stream ended (an end or a failure message) only while holding its lease. */
   async publishAsOwner (agentId: string, message: string): Promise<boolean> {
     // EVAL, not EVALSHA: a NOSCRIPT retry could land after a later release of the lease and be refused.
-    return Number(await this.redis.eval(this.scripts.publishFenced, 1, this.keys.owner(agentId), this.instanceId, this.keys.channel(agentId), message)) === 1
+    const keys = [this.keys.owner(agentId), this.keys.ending(agentId)]
+    return Number(await this.redis.eval(this.scripts.publishEnding, keys.length, ...keys, this.instanceId, this.keys.channel(agentId), message, this.recordTtlMs)) === 1
+  }
+
+  /** The end or failure the agent's owner last published (kept 3 × leaseMs), or null. */
+  async lastEnding (agentId: string): Promise<string | null> {
+    return this.redis.get(this.keys.ending(agentId))
   }
 
   async publishToAgent (agentId: string, message: string): Promise<void> {

@@ -8,15 +8,15 @@ import { AgentChannels } from './agent-channels.js'
 import { AgentReads } from './agent-reads.js'
 import { AgentViews, type AgentRead } from './agent-views.js'
 import { Availability, noAnswer } from './availability.js'
+import { DemandView } from './demand-view.js'
 import { DemandWriter } from './demand-writer.js'
 import { IncomingMessages } from './incoming-messages.js'
 import { ClusterKeys } from './keys.js'
 import { LeaseDeadline } from './lease-deadline.js'
 import { LocalClients } from './local-clients.js'
 import { ManualHolds } from './manual-holds.js'
-import type { ClusterDemand } from './owned-stream.js'
 import { Ownership } from './ownership.js'
-import { encodeDemand, type StreamInfo } from './records.js'
+import type { StreamInfo } from './records.js'
 import type { RedisClient } from './redis-client.js'
 import { RedisStore } from './store.js'
 import { RemoteCancels } from './remote-cancels.js'
@@ -41,8 +41,8 @@ export interface ClusterSettings {
  * See README "Running more than one instance".
  *
  * This class puts the parts together (connections and availability, the renewal loop, the incoming messages,
- * manual holds, ownership, reads, demand records, local clients) and holds what ties them: this instance's
- * demand and the cluster's, as far as it knows it.
+ * manual holds, ownership, reads, demand records and their view, local clients) and tells them when this
+ * instance's demand, or what it knows of an agent, changed.
  */
 export class ClusterStreams implements CoordinatedStreams {
   private readonly keys: ClusterKeys
@@ -51,6 +51,7 @@ export class ClusterStreams implements CoordinatedStreams {
   private readonly renewMs: number
   private readonly locals: LocalClients
   private readonly holds: ManualHolds
+  private readonly demand: DemandView
   private readonly ownership: Ownership
   private readonly cancels: RemoteCancels
   private readonly deadline: LeaseDeadline
@@ -84,7 +85,7 @@ export class ClusterStreams implements CoordinatedStreams {
       closing
     })
     this.ownership = new Ownership(context, this.store, settings.instanceId, {
-      demand: (agentId) => this.clusterDemand(agentId),
+      demand: (agentId) => this.demand.cluster(agentId),
       refresh: (agentId) => this.reads.read(agentId),
       eventIdFloor: (agentId) => Math.max(this.locals.highestEventId, this.views.peerDemand(agentId).lastEventId),
       available,
@@ -95,13 +96,13 @@ export class ClusterStreams implements CoordinatedStreams {
       failed: (agentId, body) => this.failLocally(agentId, body)
     })
     this.reads = new AgentReads(this.store, logger, now, this.renewMs, {
-      follows: (agentId) => this.follows(agentId),
+      follows: (agentId) => this.demand.follows(agentId),
       apply: (agentId, read) => this.applyRead(agentId, read),
       available,
       closing
     })
     this.demandRecords = new DemandWriter(this.store, logger, {
-      record: (agentId) => this.demandRecord(agentId),
+      record: (agentId) => this.demand.record(agentId),
       available,
       closing,
       written: async (agentId, changed) => {
@@ -115,6 +116,7 @@ export class ClusterStreams implements CoordinatedStreams {
       status: (agentId) => this.status(agentId),
       available
     })
+    this.demand = new DemandView(this.locals, this.holds, this.views, this.ownership, this.demandRecords, this.reads)
     this.incoming = new IncomingMessages(this.keys, settings.instanceId, this.views, this.ownership, this.locals, this.cancels, logger, () => this.channels, {
       described: (agentId) => this.holds.check(agentId),
       ended: (agentId, reason) => this.endLocally(agentId, reason),
@@ -126,7 +128,7 @@ export class ClusterStreams implements CoordinatedStreams {
     this.deadline = new LeaseDeadline(settings.leaseMs, timers, now, (why) => this.ownership.abandonAll(why), () => this.ownership.size > 0)
     this.renewal = new RenewalLoop(this.store, this.availability, this.ownership, this.demandRecords, this.views, this.deadline, timers, now, this.renewMs, settings.leaseMs, {
       agents: () => new Set([...this.locals.watched(), ...this.holds.agents(), ...this.ownership.agents(), ...this.demandRecords.agents(), ...this.reads.recentlyAsked()]),
-      record: (agentId) => this.demandRecord(agentId),
+      record: (agentId) => this.demand.record(agentId),
       apply: (agentId, read) => this.applyRead(agentId, read),
       renewed: () => this.holds.checkAll(),
       closing
@@ -196,15 +198,10 @@ export class ClusterStreams implements CoordinatedStreams {
     // This instance's own word beats the last read: a lease it just released may still be in the view.
     const viewOwner = this.views.owner(agentId)
     const owner = own ? this.instanceId : viewOwner === this.instanceId ? null : viewOwner
-    const peers = this.views.peerDemand(agentId)
-    const hold = this.holds.interval(agentId)
-    const requestedIntervals = [...peers.intervals, ...this.locals.intervals(agentId)]
-    if (hold !== null) requestedIntervals.push(hold)
     const info = owner === null ? null : this.streamInfo(agentId)
     // An owner that has not described its stream yet is starting it.
     const state = owner === null || info?.s === 'idle' ? 'idle' : info?.s ?? 'starting'
-    const demand = { subscribers: peers.clients + this.locals.count(agentId), manualHold: hold !== null || peers.hold !== null, requestedIntervals }
-    return streamStatus(agentId, state, demand, info && { taskId: info.t, intervalSeconds: info.v, startedAt: info.a }, owner)
+    return streamStatus(agentId, state, this.demand.status(agentId), info && { taskId: info.t, intervalSeconds: info.v, startedAt: info.a }, owner)
   }
 
   async refresh (agentIds: readonly string[] | null): Promise<void> {
@@ -214,7 +211,7 @@ export class ClusterStreams implements CoordinatedStreams {
     }
     // An agent this instance neither follows nor was asked about lately has no view here yet: read it
     // now (then the renewal keeps it current while it is asked about), so a first answer is right too.
-    const unknown = agentIds.filter((agentId) => !this.follows(agentId) && !this.reads.isAsked(agentId))
+    const unknown = agentIds.filter((agentId) => !this.demand.tracks(agentId))
     for (const agentId of agentIds) this.reads.askedAbout(agentId)
     await Promise.all(unknown.map((agentId) => this.reads.read(agentId)))
   }
@@ -247,34 +244,19 @@ export class ClusterStreams implements CoordinatedStreams {
     return this.closing
   }
 
-  // This instance's demand, and what it knows of the cluster's: the glue between the parts above.
-
-  private clusterDemand (agentId: string): ClusterDemand {
-    const peers = this.views.peerDemand(agentId)
-    return {
-      clientInterval: smallest(peers.smallestClientInterval, this.locals.smallestInterval(agentId)),
-      hold: smallest(peers.hold, this.holds.interval(agentId))
-    }
-  }
-
-  /** This instance's demand record for the agent, '' for none. */
-  private demandRecord (agentId: string): string {
-    const hold = this.holds.interval(agentId)
-    if (this.locals.count(agentId) === 0 && hold === null) return ''
-    return encodeDemand({ ...this.locals.demand(agentId), h: hold })
-  }
+  // This instance's demand, or what it knows of an agent, changed: the parts that follow it are told.
 
   private demandChanged (agentId: string): void {
     // After a pause (GC, SIGSTOP) queued events run before timers: no adapter call on an expired lease.
     this.deadline.check()
     this.ownership.follow(agentId)
     this.holds.check(agentId)
-    this.channels?.want(agentId, this.locals.count(agentId) > 0 || this.holds.has(agentId))
+    this.channels?.want(agentId, this.demand.wanted(agentId))
     this.demandRecords.changed(agentId)
   }
 
   private applyRead (agentId: string, read: AgentRead): void {
-    if (!this.tracks(agentId)) return
+    if (!this.demand.tracks(agentId)) return
     this.views.apply(agentId, read)
     this.applyDemandToOwned(agentId)
   }
@@ -291,15 +273,6 @@ export class ClusterStreams implements CoordinatedStreams {
   private applyDemandToOwned (agentId: string): void {
     this.ownership.follow(agentId)
     this.holds.check(agentId)
-  }
-
-  /** Whether this instance follows the agent: it keeps its view of it up to date. */
-  private tracks (agentId: string): boolean {
-    return this.follows(agentId) || this.reads.isAsked(agentId)
-  }
-
-  private follows (agentId: string): boolean {
-    return this.locals.count(agentId) > 0 || this.holds.has(agentId) || this.ownership.has(agentId) || this.demandRecords.has(agentId)
   }
 
   private streamInfo (agentId: string): StreamInfo | null {
@@ -358,12 +331,6 @@ export class ClusterStreams implements CoordinatedStreams {
     await this.availability.disconnect(this.renewMs, timers)
     logger.info({ instanceId: this.instanceId }, `Cluster instance ${this.instanceId} left`)
   }
-}
-
-function smallest (a: number | null, b: number | null): number | null {
-  if (a === null) return b
-  if (b === null) return a
-  return Math.min(a, b)
 }
 
 /** An error another instance reported, with the same status and code as where it happened. */

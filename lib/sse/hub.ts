@@ -1,7 +1,8 @@
 import type { OutgoingHttpHeaders } from 'node:http'
 import { SseClient, type FlowLimits } from './client.js'
 import { encodeComment, encodeRetry, type SseFrame } from './frame.js'
-import { isGone, startStream, WriteBatch, type RawRequest, type RawResponse } from './writer.js'
+import { WriteBatch } from './write-batch.js'
+import { isGone, startStream, type RawRequest, type RawResponse } from './writer.js'
 
 export { SseClient } from './client.js'
 export type { RawRequest, RawResponse } from './writer.js'

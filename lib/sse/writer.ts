@@ -1,5 +1,8 @@
 import type { OutgoingHttpHeaders } from 'node:http'
 import type { SseFrame } from './frame.js'
+import type { BatchedWriter, WriteBatch } from './write-batch.js'
+
+export { WriteBatch } from './write-batch.js'
 
 /** What the transport needs of a request: node:http's IncomingMessage and node:http2's compat request both fit. */
 export interface RawRequest {
@@ -45,133 +48,117 @@ export interface FrameWriter {
   dispose (): void
 }
 
-/**
- * Corks each socket on its first write and uncorks them all when the window closes, so the
- * events of a window (or the head and the first frame) leave as one syscall per socket instead
- * of one per event. With `flushIntervalMs` 0 the window is the current tick; otherwise it is
- * that many milliseconds, so samples that arrive one per macrotask (as from an agent transport)
- * to a connection watching many agents are coalesced too. One per hub: one timer per window.
- */
-export class WriteBatch {
-  private corked: SocketWriter[] = []
-  private scheduled = false
-  /** Windows closed but not yet all written, oldest first: each flushes `FLUSH_SLICE` sockets per macrotask. */
-  private flushing: SocketWriter[][] = []
-  private opening: SocketWriter[] = []
-
-  constructor (private readonly flushIntervalMs = 0) {}
-
-  /** @internal */
-  add (writer: SocketWriter): void {
-    this.corked.push(writer)
-    if (this.scheduled) return
-    this.scheduled = true
-    if (this.flushIntervalMs === 0) process.nextTick(this.close)
-    else setTimeout(this.close, this.flushIntervalMs)
-  }
-
-  /**
-   * @internal A stream that opens leaves at the end of this tick, not of the window: its head and
-   * first frames still go as one syscall, and the client is not kept waiting for its response.
-   */
-  addOpening (writer: SocketWriter): void {
-    this.opening.push(writer)
-    if (this.opening.length === 1) process.nextTick(this.openAll)
-  }
-
-  private readonly openAll = (): void => {
-    const writers = this.opening
-    this.opening = []
-    for (const writer of writers) writer.uncork()
-  }
-
-  /** Ends the window: its sockets are written from now on, and a new write opens a new window. */
-  private readonly close = (): void => {
-    const writers = this.corked
-    this.corked = []
-    this.scheduled = false
-    if (writers.length <= FLUSH_SLICE && this.flushing.length === 0) {
-      for (const writer of writers) writer.uncork()
-      return
-    }
-    this.flushing.push(writers)
-    if (this.flushing.length === 1) this.flushSlice()
-  }
-
-  // Each uncork is a syscall: after a reconnect storm (10,000 clients back within seconds, each
-  // head and first frame in the window) one loop over every socket blocked the event loop for
-  // hundreds of ms, and new connections and other requests with it. A slice per macrotask keeps it
-  // answering; frames still leave in window order.
-  private readonly flushSlice = (): void => {
-    const writers = this.flushing[0]!
-    const end = Math.min(writers.length, FLUSH_SLICE)
-    for (let i = 0; i < end; i++) writers[i]!.uncork()
-    if (end === writers.length) this.flushing.shift()
-    else this.flushing[0] = writers.slice(end)
-    if (this.flushing.length > 0) setImmediate(this.flushSlice)
-  }
-}
-
-/** Sockets written per macrotask when a window closes (each is one syscall). */
-const FLUSH_SLICE = 512
-
-/** Bytes a socket holds back for the window at most; past it they are written at once. */
+/** Bytes a connection holds back for its window at most; past it they are written at once. */
 const EARLY_FLUSH_BYTES = 64 * 1024
 
+const CRLF = Buffer.from('\r\n')
+
+// The frames of a flush are usually the same for every connection in it (a fan-out): the chunk
+// built for one is kept and reused while the next connection holds the same frames (same bytes).
+let memoFrames: SseFrame[] = []
+let memoChunk: Buffer | null = null
+
+/** The frames as one HTTP/1.1 chunk (one frame: its own shared chunk, no copy). */
+function chunkOf (frames: SseFrame[], bytes: number): Buffer {
+  if (frames.length === 1) return frames[0]!.chunked
+  if (memoChunk !== null && sameFrames(frames, memoFrames)) return memoChunk
+  const size = bytes.toString(16)
+  const chunk = Buffer.allocUnsafe(size.length + 2 + bytes + 2)
+  let offset = chunk.write(size, 0, 'latin1')
+  offset += CRLF.copy(chunk, offset)
+  for (const frame of frames) offset += frame.bytes.copy(chunk, offset)
+  CRLF.copy(chunk, offset)
+  memoFrames = frames.slice()
+  memoChunk = chunk
+  return chunk
+}
+
+function sameFrames (a: SseFrame[], b: SseFrame[]): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
 /**
- * HTTP/1.1: the response head declares chunked encoding, then each frame goes to the
- * socket as one pre-framed chunk shared by all clients. `end()` goes back through the
+ * HTTP/1.1: the response head declares chunked encoding, then the frames a connection holds go to
+ * its socket as one chunk per write (see `WriteBatch` for when). `end()` goes back through the
  * response, which writes the last chunk and keeps keep-alive semantics intact.
  */
-class SocketWriter implements FrameWriter {
-  private corked = false
-  /** Bytes written while corked in this tick: batched, not backed up. */
-  private batchedBytes = 0
+class SocketWriter implements FrameWriter, BatchedWriter {
+  /** Frames held for the next write, and their size in bytes. */
+  private held: SseFrame[] = []
+  private heldBytes = 0
+  /** In a batch list: a write is coming. */
+  private scheduled = false
+  /** The socket holds the response head until the first write (one syscall for both). */
+  private socketCorked = false
 
   constructor (private readonly response: RawResponse, private readonly socket: RawSocket, private readonly batch: WriteBatch, private readonly onDrain: () => void) {
     socket.on('drain', onDrain)
   }
 
+  /** Bytes the socket could not hand to the kernel yet; frames held for the window are not backlog. */
   get queuedBytes (): number {
-    return this.socket.writableLength - this.batchedBytes
+    return this.socket.writableLength
   }
 
   write (frame: SseFrame): void {
-    this.cork()
-    const chunk = frame.chunked
-    this.batchedBytes += chunk.length
-    this.socket.write(chunk)
-    // A burst does not wait for the window past this: held bytes are not counted as backlog.
-    if (this.batchedBytes >= EARLY_FLUSH_BYTES) this.uncork()
+    this.held.push(frame)
+    this.heldBytes += frame.bytes.length
+    if (!this.scheduled) {
+      this.scheduled = true
+      this.batch.schedule(this)
+    } else if (this.heldBytes >= EARLY_FLUSH_BYTES) {
+      // A burst does not wait for the window past this.
+      this.writeHeld()
+    }
   }
 
-  /** @internal Holds writes until the batch flushes (`opening`: until the end of this tick). */
-  cork (opening = false): void {
-    if (this.corked) return
-    this.corked = true
+  /** @internal A new stream: the head waits in the socket and leaves with the first frames, at the end of this tick. */
+  open (): void {
     this.socket.cork()
-    if (opening) this.batch.addOpening(this)
-    else this.batch.add(this)
+    this.socketCorked = true
+    this.scheduled = true
+    this.batch.open(this)
   }
 
   /** @internal */
-  uncork (): void {
-    if (!this.corked) return
-    this.corked = false
-    this.batchedBytes = 0
-    this.socket.uncork()
+  flush (): void {
+    this.scheduled = false
+    this.writeHeld()
+    if (this.socketCorked) {
+      this.socketCorked = false
+      this.socket.uncork()
+    }
   }
 
+  private writeHeld (): void {
+    if (this.heldBytes === 0) return
+    const chunk = chunkOf(this.held, this.heldBytes)
+    this.held.length = 0
+    this.heldBytes = 0
+    this.socket.write(chunk)
+  }
+
+  /** What it holds leaves now, before the response's last chunk: an end never waits for the window. */
   end (): void {
+    this.writeHeld()
     this.response.end()
   }
 
   destroy (): void {
+    this.dropHeld()
     this.socket.destroy()
   }
 
   dispose (): void {
+    this.dropHeld()
     this.socket.removeListener('drain', this.onDrain)
+  }
+
+  private dropHeld (): void {
+    this.held.length = 0
+    this.heldBytes = 0
   }
 }
 
@@ -219,7 +206,7 @@ export function startStream (request: RawRequest, response: RawResponse, head: O
     response.writeHead(200, head)
     const writer = new SocketWriter(response, socket, batch, onDrain)
     // The head leaves with the first frames, in one syscall, at the end of this tick.
-    writer.cork(true)
+    writer.open()
     response.flushHeaders()
     return writer
   }

@@ -12,11 +12,11 @@ import { DemandView } from './demand-view.js'
 import { DemandWriter } from './demand-writer.js'
 import { IncomingMessages } from './incoming-messages.js'
 import { ClusterKeys } from './keys.js'
-import { LeaseDeadline } from './lease-deadline.js'
+import { afterPendingIo, LeaseDeadline } from './lease-deadline.js'
 import { LocalClients } from './local-clients.js'
 import { ManualHolds } from './manual-holds.js'
 import { Ownership } from './ownership.js'
-import type { StreamInfo } from './records.js'
+import type { InstanceDemand, StreamInfo } from './records.js'
 import type { RedisClient } from './redis-client.js'
 import { RedisStore } from './store.js'
 import { RemoteCancels } from './remote-cancels.js'
@@ -28,6 +28,9 @@ export interface ClusterSettings {
   leaseMs: number
   instanceId: string
 }
+
+/** How long the latest sample read on a new subscription waits for what was already on its way (see catchUp). */
+const CATCH_UP_SETTLE_MS = 20
 
 /**
  * One instance of a cluster that shares reference counts through Redis, per agent.
@@ -122,7 +125,8 @@ export class ClusterStreams implements CoordinatedStreams {
       ended: (agentId, reason) => this.endLocally(agentId, reason),
       failed: (agentId, body) => this.failLocally(agentId, body),
       released: (agentId) => this.holds.releasedElsewhere(agentId),
-      demandChanged: (agentId) => this.refreshDemand(agentId),
+      demandChanged: (agentId, demands) => this.ownerDemandChanged(agentId, demands),
+      lastEnding: (agentId) => this.store.lastEnding(agentId),
       now
     })
     this.deadline = new LeaseDeadline(settings.leaseMs, timers, now, (why) => this.ownership.abandonAll(why), () => this.ownership.size > 0)
@@ -141,7 +145,7 @@ export class ClusterStreams implements CoordinatedStreams {
 
   async ready (): Promise<void> {
     const subscriber = await this.availability.connect(this.keys.inbox(this.instanceId))
-    this.channels = new AgentChannels(subscriber, this.keys, this.context.logger)
+    this.channels = new AgentChannels(subscriber, this.keys, this.context.logger, (agentId) => this.catchUp(agentId))
     await this.store.loadScripts()
     await this.renewal.renew()
     this.availability.assertAvailable()
@@ -261,13 +265,32 @@ export class ClusterStreams implements CoordinatedStreams {
     this.applyDemandToOwned(agentId)
   }
 
-  /** The owner, told that the agent's demand changed: reads that alone. */
-  private refreshDemand (agentId: string): void {
-    this.store.readDemand(agentId).then((demands) => {
+  /** The owner, told that the agent's demand changed: with the demand the change left, or it reads that alone. */
+  private ownerDemandChanged (agentId: string, demands: Map<string, InstanceDemand> | null): void {
+    const apply = (demands: Map<string, InstanceDemand>): void => {
       if (!this.ownership.live(agentId)) return
       this.views.applyDemand(agentId, demands)
       this.applyDemandToOwned(agentId)
-    }, (err: Error) => this.context.logger.warn({ agentId, err }, `Could not read the demand for agent ${agentId}: ${err.message}`))
+    }
+    if (demands !== null) apply(demands)
+    else this.store.readDemand(agentId).then(apply, (err: Error) => this.context.logger.warn({ agentId, err }, `Could not read the demand for agent ${agentId}: ${err.message}`))
+  }
+
+  /**
+   * This instance now listens to the agent's channel: a sample published just before that did not reach it, so
+   * the latest one comes from Redis. It is taken only if the channel brought nothing meanwhile, checked once the
+   * messages published before the read had time to arrive (they travel on the other connection): a newer sample
+   * from the channel says the subscription works, and the one read may be older than samples still on their way,
+   * which a history would then refuse.
+   */
+  private catchUp (agentId: string): void {
+    const before = this.locals.lastEventId(agentId)
+    this.store.latestSample(agentId).then((text) => {
+      if (text === null) return
+      afterPendingIo(this.context.timers).setTimeout(() => {
+        if (this.locals.lastEventId(agentId) === before) this.incoming.catchUp(agentId, text)
+      }, CATCH_UP_SETTLE_MS)
+    }, (err: Error) => this.context.logger.warn({ agentId, err }, `Could not read the latest sample of agent ${agentId}: ${err.message}`))
   }
 
   private applyDemandToOwned (agentId: string): void {

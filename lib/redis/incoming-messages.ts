@@ -1,11 +1,12 @@
 import type { AgentSseErrorBody } from '../errors.js'
 import type { LifecycleLogger } from '../lifecycle/types.js'
 import type { AgentChannels } from './agent-channels.js'
-import type { AgentViews } from './agent-views.js'
+import { parseAgentRead, type AgentViews } from './agent-views.js'
 import type { ClusterKeys } from './keys.js'
 import type { LocalClients } from './local-clients.js'
 import { decodeInbox, decodeMessage, type AgentMessage, type InboxMessage } from './messages.js'
 import type { Ownership } from './ownership.js'
+import type { InstanceDemand } from './records.js'
 import type { RemoteCancels } from './remote-cancels.js'
 
 /** What the messages change beyond the views, the local clients and the cancels. */
@@ -17,8 +18,13 @@ export interface IncomingMessagesHooks {
   failed (agentId: string, body: AgentSseErrorBody): void
   /** A stop on some instance: this instance's hold on the agent goes too. */
   released (agentId: string): void
-  /** This instance owns the agent and its demand changed on another instance. */
-  demandChanged (agentId: string): void
+  /**
+   * This instance owns the agent and its demand changed on another instance: `demands` is the agent's demand as
+   * the change left it, or null when the message did not carry it (an older instance sent it) and it must be read.
+   */
+  demandChanged (agentId: string, demands: Map<string, InstanceDemand> | null): void
+  /** The end or failure the agent's owner last published, as Redis keeps it (null if none). */
+  lastEnding (agentId: string): Promise<string | null>
   now (): number
 }
 
@@ -30,6 +36,7 @@ export interface IncomingMessagesHooks {
  */
 export class IncomingMessages {
   private readonly inbox: string
+  private readonly channelOf: (agentId: string) => string
 
   constructor (
     keys: ClusterKeys,
@@ -44,6 +51,7 @@ export class IncomingMessages {
     private readonly hooks: IncomingMessagesHooks
   ) {
     this.inbox = keys.inbox(instanceId)
+    this.channelOf = (agentId) => keys.channel(agentId)
   }
 
   /** A message on `channel`. */
@@ -57,11 +65,22 @@ export class IncomingMessages {
     const agentId = this.channels()?.agentOf(channel) ?? null
     if (agentId === null) return
     const message = decodeMessage(text)
-    if (message) this.onAgentMessage(agentId, message)
+    if (message) this.onAgentMessage(agentId, message, text)
     else this.logger.warn({ agentId }, `Dropped a malformed message on the channel of agent ${agentId}`)
   }
 
-  private onAgentMessage (agentId: string, message: AgentMessage): void {
+  /**
+   * The agent's latest sample as Redis keeps it, read once this instance's subscription to the agent's channel
+   * was live: a sample published while the subscription was on its way arrives this way (one already here is
+   * not sent twice: a history takes only ids above its newest).
+   */
+  catchUp (agentId: string, text: string): void {
+    const message = decodeMessage(text)
+    if (message?.kind === 'sample' && this.channels()?.agentOf(this.channelOf(agentId)) === agentId) this.onAgentMessage(agentId, message, text)
+    else if (message?.kind !== 'sample') this.logger.warn({ agentId }, `Dropped the latest sample of agent ${agentId} read from Redis: it is not valid`)
+  }
+
+  private onAgentMessage (agentId: string, message: AgentMessage, text: string): void {
     switch (message.kind) {
       case 'sample': return this.locals.receive(agentId, message.eventId, message.intervalSeconds, message.json, this.hooks.now())
       case 'info':
@@ -72,12 +91,12 @@ export class IncomingMessages {
       case 'end':
         if (this.ownership.live(agentId)) return // this instance applied its own end already
         if (this.isLiveTask(agentId, message.taskId)) this.hooks.ended(agentId, message.reason)
-        else this.droppedForeign(agentId, 'end', message.taskId)
+        else this.checkEnding(agentId, text, 'end', message.taskId, () => this.hooks.ended(agentId, message.reason))
         return
       case 'fail':
         if (this.ownership.live(agentId)) return
         if (this.isLiveTask(agentId, message.taskId)) this.hooks.failed(agentId, message.error)
-        else this.droppedForeign(agentId, 'failure', message.taskId)
+        else this.checkEnding(agentId, text, 'failure', message.taskId, () => this.hooks.failed(agentId, message.error))
         return
       case 'release':
         this.hooks.released(agentId)
@@ -91,6 +110,23 @@ export class IncomingMessages {
     return info?.t === taskId || this.views.lastTask(agentId) === taskId
   }
 
+  /**
+   * An end or failure of a task this instance never heard of: it subscribed to the agent while the task ran, after
+   * the owner described it. The owner keeps its last end or failure in Redis (only the lease holder can write it):
+   * the same message there is the real one, anything else is forged or stale and dropped.
+   */
+  private checkEnding (agentId: string, text: string, what: string, taskId: string | null, apply: () => void): void {
+    this.hooks.lastEnding(agentId).then((recorded) => {
+      const info = this.views.info(agentId)
+      // A task started since (this instance heard of it meanwhile) is not the one that ended.
+      const newerTask = info !== null && info.t !== null && info.t !== taskId
+      if (recorded === text && !newerTask) apply()
+      else this.droppedForeign(agentId, what, taskId)
+    }, (err: Error) => {
+      this.logger.warn({ agentId, taskId, err }, `Could not check an ${what} message of agent ${agentId} for task ${String(taskId)} against Redis: ${err.message}; dropped`)
+    })
+  }
+
   private droppedForeign (agentId: string, what: string, taskId: string | null): void {
     this.logger.warn({ agentId, taskId }, `Dropped an ${what} message of agent ${agentId} for task ${String(taskId)}, which is not its live task`)
   }
@@ -98,7 +134,10 @@ export class IncomingMessages {
   private onInbox (message: InboxMessage): void {
     if (message.op === 'demand') {
       // Only the owner is told; anything else is stale or foreign.
-      if (this.ownership.live(message.agentId)) this.hooks.demandChanged(message.agentId)
+      if (!this.ownership.live(message.agentId)) return
+      const { agentId, at, fields } = message
+      const dropped = (what: string): void => this.logger.warn({ agentId }, `Dropped ${what} of agent ${agentId} sent by a demand change: it is not valid`)
+      this.hooks.demandChanged(agentId, at === undefined || fields === undefined ? null : parseAgentRead(at, null, null, fields, dropped).demands)
       return
     }
     if (message.op === 'cancelled') this.cancels.answered(message.requestId, message.found)

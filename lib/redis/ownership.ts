@@ -1,6 +1,6 @@
 import type { AgentAdapter } from '../adapter.js'
 import { errorBody, type AgentSseErrorBody } from '../errors.js'
-import { adapterCall, failureLogFields } from '../lifecycle/adapter-call.js'
+import { adapterCall, failureLogFields, withTimeout } from '../lifecycle/adapter-call.js'
 import type { AgentStreamContext } from '../lifecycle/agent-stream.js'
 import type { CoordinatorContext } from '../lifecycle/coordinator.js'
 import { TaskIndex } from '../lifecycle/task-index.js'
@@ -170,11 +170,14 @@ export class Ownership {
    * Without an answer from Redis the owner stops its task itself: a task nobody stops is the worse outcome.
    */
   private fencedAdapter (): AgentAdapter {
-    const { adapter, logger } = this.context
+    const { adapter, logger, timers, adapterTimeoutMs } = this.context
+    // The check must leave the stop itself time within the lifecycle's adapterTimeoutMs: a client of a Redis
+    // that is down may queue the command instead of failing it (an ioredis Cluster does).
+    const checkMs = Math.max(1, Math.floor(adapterTimeoutMs / 2))
     const stop = async (agentId: string, taskId: string): Promise<void> => {
       let mine = true
       try {
-        mine = await this.store.claimStop(agentId, taskId)
+        mine = await withTimeout(this.store.claimStop(agentId, taskId), checkMs, timers, () => new Error(`Redis did not answer within ${checkMs} ms`))
       } catch (err) {
         logger.warn({ agentId, taskId, err }, `Could not check in Redis whether task ${taskId} of agent ${agentId} was taken over; stopping it`)
       }

@@ -63,14 +63,6 @@ const follows = (previous: string | number | undefined, next: string | number | 
     ? Number(next) > Number(previous) && Number(next) - Number(previous) < 64_000 * 600
     : Number(next) === Number(previous) + 1
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-/**
- * A scenario that fails against the Redis Cluster because of a known lib bug: it still runs there, and its
- * failures show as TODO until the bug is fixed (then drop the marker: the scenario must pass on both).
- */
-const knownClusterBug = (bug: string) => target === 'cluster' ? { todo: `lib bug on a Redis Cluster: ${bug}` } : {}
-const claimStopHangs = knownClusterBug('an owner cut off from the cluster never stops its task (its claimStop waits in the Cluster client\'s offline queue)')
-/** A new sharded subscription goes live after the join: what the owner publishes meanwhile does not reach that instance. */
-const joinMissesMessages = knownClusterBug('messages published right after a client joins a non-owner instance are lost (the sharded subscription is not live yet): a sample; a stream change, after which the end of the cancelled task is dropped and that instance restarts the stream')
 
 t.test(`cluster mode over Redis (in-process instances)${on}`, { skip }, async (t) => {
   const redis = await startRedisTarget(t, target)
@@ -186,7 +178,7 @@ t.test(`cluster mode over Redis (in-process instances)${on}`, { skip }, async (t
     await statusBecomes(t, a, 'h', { manual_hold: false, streaming_active: false })
   })
 
-  t.test('a hold lives under the lease of the instance that set it', claimStopHangs, async (t) => {
+  t.test('a hold lives under the lease of the instance that set it', async (t) => {
     const apps = await cluster(t, 2, redis)
     const [a, b] = apps as [ClusterApp, ClusterApp]
     t.equal((await b.json('/agents/g/metrics/streaming/start', 'POST')).statusCode, 200)
@@ -199,7 +191,7 @@ t.test(`cluster mode over Redis (in-process instances)${on}`, { skip }, async (t
     await waitFor(() => liveTasks(apps, 'g').length === 0, 'the held stream stopped', waitMs)
   })
 
-  t.test('cancel from any instance: 200 once the owner stopped, clients everywhere get end: cancelled', joinMissesMessages, async (t) => {
+  t.test('cancel from any instance: 200 once the owner stopped, clients everywhere get end: cancelled', async (t) => {
     const apps = await cluster(t, 3, redis)
     const [a, b, c] = apps as [ClusterApp, ClusterApp, ClusterApp]
     const clients = [await a.sse('/agents/k/metrics/stream'), await b.sse('/agents/k/metrics/stream'), await c.sse('/agents/k/metrics/stream')]
@@ -363,7 +355,7 @@ t.test(`cluster mode over Redis (in-process instances)${on}`, { skip }, async (t
 
 t.test(`Redis going away and coming back${on}`, { skip }, async (t) => {
   // On a Redis Cluster: every node SIGKILLed (the whole cluster down), then started again with its slots and no data.
-  t.test('503 with Retry-After while Redis is down; clients get event: error; the owner stops within leaseMs; one stream after', claimStopHangs, async (t) => {
+  t.test('503 with Retry-After while Redis is down; clients get event: error; the owner stops within leaseMs; one stream after', async (t) => {
     const redis = await startRedisTarget(t, target)
     const apps = await cluster(t, 2, redis)
     const [a, b] = apps as [ClusterApp, ClusterApp]
@@ -402,7 +394,7 @@ t.test(`Redis going away and coming back${on}`, { skip }, async (t) => {
     await waitFor(() => liveTasks(apps).length === 0, 'no live task', waitMs)
   })
 
-  t.test('a short outage (under leaseMs) keeps a held stream and its task; Redis data loss is repaired', joinMissesMessages, async (t) => {
+  t.test('a short outage (under leaseMs) keeps a held stream and its task; Redis data loss is repaired', async (t) => {
     const redis = await startRedisTarget(t, target)
     const apps = await cluster(t, 2, redis)
     const [a, b] = apps as [ClusterApp, ClusterApp]

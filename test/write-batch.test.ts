@@ -93,7 +93,7 @@ t.test('leading edge: with no window open frames leave at the end of the tick an
   t.equal(b.writes.length, 2, 'after a quiet window a frame is written at the end of its tick')
 })
 
-t.test('a long write leaves half a window after it ends before the next one (writing cannot take the loop over)', async (t) => {
+t.test('a long write leaves a quarter of a window after it ends before the next one (writing cannot take the loop over)', async (t) => {
   // Each write takes 1 ms by the batch's clock: 300 connections take 300 ms, three windows of 100 ms.
   const clock = { turn: 0, ms: 0 }
   const batch = new WriteBatch(100, { now: () => clock.ms })
@@ -101,11 +101,11 @@ t.test('a long write leaves half a window after it ends before the next one (wri
   for (const writer of writers) batch.schedule(writer)
   await endOfTick()
   t.equal(clock.ms, 300, 'the write ended at 300 ms')
-  clock.ms = 340
+  clock.ms = 310
   batch.schedule(writers[0]!)
   await endOfTick()
-  t.equal(writers[0]!.writes.length, 1, '40 ms after it ended, a frame waits')
-  clock.ms = 350
+  t.equal(writers[0]!.writes.length, 1, '10 ms after it ended, a frame waits')
+  clock.ms = 325
   await waitUntil(() => writers[0]!.writes.length === 2, 'the window to close')
   clock.ms = 1000
   batch.schedule(writers[1]!)
@@ -135,4 +135,26 @@ t.test('a new stream leaves at the end of the tick whatever the window', async (
   batch.open(open)
   await endOfTick()
   t.same([open.writes.length, busy.writes.length], [1, 1], 'the new stream is written; the busy connection waits for its 10 s window')
+})
+
+t.test('a window that closes on frames which waited most of it (a busy hub) is followed by a whole one; on frames that came late in it (samples at the window\'s pace), by a short one', async (t) => {
+  for (const { firstFrameAt, nextWindowEnd } of [{ firstFrameAt: 10, nextWindowEnd: 175 }, { firstFrameAt: 70, nextWindowEnd: 150 }]) {
+    const clock = { turn: 0, ms: 0 }
+    const batch = new WriteBatch(100, { now: () => clock.ms })
+    const writer = new RecordingWriter(clock)
+    batch.schedule(writer)
+    await endOfTick()
+    // The write at 0 opened a short window (75 ms): the next frame waits for it.
+    clock.ms = firstFrameAt
+    batch.schedule(writer)
+    clock.ms = 75
+    await waitUntil(() => writer.writes.length === 2, 'the window to close')
+    clock.ms = nextWindowEnd - 1
+    batch.schedule(writer)
+    await endOfTick()
+    t.equal(writer.writes.length, 2, `first frame at ${firstFrameAt} ms: a frame at ${clock.ms} ms still waits`)
+    clock.ms = nextWindowEnd
+    await waitUntil(() => writer.writes.length === 3, 'the next window to close')
+    t.equal(writer.writes[2]!.at, nextWindowEnd, `the next window closed at ${nextWindowEnd} ms`)
+  }
 })

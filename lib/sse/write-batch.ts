@@ -9,19 +9,26 @@ export interface BatchedWriter {
 /** Sockets written per macrotask (each write is a syscall). */
 const FLUSH_SLICE = 512
 
-/** A window opened by a write after a quiet one is this part of `flushIntervalMs` long (see `passEnded`)… */
-const LEADING_WINDOW = 0.75
-/** …and the next window never closes less than this part of one after the write that opens it ended. */
+/**
+ * A window is this part of `flushIntervalMs` long when the hub was not busy: after a quiet window, or
+ * when the frames that waited came late in theirs (see `passEnded`).
+ */
+const SHORT_WINDOW = 0.75
+/** A window never closes less than this part of one after the write that opened it ended (a quarter after a short one). */
 const WINDOW_AFTER_WRITE = 0.5
 
 /** One round of writes (written `FLUSH_SLICE` per macrotask). */
 interface Pass {
   readonly writers: BatchedWriter[]
   /**
-   * What the window it opens follows: `leading` (a write after a quiet window), the end of the window
-   * these writers waited for, or `none` for new streams (they leave whatever the window, and open none).
+   * The window it opens: a short one after a quiet window (`leading`, counted from the pass's start),
+   * the one that follows the window that closed (`closing`), or none for new streams (`opening`:
+   * they leave whatever the window).
    */
-  readonly after: number | 'leading' | 'none'
+  readonly kind: 'opening' | 'leading' | 'closing'
+  /** `closing`: when the next window ends, and whether it is a whole one (a busy hub). */
+  readonly nextWindowEnd: number
+  readonly busy: boolean
   /** When its first write began. */
   startedAt: number
 }
@@ -47,6 +54,8 @@ export class WriteBatch {
   private waiting: BatchedWriter[] = []
   /** Frames scheduled before this wait for it (the end of the open window). */
   private windowEnd = -Infinity
+  /** When the first connection now waiting began to. */
+  private firstWaitAt = 0
   private timerArmed = false
   /** Passes not yet fully written, oldest first. */
   private passes: Pass[] = []
@@ -68,6 +77,7 @@ export class WriteBatch {
       return
     }
     this.waiting.push(writer)
+    if (this.waiting.length === 1) this.firstWaitAt = now
     if (!this.timerArmed) this.arm(now)
   }
 
@@ -90,13 +100,13 @@ export class WriteBatch {
   private readonly flushOpening = (): void => {
     const writers = this.opening
     this.opening = []
-    this.enqueue({ writers, after: 'none', startedAt: 0 })
+    this.enqueue({ writers, kind: 'opening', nextWindowEnd: 0, busy: false, startedAt: 0 })
   }
 
   private readonly flushLeading = (): void => {
     const writers = this.leading
     this.leading = []
-    this.enqueue({ writers, after: 'leading', startedAt: 0 })
+    this.enqueue({ writers, kind: 'leading', nextWindowEnd: 0, busy: false, startedAt: 0 })
   }
 
   private readonly close = (): void => {
@@ -109,10 +119,15 @@ export class WriteBatch {
     }
     const writers = this.waiting
     this.waiting = []
-    const after = this.windowEnd
-    // Frames arriving while this pass is written wait for the next window (see `passEnded`).
-    this.windowEnd = after + this.flushIntervalMs
-    this.enqueue({ writers, after, startedAt: 0 })
+    // The next window follows this one, counted from when it ended (not from when its timer fired, or
+    // late timers would add up). It is a whole window if the hub is busy (the first frame waited most
+    // of this one), a short one if the frames came late in it (samples at about the window's pace).
+    const interval = this.flushIntervalMs
+    const busy = this.windowEnd - this.firstWaitAt >= interval * 0.5
+    const nextWindowEnd = this.windowEnd + interval * (busy ? 1 : SHORT_WINDOW)
+    // Frames arriving while this pass is written wait for the next window.
+    this.windowEnd = nextWindowEnd
+    this.enqueue({ writers, kind: 'closing', nextWindowEnd, busy, startedAt: 0 })
   }
 
   private enqueue (pass: Pass): void {
@@ -141,17 +156,18 @@ export class WriteBatch {
 
   /**
    * The window a write opens. After a quiet window it is shorter than `flushIntervalMs`
-   * (`LEADING_WINDOW`), so that samples at about the window's pace keep leaving as they arrive: a
-   * sample a little early would wait, and with a full window every later one would then wait as
-   * long. A window that closed with frames waiting is followed by the next at once, counted from
-   * when it ended rather than from when its timer fired or its write ran, so late timers do not add
-   * up. Whatever the window, a write that takes long (thousands of sockets, a busy loop) leaves
-   * frames half a window after it ends (`WINDOW_AFTER_WRITE`), so that writing cannot take the loop over.
+   * (`SHORT_WINDOW`, from the write's start), so that samples at about the window's pace keep
+   * leaving as they arrive: one a little early waits only for the rest of the short window, and
+   * the next leads again. (With whole windows it would wait a window, and every later one with it.)
+   * Whatever the window, a write that takes long (thousands of sockets, a busy loop) leaves frames
+   * some time after it ends (`WINDOW_AFTER_WRITE`, half of it after a short window) to gather, so
+   * that writing cannot take the loop over.
    */
   private passEnded (pass: Pass): void {
-    if (pass.after === 'none' || this.flushIntervalMs === 0) return
+    if (pass.kind === 'opening' || this.flushIntervalMs === 0) return
     const interval = this.flushIntervalMs
-    const follows = pass.after === 'leading' ? pass.startedAt + interval * LEADING_WINDOW : pass.after + interval
-    this.windowEnd = Math.max(follows, this.clock.now() + interval * WINDOW_AFTER_WRITE)
+    const follows = pass.kind === 'leading' ? pass.startedAt + interval * SHORT_WINDOW : pass.nextWindowEnd
+    const afterWrite = interval * WINDOW_AFTER_WRITE * (pass.busy ? 1 : 0.5)
+    this.windowEnd = Math.max(follows, this.clock.now() + afterWrite)
   }
 }

@@ -1,27 +1,47 @@
-// Cluster cost benchmark: `npm run bench:cluster` (run `npm run build` first: it uses dist/ through the package's
+// Cluster benchmark: `npm run bench:cluster` (run `npm run build` first: it uses dist/ through the package's
 // self-reference, or the directory in BENCH_AGENT_SSE_DIR, e.g. a clone of an older commit).
-// Options: --sizes=2x100,8x100 (instances x agents per instance), --lease-ms=10000, --idle-ms=10000,
-//          --changes=6, --samples=200, --json=FILE
+// Options: --sizes=2x100,8x100 (instances x agents per instance), --lease-ms=10000, --idle-ms=<lease-ms>,
+//          --changes=6, --samples=200, --failovers=1, --phases=costs,agreement,failover,
+//          --redis-cluster (a 3-master Redis Cluster instead of one redis-server), --json=FILE,
+//          --wait-for=bench/run.js (before each size, wait while a process matching it runs; '' to not wait)
 //
-// N cluster instances (StreamLifecycle + redisCoordinator, no HTTP) run in this process on one redis-server that the
-// benchmark starts on a free port. Each instance has A agents of its own with one subscriber each (disjoint), so
-// every agent is owned by the instance that watches it. Measured from Redis's own counters (INFO stats and
-// INFO commandstats, whose own cost is subtracted):
+// N cluster instances (StreamLifecycle + redisCoordinator, no HTTP) run in this process on a Redis the
+// benchmark starts on free ports (bench/redis-servers.js). Each instance has A agents of its own with one
+// subscriber each (disjoint), so every agent is owned by the instance that watches it.
+//
+// costs, from Redis's own counters summed over its nodes (bench/redis-counters.js; their own cost subtracted):
 //   - a demand change: one subscriber joining (then leaving) an agent that is already streaming, on another
-//     instance than its owner: commands and bytes (in + out of Redis) within a second of it, the median over
-//     several changes (renewals are periodic: most windows hold none);
+//     instance than its owner: commands and bytes (in + out of Redis) within 300 ms of it, the median over
+//     several changes, each in a window without a renewal of any instance (tried again until it is);
 //   - idle: commands/s and bytes/s with nothing changing (renewals only), over a whole lease (three renewals);
-//   - a sample: bytes out of Redis per sample the owner publishes (bursts of samples of one agent, the median).
+//   - a sample: bytes out of Redis per sample the owner publishes (bursts of samples of one agent, the median of
+//     three bursts without a renewal), with one instance watching the agent (disjoint) and with every instance
+//     watching it.
+// agreement, wall-clock times polled every millisecond, median and max over several changes (each after a
+// random part of a renewal period, so that changes fall anywhere between two renewals):
+//   - a subscriber joins (leaves) an agent on instance 1 until the owner's status counts it, and until a third
+//     instance that also watches the agent counts it (N >= 3; the README promises one renewal period);
+//   - the owner re-tunes its stream (a hold at a shorter interval set on the owner, then released) until the
+//     owner's status shows the new interval, and until a watching instance's status does. The bench adapter
+//     has no changeInterval, so a re-tune is a stop and a start: an in-place re-tune is not told to the other
+//     instances as of 105ba1a (their status keeps the old interval), which would time out here.
+// failover: an extra instance in a process of its own (bench/cluster-instance.js) owns A agents, each also
+//   watched by one of the N instances here; it is SIGKILLed, and each agent's time until its watcher gets the
+//   first sample of the stream it now runs itself is taken (median and max over the agents), beside the
+//   README's bound, leaseMs plus one renewal (leaseMs x 4/3).
+// Each size also reports the load average, this process's event-loop delay and the instances' warnings (lost
+// leases, takeovers), which tell a run whose process could not keep up.
 // Commands are counted twice: "in Redis" sums INFO commandstats (commands run inside scripts included, INFO
 // excluded), "sent" counts what the instances' ioredis clients sent (a script call is one).
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
+import { fork, spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
+import { loadavg } from 'node:os'
 import path from 'node:path'
-import { pathToFileURL } from 'node:url'
-import { Redis } from 'ioredis'
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { benchAdapter } from './cluster-adapter.js'
+import { counters, delta, lastRenewalSent, minus, probeCost } from './redis-counters.js'
+import { startRedis, startRedisCluster } from './redis-servers.js'
 
 const args = Object.fromEntries(process.argv.slice(2).map((arg) => {
   const [key, value] = arg.replace(/^--/, '').split('=')
@@ -29,100 +49,21 @@ const args = Object.fromEntries(process.argv.slice(2).map((arg) => {
 }))
 const sizes = String(args.sizes ?? '2x100,8x100').split(',').map((size) => size.split('x').map(Number))
 const leaseMs = Number(args['lease-ms'] ?? 10000)
+const renewMs = Math.floor(leaseMs / 3)
 const idleMs = Number(args['idle-ms'] ?? leaseMs)
 const changes = Number(args.changes ?? 6)
 const sampleBurst = Number(args.samples ?? 200)
+const failovers = Number(args.failovers ?? 1)
+const phases = new Set(String(args.phases ?? 'costs,agreement,failover').split(','))
+const onCluster = args['redis-cluster'] === true
+const waitFor = String(args['wait-for'] ?? 'bench/run.js')
 
 const base = process.env.BENCH_AGENT_SSE_DIR
 const { StreamLifecycle } = await import(base ? pathToFileURL(path.join(base, 'dist/esm/index.js')).href : 'fastify-agent-sse')
 const { redisCoordinator } = await import(base ? pathToFileURL(path.join(base, 'dist/esm/redis/index.js')).href : 'fastify-agent-sse/redis')
 
-// What the instances send, counted where ioredis sends it (pipelines and subscriptions included).
-let sent = 0
-const sendCommand = Redis.prototype.sendCommand
-Redis.prototype.sendCommand = function (...args) {
-  if (!this.benchProbe) sent++
-  return sendCommand.apply(this, args)
-}
-
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-
-async function freePort () {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address()
-  server.close()
-  await once(server, 'close')
-  return port
-}
-
-async function startRedis () {
-  const port = await freePort()
-  const child = spawn(process.env.REDIS_SERVER_BIN ?? 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning', '--dir', tmpdir()], { stdio: 'ignore' })
-  const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => 50 })
-  probe.benchProbe = true
-  probe.on('error', () => {})
-  await probe.connect().catch(() => {})
-  while (probe.status !== 'ready') await sleep(20)
-  return { port, probe, stop: () => { probe.disconnect(); child.kill('SIGKILL') } }
-}
-
-/** Redis's counters: commands (inside scripts included) and bytes, INFO itself excluded. */
-async function counters (probe) {
-  const [stats, commands, cpu] = await Promise.all([probe.info('stats'), probe.info('commandstats'), probe.info('cpu')])
-  const seconds = (name) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(cpu)[1])
-  const field = (name) => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(stats)[1])
-  let calls = 0
-  const byCommand = {}
-  for (const match of commands.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
-    if (match[1] === 'info') continue
-    calls += Number(match[2])
-    byCommand[match[1]] = Number(match[2])
-  }
-  return { calls, byCommand, top: sent, in: field('total_net_input_bytes'), out: field('total_net_output_bytes'), cpuMs: (seconds('used_cpu_user') + seconds('used_cpu_sys')) * 1000 }
-}
-
-function delta (after, before) {
-  const byCommand = {}
-  for (const [name, calls] of Object.entries(after.byCommand)) {
-    const d = calls - (before.byCommand[name] ?? 0)
-    if (d > 0) byCommand[name] = d
-  }
-  return { calls: after.calls - before.calls, top: after.top - before.top, in: after.in - before.in, out: after.out - before.out, cpuMs: after.cpuMs - before.cpuMs, byCommand }
-}
-
-function minus (a, b, scale = 1) {
-  return { calls: a.calls - b.calls * scale, top: a.top - b.top * scale, in: a.in - b.in * scale, out: a.out - b.out * scale, cpuMs: a.cpuMs - b.cpuMs * scale }
-}
-
-/** What two back-to-back reads of the counters cost by themselves (their requests and replies). */
-async function probeCost (probe) {
-  const samples = []
-  for (let i = 0; i < 5; i++) {
-    const a = await counters(probe)
-    const b = await counters(probe)
-    samples.push(delta(b, a))
-  }
-  samples.sort((x, y) => x.out - y.out)
-  return samples[2]
-}
-
-function benchAdapter () {
-  const tasks = new Map() // agentId -> { taskId, sink }
-  let sequence = 0
-  return {
-    tasks,
-    async startMetricsStreaming (agentId, _options, sink) {
-      const taskId = `t${++sequence}`
-      tasks.set(agentId, { taskId, sink })
-      return { taskId }
-    },
-    async stopMetricsStreaming (agentId, taskId) {
-      if (tasks.get(agentId)?.taskId === taskId) tasks.delete(agentId)
-    },
-    async getCurrentMetrics () { return {} }
-  }
-}
+const payload = { cpu: 0.5, memory: 123456789, disk: 0.25, net: { rx: 1234, tx: 5678 }, note: 'x'.repeat(150) }
 
 async function until (check, what, timeoutMs = 60000) {
   const deadline = Date.now() + timeoutMs
@@ -132,83 +73,44 @@ async function until (check, what, timeoutMs = 60000) {
   }
 }
 
-async function measure (n, agentsPerInstance) {
-  const redis = await startRedis()
+/** Another person's CPU benchmark on this machine would skew every time measured here: wait for it to end. */
+async function waitForOtherBenchmarks () {
+  if (waitFor === '') return
+  let said = false
+  while (spawnSync('pgrep', ['-f', waitFor]).status === 0) {
+    if (!said) process.stderr.write(`waiting: a process matching "${waitFor}" is running\n`)
+    said = true
+    await sleep(5000)
+  }
+}
+
+/**
+ * The instances' warnings and errors, counted by message with ids and numbers taken out (a lease lost, a
+ * takeover...): a run whose process could not keep up shows here, and in the event loop's delay.
+ */
+const warnings = new Map()
+const countingLogger = {
+  info () {},
+  warn (_fields, message) { count(message) },
+  error (_fields, message) { count(message) }
+}
+function count (message) {
+  const kind = String(message).replace(/\b(agent|instance|task|of|from)\s+\S+/gi, '$1 …').replace(/\d+/g, 'N').slice(0, 90)
+  warnings.set(kind, (warnings.get(kind) ?? 0) + 1)
+}
+
+async function startInstances (redis, n) {
   const instances = []
   for (let index = 0; index < n; index++) {
-    const client = new Redis(redis.port, '127.0.0.1')
+    const id = `i${index}`
+    const client = redis.client()
     client.on('error', () => {})
-    const adapter = benchAdapter()
-    const lifecycle = new StreamLifecycle({ adapter, stopDelayMs: 1000, coordinator: redisCoordinator({ redis: client, keyPrefix: 'bench:', leaseMs, instanceId: `i${index}` }) })
+    const adapter = benchAdapter(id)
+    const lifecycle = new StreamLifecycle({ adapter, stopDelayMs: 1000, logger: countingLogger, coordinator: redisCoordinator({ redis: client, keyPrefix: 'bench:', leaseMs, instanceId: id }) })
     await lifecycle.ready()
-    instances.push({ client, adapter, lifecycle, subscriptions: [] })
+    instances.push({ id, client, adapter, lifecycle, subscriptions: [], received: 0 })
   }
-  const received = new Map() // instance index -> samples received by its subscribers
-  instances.forEach((instance, index) => {
-    received.set(index, 0)
-    for (let a = 0; a < agentsPerInstance; a++) {
-      instance.subscriptions.push(instance.lifecycle.subscribe(`agent-${index}-${a}`, { intervalSeconds: 1, onSample: () => received.set(index, received.get(index) + 1) }))
-    }
-  })
-  await until(() => instances.every((instance) => instance.adapter.tasks.size === agentsPerInstance), 'every agent to stream on its instance')
-  await sleep(Math.min(leaseMs, 3000)) // let the joins settle
-  const overhead = await probeCost(redis.probe)
-
-  // Idle: renewals only.
-  const idleStart = await counters(redis.probe)
-  const idleStartedAt = Date.now()
-  await sleep(idleMs)
-  const idleEnd = await counters(redis.probe)
-  const idleSeconds = (Date.now() - idleStartedAt) / 1000
-  const idle = minus(delta(idleEnd, idleStart), overhead)
-  const idleRate = { calls: idle.calls / idleSeconds, top: idle.top / idleSeconds, in: idle.in / idleSeconds, out: idle.out / idleSeconds, cpuMs: idle.cpuMs / idleSeconds }
-
-  // Demand changes: a subscriber of instance 0's agent joins on instance 1 (or leaves), settles, is measured.
-  const settleMs = 1000
-  const perChange = []
-  const target = 'agent-0-0'
-  const joiner = instances[1 % n]
-  let extra = null
-  for (let i = 0; i < changes; i++) {
-    const before = await counters(redis.probe)
-    if (extra === null) extra = joiner.lifecycle.subscribe(target, { intervalSeconds: 1, onSample () {} })
-    else { extra.unsubscribe(); extra = null }
-    await sleep(settleMs)
-    const after = await counters(redis.probe)
-    perChange.push(minus(delta(after, before), overhead))
-  }
-  extra?.unsubscribe()
-  const change = median(perChange)
-
-  // Samples: bursts of one agent's samples, pushed by its owner.
-  await sleep(500)
-  const owner = instances.find((instance) => instance.adapter.tasks.has(target))
-  const task = owner.adapter.tasks.get(target)
-  const payload = { cpu: 0.5, memory: 123456789, disk: 0.25, net: { rx: 1234, tx: 5678 }, note: 'x'.repeat(150) }
-  const perBurst = []
-  for (let burst = 0; burst < 3; burst++) {
-    const gotBefore = received.get(0)
-    const sampleStart = await counters(redis.probe)
-    for (let i = 0; i < sampleBurst; i++) task.sink.push({ ...payload, seq: i })
-    await until(() => received.get(0) - gotBefore >= sampleBurst, 'the burst to arrive', 20000).catch(() => {})
-    await sleep(100)
-    perBurst.push(minus(delta(await counters(redis.probe), sampleStart), overhead))
-  }
-  const sample = median(perBurst)
-
-  for (const instance of instances) {
-    for (const subscription of instance.subscriptions) subscription.unsubscribe()
-  }
-  await Promise.all(instances.map((instance) => instance.lifecycle.close()))
-  for (const instance of instances) instance.client.disconnect()
-  redis.stop()
-  return {
-    instances: n,
-    agentsPerInstance,
-    change: { calls: change.calls, top: change.top, bytes: change.in + change.out },
-    idle: { calls: idleRate.calls, top: idleRate.top, bytes: idleRate.in + idleRate.out, cpuMsPerSecond: idleRate.cpuMs },
-    sample: { outBytes: sample.out / sampleBurst, calls: sample.calls / sampleBurst }
-  }
+  return instances
 }
 
 function median (list) {
@@ -216,22 +118,295 @@ function median (list) {
     const values = list.map((entry) => entry[key]).sort((a, b) => a - b)
     return values[Math.floor(values.length / 2)]
   }
-  return { calls: pick('calls'), top: pick('top'), in: pick('in'), out: pick('out') }
+  return { calls: pick('calls'), top: pick('top'), in: pick('in'), out: pick('out'), cpuMs: pick('cpuMs') }
 }
+
+function spread (times) {
+  if (times.length === 0) return null
+  const sorted = [...times].sort((a, b) => a - b)
+  return { median: sorted[Math.floor(sorted.length / 2)], max: sorted[sorted.length - 1], count: sorted.length, all: sorted.map(Math.round) }
+}
+
+// ---- costs -------------------------------------------------------------------------------------------------
+
+async function measureIdle (redis, overhead) {
+  const start = await counters(redis.probes)
+  const startedAt = Date.now()
+  await sleep(idleMs)
+  const idle = minus(delta(await counters(redis.probes), start), overhead)
+  const seconds = (Date.now() - startedAt) / 1000
+  return { calls: idle.calls / seconds, top: idle.top / seconds, bytes: (idle.in + idle.out) / seconds, cpuMsPerSecond: idle.cpuMs / seconds }
+}
+
+/**
+ * A subscriber of instance 0's agent joins on instance 1 (or leaves), settles for a moment, is measured. Only
+ * windows in which no instance sent a renewal (nor just before) are kept: renewals are periodic, and with many
+ * instances some of them would fall into most windows.
+ */
+async function measureDemandChanges (redis, instances, overhead) {
+  const joiner = instances[1]
+  const settleMs = 300
+  const perChange = []
+  let extra = null
+  let attempts = 0
+  while (perChange.length < changes && attempts < changes * 20) {
+    attempts++
+    const before = await counters(redis.probes)
+    const startedAt = performance.now()
+    if (extra === null) extra = joiner.lifecycle.subscribe('agent-0-0', { intervalSeconds: 1, onSample () {} })
+    else { extra.unsubscribe(); extra = null }
+    await sleep(settleMs)
+    const after = await counters(redis.probes)
+    if (lastRenewalSent() < startedAt - 100) perChange.push(minus(delta(after, before), overhead))
+    await sleep(Math.random() * 200)
+  }
+  extra?.unsubscribe()
+  if (perChange.length === 0) return { calls: NaN, top: NaN, bytes: NaN, clean: 0, attempts }
+  const change = median(perChange)
+  return { calls: change.calls, top: change.top, bytes: change.in + change.out, clean: perChange.length, attempts }
+}
+
+/**
+ * Bursts of samples of agent-0-0 pushed by its owner; `arrived()` counts what its watchers got. As for the
+ * demand changes, only bursts during which no renewal was sent are kept.
+ */
+async function measureSampleBursts (redis, instances, overhead, arrived, watchers) {
+  const task = instances[0].adapter.tasks.get('agent-0-0')
+  const perBurst = []
+  for (let attempt = 0; perBurst.length < 3 && attempt < 20; attempt++) {
+    const before = arrived()
+    const start = await counters(redis.probes)
+    const startedAt = performance.now()
+    for (let i = 0; i < sampleBurst; i++) task.push({ ...payload, seq: i })
+    await until(() => arrived() - before >= sampleBurst * watchers, 'the burst to arrive', 20000).catch(() => {})
+    await sleep(100)
+    const end = await counters(redis.probes)
+    if (lastRenewalSent() < startedAt - 100) perBurst.push(minus(delta(end, start), overhead))
+    await sleep(Math.random() * 200)
+  }
+  if (perBurst.length === 0) return { outBytes: NaN, inBytes: NaN, calls: NaN, cpuUs: NaN }
+  const sample = median(perBurst)
+  return { outBytes: sample.out / sampleBurst, inBytes: sample.in / sampleBurst, calls: sample.calls / sampleBurst, cpuUs: sample.cpuMs * 1000 / sampleBurst }
+}
+
+/** Every other instance subscribes to agent-0-0 too, until each has got a sample; then the bursts. */
+async function measureSamplesWatchedByAll (redis, instances, overhead) {
+  let arrived = 0
+  const seen = new Set()
+  const watchers = instances.slice(1).map((instance) => instance.lifecycle.subscribe('agent-0-0', {
+    intervalSeconds: 1,
+    onSample () { arrived++; seen.add(instance.id) }
+  }))
+  const task = instances[0].adapter.tasks.get('agent-0-0')
+  await until(() => { if (seen.size < watchers.length) task.push(payload); return seen.size === watchers.length }, 'every instance to get agent-0-0', 20000)
+  await sleep(500)
+  const sample = await measureSampleBursts(redis, instances, overhead, () => arrived + instances[0].received, instances.length)
+  for (const watcher of watchers) watcher.unsubscribe()
+  return sample
+}
+
+async function measureCosts (redis, instances) {
+  const overhead = await probeCost(redis.probes)
+  const idle = await measureIdle(redis, overhead)
+  const change = await measureDemandChanges(redis, instances, overhead)
+  await sleep(500)
+  const disjoint = await measureSampleBursts(redis, instances, overhead, () => instances[0].received, 1)
+  const all = await measureSamplesWatchedByAll(redis, instances, overhead)
+  return { change, idle, sample: { disjoint, all } }
+}
+
+// ---- agreement ---------------------------------------------------------------------------------------------
+
+/** Polls every millisecond until each check holds; the time each took from now, in ms (null: not within timeoutMs). */
+async function timeUntil (checks, timeoutMs = 3 * leaseMs) {
+  const startedAt = performance.now()
+  const times = checks.map(() => null)
+  while (times.includes(null) && performance.now() - startedAt < timeoutMs) {
+    checks.forEach((check, index) => { if (times[index] === null && check()) times[index] = performance.now() - startedAt })
+    await sleep(1)
+  }
+  return times
+}
+
+async function measureDemandAgreement (instances) {
+  const [owner, joiner, third] = instances
+  const agentId = 'agent-0-1'
+  const count = (instance) => instance.lifecycle.status(agentId).subscribers
+  const watching = third?.lifecycle.subscribe(agentId, { intervalSeconds: 1, onSample () {} })
+  const baseline = third ? 2 : 1
+  if (third) await until(() => count(third) === baseline && count(owner) === baseline, 'the third instance to follow agent-0-1')
+  const toOwner = []
+  const toThird = []
+  let extra = null
+  for (let i = 0; i < changes; i++) {
+    await sleep(Math.random() * renewMs)
+    const expected = extra === null ? baseline + 1 : baseline
+    if (extra === null) extra = joiner.lifecycle.subscribe(agentId, { intervalSeconds: 1, onSample () {} })
+    else { extra.unsubscribe(); extra = null }
+    const [ownerMs, thirdMs] = await timeUntil([() => count(owner) === expected, () => !third || count(third) === expected])
+    toOwner.push(ownerMs ?? Infinity)
+    if (third) toThird.push(thirdMs ?? Infinity)
+  }
+  extra?.unsubscribe()
+  watching?.unsubscribe()
+  return { toOwner: spread(toOwner), toThird: spread(toThird) }
+}
+
+async function measureStreamAgreement (instances) {
+  const [owner, watcher] = instances
+  const agentId = 'agent-retuned'
+  const interval = (instance) => instance.lifecycle.status(agentId).intervalSeconds
+  const subscriptions = [owner, watcher].map((instance) => instance.lifecycle.subscribe(agentId, { intervalSeconds: 5, onSample () {} }))
+  await until(() => owner.adapter.tasks.has(agentId) && watcher.lifecycle.status(agentId).owner === owner.id && interval(watcher) === 5, 'the watcher to see agent-retuned at 5 s')
+  const ownerSees = []
+  const watcherSees = []
+  const afterOwner = []
+  for (let i = 0; i < changes; i++) {
+    await sleep(Math.random() * renewMs)
+    const expected = i % 2 === 0 ? 2 : 5
+    const change = expected === 2 ? owner.lifecycle.hold(agentId, { intervalSeconds: 2 }) : owner.lifecycle.release(agentId)
+    change.catch((err) => process.stderr.write(`stream change failed: ${err.message}\n`))
+    const [ownerMs, watcherMs] = await timeUntil([() => interval(owner) === expected, () => interval(watcher) === expected])
+    ownerSees.push(ownerMs ?? Infinity)
+    watcherSees.push(watcherMs ?? Infinity)
+    afterOwner.push(ownerMs === null || watcherMs === null ? Infinity : Math.max(0, watcherMs - ownerMs))
+    await change.catch(() => {})
+  }
+  for (const subscription of subscriptions) subscription.unsubscribe()
+  return { ownerSees: spread(ownerSees), watcherSees: spread(watcherSees), afterOwner: spread(afterOwner) }
+}
+
+// ---- failover ----------------------------------------------------------------------------------------------
+
+async function measureFailover (redis, instances, agents, round) {
+  const prefix = `failover-${round}-`
+  const child = fork(fileURLToPath(new URL('./cluster-instance.js', import.meta.url)), [], {
+    env: { ...process.env, REDIS_SEEDS: redis.seeds, REDIS_CLUSTER: onCluster ? '1' : '0', LEASE_MS: String(leaseMs), INSTANCE_ID: 'doomed', AGENTS: String(agents), AGENT_PREFIX: prefix },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc']
+  })
+  let ready = false
+  let report = null
+  child.on('message', (message) => {
+    if (message.ready) ready = true
+    if (message.report) report = message.report
+  })
+  try {
+    await until(() => ready, 'the child instance to own its agents', 120000)
+  } catch (err) {
+    child.send({ report: true })
+    await until(() => report !== null, 'the child to report', 5000).catch(() => {})
+    child.kill('SIGKILL')
+    throw new Error(`${err.message} (${report ?? 'no report'})`)
+  }
+  let killedAt = null
+  const fromChild = new Set()
+  const back = new Map() // agent index -> ms from SIGKILL to its watcher's first sample of its own stream
+  const strangers = new Set() // agents whose first sample after the kill came from another instance than their watcher
+  const subscriptions = []
+  for (let index = 0; index < agents; index++) {
+    const watcher = instances[index % instances.length]
+    subscriptions.push(watcher.lifecycle.subscribe(`${prefix}${index}`, {
+      intervalSeconds: 1,
+      onSample (sample) {
+        if (sample.instance === 'doomed') fromChild.add(index)
+        else if (killedAt !== null && !back.has(index)) {
+          back.set(index, performance.now() - killedAt)
+          if (sample.instance !== watcher.id) strangers.add(index)
+        }
+      }
+    }))
+  }
+  await until(() => { if (fromChild.size < agents) child.send({ push: true }); return fromChild.size === agents }, 'every watcher to get a sample of the child', 60000)
+  await sleep(Math.random() * renewMs) // the kill falls anywhere between two of the child's renewals
+  killedAt = performance.now()
+  child.kill('SIGKILL')
+  await until(() => back.size === agents, 'every agent to stream again', 3 * leaseMs + 30000).catch(() => {})
+  for (const subscription of subscriptions) subscription.unsubscribe()
+  return { times: [...back.values()], missing: agents - back.size, strangers: strangers.size }
+}
+
+// ---- one size ----------------------------------------------------------------------------------------------
+
+async function measure (n, agentsPerInstance) {
+  await waitForOtherBenchmarks()
+  const loadBefore = loadavg()[0]
+  warnings.clear()
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 })
+  loopDelay.enable()
+  const redis = onCluster ? await startRedisCluster() : await startRedis()
+  const instances = await startInstances(redis, n)
+  instances.forEach((instance, index) => {
+    for (let a = 0; a < agentsPerInstance; a++) {
+      instance.subscriptions.push(instance.lifecycle.subscribe(`agent-${index}-${a}`, { intervalSeconds: 1, onSample: () => { instance.received++ } }))
+    }
+  })
+  await until(() => instances.every((instance) => instance.adapter.tasks.size === agentsPerInstance), 'every agent to stream on its instance', 300000)
+  await sleep(Math.min(leaseMs, 3000)) // let the joins settle
+  const result = { instances: n, agentsPerInstance, redis: redis.kind, leaseMs }
+  if (phases.has('costs')) {
+    Object.assign(result, await measureCosts(redis, instances))
+    if (result.change.clean < changes) process.stderr.write(`only ${result.change.clean} of ${result.change.attempts} demand changes fell between renewals\n`)
+  }
+  if (phases.has('agreement')) result.agreement = { demand: await measureDemandAgreement(instances), stream: await measureStreamAgreement(instances) }
+  if (phases.has('failover')) {
+    const rounds = []
+    for (let round = 0; round < failovers; round++) {
+      rounds.push(await measureFailover(redis, instances, agentsPerInstance, round).catch((err) => {
+        process.stderr.write(`failover round ${round} failed: ${err.message}\n`)
+        return { times: [], missing: agentsPerInstance, strangers: 0, error: err.message }
+      }))
+    }
+    const sum = (key) => rounds.reduce((total, round) => total + round[key], 0)
+    result.failover = { ...spread(rounds.flatMap((round) => round.times)), rounds: failovers, missing: sum('missing'), strangers: sum('strangers'), boundMs: leaseMs + renewMs, errors: rounds.map((round) => round.error).filter(Boolean) }
+  }
+  result.load = { before: loadBefore, after: loadavg()[0] }
+  loopDelay.disable()
+  result.eventLoopDelayMs = { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 }
+  result.warnings = Object.fromEntries(warnings)
+  if (warnings.size > 0) process.stderr.write(`the instances warned: ${JSON.stringify(result.warnings)}\n`)
+  for (const instance of instances) {
+    for (const subscription of instance.subscriptions) subscription.unsubscribe()
+  }
+  await Promise.all(instances.map((instance) => instance.lifecycle.close()))
+  for (const instance of instances) instance.client.disconnect()
+  redis.stop()
+  return result
+}
+
+// ---- report ------------------------------------------------------------------------------------------------
 
 const fmt = (value) => Math.round(value).toLocaleString('en-US')
 const kib = (bytes) => bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(2)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`
+const ms = (value) => value === Infinity ? 'timeout' : value >= 1000 ? `${(value / 1000).toFixed(2)} s` : `${Math.round(value)} ms`
+const times = (s) => s ? `${ms(s.median)} / ${ms(s.max)}` : 'n/a'
+
+function report (results) {
+  const redisKind = results[0]?.redis
+  console.log(`${redisKind}; leaseMs ${leaseMs} (renewal every ${renewMs} ms); one subscriber per agent per instance (disjoint)`)
+  if (phases.has('costs')) {
+    console.log(`\nCosts: medians of ${changes} demand changes and of 3 bursts of ${sampleBurst} samples; idle over ${idleMs} ms`)
+    console.log('| N x A | demand change: commands (in Redis / sent), bytes in+out | idle: commands/s (in Redis / sent), bytes/s, Redis CPU | a sample: commands in Redis, Redis CPU | bytes out of Redis per sample: 1 instance watches / all N watch |')
+    console.log('|---|---|---|---|---|')
+    for (const r of results) {
+      console.log(`| ${r.instances} x ${r.agentsPerInstance} | ${fmt(r.change.calls)} / ${fmt(r.change.top)}, ${kib(r.change.bytes)} | ${fmt(r.idle.calls)} / ${r.idle.top.toFixed(1)}, ${kib(r.idle.bytes)}/s, ${r.idle.cpuMsPerSecond.toFixed(1)} ms/s | ${r.sample.disjoint.calls.toFixed(1)}, ${r.sample.disjoint.cpuUs.toFixed(1)} µs | ${fmt(r.sample.disjoint.outBytes)} B / ${fmt(r.sample.all.outBytes)} B |`)
+    }
+  }
+  if (phases.has('agreement') || phases.has('failover')) {
+    console.log(`\nAgreement (median / max of ${changes} changes) and failover (median / max over the agents of ${failovers} SIGKILLed owner(s) of A agents each)`)
+    console.log('| N x A | demand change → owner\'s status | demand change → a third watcher\'s status | owner\'s stream change → watcher\'s status (after the owner\'s) | SIGKILL of an owner → first sample of the new owner (bound: leaseMs + one renewal) | load (1 min) before / after | this process\'s event loop delay: p99 / max |')
+    console.log('|---|---|---|---|---|---|---|')
+    for (const r of results) {
+      const failover = r.failover ? `${r.failover.count ? times(r.failover) : 'failed'} (${ms(r.failover.boundMs)})${r.failover.missing ? `, ${r.failover.missing} agents not back` : ''}${r.failover.strangers ? `, ${r.failover.strangers} taken by another instance` : ''}` : 'n/a'
+      console.log(`| ${r.instances} x ${r.agentsPerInstance} | ${times(r.agreement?.demand.toOwner)} | ${times(r.agreement?.demand.toThird)} | ${times(r.agreement?.stream.afterOwner)} | ${failover} | ${r.load.before.toFixed(2)} / ${r.load.after.toFixed(2)} | ${ms(r.eventLoopDelayMs.p99)} / ${ms(r.eventLoopDelayMs.max)} |`)
+    }
+  }
+}
 
 const results = []
 for (const [n, a] of sizes) {
-  process.stderr.write(`measuring ${n} instances x ${a} agents...\n`)
+  process.stderr.write(`${new Date().toISOString()} measuring ${n} instances x ${a} agents on ${onCluster ? 'a Redis Cluster' : 'one redis-server'} (load ${loadavg()[0].toFixed(2)})...\n`)
   results.push(await measure(n, a))
+  if (args.json) writeFileSync(String(args.json), JSON.stringify(results, null, 2))
 }
-console.log(`leaseMs ${leaseMs}; one subscriber per agent per instance (disjoint); medians of ${changes} changes; ${sampleBurst}-sample burst`)
-console.log('| N x A | demand change: commands (in Redis / sent) | demand change: bytes in+out | idle commands/s (in Redis / sent) | idle bytes/s | idle Redis CPU | bytes out per sample |')
-console.log('|---|---|---|---|---|---|---|')
-for (const r of results) {
-  console.log(`| ${r.instances} x ${r.agentsPerInstance} | ${fmt(r.change.calls)} / ${fmt(r.change.top)} | ${kib(r.change.bytes)} | ${r.idle.calls.toFixed(1)} / ${r.idle.top.toFixed(1)} | ${kib(r.idle.bytes)} | ${r.idle.cpuMsPerSecond.toFixed(1)} ms/s | ${fmt(r.sample.outBytes)} B |`)
-}
-if (args.json) writeFileSync(String(args.json), JSON.stringify(results, null, 2))
+report(results)
 process.exit(0)

@@ -24,7 +24,7 @@ export interface SseHubOptions {
   onStall? (client: SseClient, stalledForMs: number): void
   /** Called when a blocked client's frame waiting in `slot` is replaced by a newer one (see `SseClient.offer`). */
   onConflate? (client: SseClient, slot: string): void
-  /** How long a client's frames are held to leave as one write (0: until the end of the tick). */
+  /** The longest a frame waits to leave with others as one write (0: the end of the tick); a frame after a quiet window does not wait (see `WriteBatch`). */
   flushIntervalMs?: number
   random?: () => number
   now?: () => number

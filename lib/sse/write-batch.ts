@@ -38,8 +38,8 @@ interface Pass {
  * rather than bytes), one per hub.
  *
  * Frames that arrive when no window is open leave at the end of the tick, and that write opens a
- * window of `flushIntervalMs`: frames arriving while it is open wait until it closes, then leave as
- * one write per connection, which opens the next window. Samples at an agent's pace (one per window
+ * window: frames arriving while it is open wait until it closes (at most `flushIntervalMs`), then
+ * leave as one write per connection, which opens the next window. Samples at an agent's pace (one per window
  * or slower) therefore leave as soon as they arrive, while a busy hub (a fleet connection's many
  * agents, a burst) writes each connection at most once per window, with one timer for all. With
  * `flushIntervalMs` 0 every write leaves at the end of the tick. A new stream's head and first frames
@@ -54,7 +54,7 @@ export class WriteBatch {
   private waiting: BatchedWriter[] = []
   /** Frames scheduled before this wait for it (the end of the open window). */
   private windowEnd = -Infinity
-  /** When the first connection now waiting began to. */
+  /** When the first of the connections now waiting started to wait. */
   private firstWaitAt = 0
   private timerArmed = false
   /** Passes not yet fully written, oldest first. */

@@ -234,6 +234,7 @@ async function spawnNodes (log: (text: string) => void, made: NodeProcess[]): Pr
   const nodes: NodeProcess[] = []
   const used = new Set<number>()
   for (let attempt = 1; nodes.length < MASTERS; attempt++) {
+    if (attempt > MASTERS + 5) throw new Error(`${MASTERS} cluster nodes did not start in ${attempt - 1} attempts`)
     const [port, busPort] = [await freePort(), await freePort()]
     if (used.has(port) || used.has(busPort) || port === busPort) continue
     const dir = await mkdtemp(join(tmpdir(), 'agent-sse-cluster-'))
@@ -244,7 +245,6 @@ async function spawnNodes (log: (text: string) => void, made: NodeProcess[]): Pr
       used.add(port).add(busPort)
     } else {
       await kill(node)
-      if (attempt >= MASTERS + 5) throw new Error(`a cluster node did not start after ${attempt} attempts`)
     }
   }
   return nodes

@@ -30,7 +30,7 @@ export interface AgentStreamContext {
   onIdle (stream: AgentStream): void
   // The hooks below are how a cluster owner runs this state machine for the whole cluster: the cluster's demand
   // is one subscriber, and what the stream does reaches the other instances through them.
-  /** Called after every state change (a cluster owner publishes the stream's description). */
+  /** Called after every state change and in-place re-tune (a cluster owner publishes the stream's description). */
   onStateChanged? (stream: AgentStream): void
   /** Called for every sample the stream accepted, after its subscribers were offered it (a cluster owner publishes it). */
   onSampleAccepted? (stream: AgentStream, entry: HistoryEntry): void
@@ -314,6 +314,8 @@ export class AgentStream {
         if (run.closed) return
         run.intervalSeconds = wanted
         this.audience.tune(wanted)
+        // The state is the same but the status shows the interval: a cluster owner describes the stream again.
+        this.ctx.onStateChanged?.(this)
         logger.info({ agentId: this.agentId, taskId, intervalSeconds: wanted }, `Re-tuned metrics streaming for agent ${this.agentId} to ${wanted}s (task: ${taskId})`)
       },
       (err: Error) => {

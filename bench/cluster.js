@@ -23,8 +23,8 @@
 //     instance that also watches the agent counts it (N >= 3; the README promises one renewal period);
 //   - the owner re-tunes its stream (a hold at a shorter interval set on the owner, then released) until the
 //     owner's status shows the new interval, and until a watching instance's status does. The bench adapter
-//     has no changeInterval, so a re-tune is a stop and a start: an in-place re-tune is not told to the other
-//     instances as of 105ba1a (their status keeps the old interval), which would time out here.
+//     has no changeInterval, so a re-tune is a stop and a start (before a28608f an in-place re-tune was not
+//     told to the other instances: it timed out here).
 // failover: an extra instance in a process of its own (bench/cluster-instance.js) owns A agents, each also
 //   watched by one of the N instances here; it is SIGKILLed, and each agent's time until its watcher gets the
 //   first sample of the stream it now runs itself is taken (median and max over the agents), beside the

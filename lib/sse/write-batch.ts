@@ -14,7 +14,7 @@ const FLUSH_SLICE = 512
  * when the frames that waited came late in theirs (see `passEnded`).
  */
 const SHORT_WINDOW = 0.75
-/** A window never closes less than this part of one after the write that opened it ended (a quarter after a short one). */
+/** A busy hub's window never closes less than this part of one after the write that opened it ended. */
 const WINDOW_AFTER_WRITE = 0.5
 
 /** One round of writes (written `FLUSH_SLICE` per macrotask). */
@@ -156,18 +156,19 @@ export class WriteBatch {
 
   /**
    * The window a write opens. After a quiet window it is shorter than `flushIntervalMs`
-   * (`SHORT_WINDOW`, from the write's start), so that samples at about the window's pace keep
-   * leaving as they arrive: one a little early waits only for the rest of the short window, and
-   * the next leads again. (With whole windows it would wait a window, and every later one with it.)
-   * Whatever the window, a write that takes long (thousands of sockets, a busy loop) leaves frames
-   * some time after it ends (`WINDOW_AFTER_WRITE`, half of it after a short window) to gather, so
-   * that writing cannot take the loop over.
+   * (`SHORT_WINDOW`, from the write's start), and so is the one after frames that came late in
+   * theirs, so that samples at about the window's pace keep leaving as they arrive: one a little
+   * early waits only for the rest of the short window, and the next leads again. (With whole windows,
+   * or windows counted from a write's end, it would wait a window, and every later one as long:
+   * writing 200 sockets takes several ms on a busy machine.) A busy hub's write that takes long
+   * (thousands of sockets, a busy loop) leaves frames half a window after it ends
+   * (`WINDOW_AFTER_WRITE`) to gather, so that writing cannot take the loop over.
    */
   private passEnded (pass: Pass): void {
     if (pass.kind === 'opening' || this.flushIntervalMs === 0) return
     const interval = this.flushIntervalMs
-    const follows = pass.kind === 'leading' ? pass.startedAt + interval * SHORT_WINDOW : pass.nextWindowEnd
-    const afterWrite = interval * WINDOW_AFTER_WRITE * (pass.busy ? 1 : 0.5)
-    this.windowEnd = Math.max(follows, this.clock.now() + afterWrite)
+    if (pass.kind === 'leading') this.windowEnd = pass.startedAt + interval * SHORT_WINDOW
+    else if (pass.busy) this.windowEnd = Math.max(pass.nextWindowEnd, this.clock.now() + interval * WINDOW_AFTER_WRITE)
+    else this.windowEnd = pass.nextWindowEnd
   }
 }

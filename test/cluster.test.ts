@@ -161,6 +161,24 @@ t.test(`cluster mode over Redis (in-process instances)${on}`, { skip }, async (t
     await waitFor(() => liveTasks(apps).length === 0, 'no live task', waitMs)
   })
 
+  t.test('an in-place re-tune (changeInterval) shows in the status of every instance', async (t) => {
+    const apps = await cluster(t, 2, redis)
+    const [a, b] = apps as [ClusterApp, ClusterApp]
+    const retunes = apps.map((app) => app.adapter.enableChangeInterval())
+    const slow = await a.sse('/agents/rt/metrics/stream?interval_seconds=5')
+    const owner = await ownerOf(apps, 'rt')
+    await statusBecomes(t, b, 'rt', { interval_seconds: 5 })
+    const fast = await b.sse('/agents/rt/metrics/stream?interval_seconds=2')
+    await waitFor(() => retunes.flat().length === 1, 'the owner re-tunes', waitMs)
+    // The same task, re-tuned in place (no restart), and both instances say so.
+    await statusBecomes(t, a, 'rt', { interval_seconds: 2, task_id: owner.adapter.startCalls[0]!.taskId, requested_intervals: [2, 5] })
+    await statusBecomes(t, b, 'rt', { interval_seconds: 2, task_id: owner.adapter.startCalls[0]!.taskId, requested_intervals: [2, 5] })
+    t.equal(starts(apps, 'rt'), 1, 'no restart')
+    slow.close()
+    fast.close()
+    await waitFor(() => liveTasks(apps).length === 0, 'no live task', waitMs)
+  })
+
   t.test('a manual hold is one flag for the cluster: set on one instance, released on another', async (t) => {
     const apps = await cluster(t, 2, redis)
     const [a, b] = apps as [ClusterApp, ClusterApp]

@@ -340,7 +340,10 @@ async function measure (n, agentsPerInstance) {
       instance.subscriptions.push(instance.lifecycle.subscribe(`agent-${index}-${a}`, { intervalSeconds: 1, onSample: () => { instance.received++ } }))
     }
   })
-  await until(() => instances.every((instance) => instance.adapter.tasks.size === agentsPerInstance), 'every agent to stream on its instance', 300000)
+  await until(() => instances.every((instance) => instance.adapter.tasks.size === agentsPerInstance), 'every agent to stream on its instance', 300000).catch((err) => {
+    const streaming = instances.reduce((sum, instance) => sum + instance.adapter.tasks.size, 0)
+    throw new Error(`${err.message} (${streaming} of ${n * agentsPerInstance} do; the instances warned: ${JSON.stringify(Object.fromEntries(warnings))})`)
+  })
   await sleep(Math.min(leaseMs, 3000)) // let the joins settle
   const result = { instances: n, agentsPerInstance, redis: redis.kind, leaseMs }
   if (phases.has('costs')) {

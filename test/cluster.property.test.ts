@@ -1,10 +1,11 @@
 // Random interleavings of cluster traffic: three in-process instances (a, b, c) on one real
 // redis-server, two agents, SSE clients opening and leaving anywhere (at various intervals),
-// manual holds set and released on any instance, cancels from any instance, samples pushed
-// by the owner, and time passing. HTTP requests run in the background, so holds race with
+// fleet clients watching both agents over one connection (GET /metrics/stream?agents=…), manual
+// holds set and released on any instance, cancels from any instance, samples pushed by the owner,
+// and time passing. HTTP requests run in the background, so holds race with
 // stops and cancels. After every step the safety invariants hold: at most one live task per
-// agent in the cluster, no 5xx, per client strictly increasing ids, at most one end and
-// nothing after it. Probes check liveness where it is cheap (a client that waited 1.5 s has
+// agent in the cluster, no 5xx, per client and agent strictly increasing ids (on one redis-server
+// also across a fleet connection's agents), at most one end per agent and nothing of it after it. Probes check liveness where it is cheap (a client that waited 1.5 s has
 // exactly one stream, and a sample from its owner reaches it). At the end of a run everyone
 // leaves, and the cluster goes quiet: no live task, every instance idle.
 //
@@ -57,6 +58,7 @@ const instanceIds = ['a', 'b', 'c'] as const
 
 type Command =
   | { kind: 'open', on: number, agent: string, interval: number | null }
+  | { kind: 'fleet', on: number, interval: number | null }
   | { kind: 'close', pick: number }
   | { kind: 'start', on: number, agent: string, interval: number | null }
   | { kind: 'stop', on: number, agent: string }
@@ -74,6 +76,7 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   { withCrossShrink: true },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('sleep' as const), ms: fc.integer({ min: 0, max: 300 }) }) },
   { weight: 6, arbitrary: fc.record({ kind: fc.constant('open' as const), on, agent, interval }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('fleet' as const), on, interval }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('close' as const), pick: fc.nat(7) }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('start' as const), on, agent, interval }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('stop' as const), on, agent }) },
@@ -84,13 +87,17 @@ const command: fc.Arbitrary<Command> = fc.oneof(
 
 interface Client {
   name: string
-  agent: string
+  /** One agent, or every agent for a fleet client (whose events name their agent). */
+  agents: string[]
+  fleet: boolean
   stream: SseStream
   closedByUs: boolean
   /** Events of `stream.events` already checked (this file never uses `next()`, which removes events). */
   seen: number
+  /** The newest event id, per agent and (for a fleet client's one sequence on one redis-server) over the connection. */
+  lastIds: Map<string, number>
   lastId: number
-  ends: number
+  ends: Map<string, number>
 }
 
 interface PendingRequest {
@@ -157,26 +164,47 @@ async function runSchedule (redis: RedisTarget, commands: Command[], stopDelayMs
     const { events } = client.stream
     for (; client.seen < events.length; client.seen++) {
       const event = events[client.seen]!
-      if (client.ends > 0) violations.push(`${client.name}: ${event.event} ${event.data} after its end`)
+      // A fleet client's events name their agent; its status events are the agents' statuses (not checked here).
+      let data: any
+      try {
+        data = JSON.parse(event.data)
+      } catch {
+        violations.push(`${client.name}: ${event.event} data is not JSON: ${event.data}`)
+        continue
+      }
+      if (client.fleet && event.event === 'status') continue
+      const agent: string = client.fleet ? data?.agent_id : client.agents[0]
+      if (!client.agents.includes(agent)) {
+        violations.push(`${client.name}: ${event.event} of agent ${String(agent)}, which it does not watch: ${event.data}`)
+        continue
+      }
+      if ((client.ends.get(agent) ?? 0) > 0) violations.push(`${client.name}: ${event.event} ${event.data} after the end of ${agent}`)
       if (event.event === 'metrics') {
         const id = Number(event.id)
-        if (!Number.isInteger(id) || id <= client.lastId) violations.push(`${client.name}: event id ${event.id} after ${client.lastId}`)
-        client.lastId = id
-        const key = `${client.agent}:${event.id}`
+        const last = client.lastIds.get(agent) ?? 0
+        if (!Number.isInteger(id) || id <= last) violations.push(`${client.name}: event id ${event.id} of ${agent} after ${last}`)
+        // One redis-server numbers every agent's samples in one sequence; a Redis Cluster numbers each agent's own.
+        if (target !== 'cluster' && id <= client.lastId) violations.push(`${client.name}: event id ${event.id} after ${client.lastId} on the connection`)
+        client.lastIds.set(agent, id)
+        client.lastId = Math.max(client.lastId, id)
+        const sample = client.fleet ? JSON.stringify(data.metrics) : event.data
+        const key = `${agent}:${event.id}`
         const known = samplesById.get(key)
-        if (known === undefined) samplesById.set(key, event.data)
-        else if (known !== event.data) violations.push(`${client.name}: event ${event.id} is ${event.data}, another client got ${known} under that id`)
+        if (known === undefined) samplesById.set(key, sample)
+        else if (known !== sample) violations.push(`${client.name}: event ${event.id} of ${agent} is ${sample}, another client got ${known} under that id`)
       } else if (event.event === 'end') {
-        client.ends++
-        if (client.ends > 1) violations.push(`${client.name}: a second end (${event.data})`)
-        if (event.data !== JSON.stringify({ reason: 'cancelled' })) violations.push(`${client.name}: end ${event.data} (only cancels end streams here)`)
+        const ends = (client.ends.get(agent) ?? 0) + 1
+        client.ends.set(agent, ends)
+        if (ends > 1) violations.push(`${client.name}: a second end of ${agent} (${event.data})`)
+        if (data?.reason !== 'cancelled') violations.push(`${client.name}: end ${event.data} (only cancels end streams here)`)
         trace.push(`  ${client.name} got end ${event.data}`)
       } else {
         violations.push(`${client.name}: unexpected event ${event.event}: ${event.data}`)
       }
     }
-    if (client.stream.ended && !client.closedByUs && client.ends === 0) {
-      violations.push(`${client.name}: the server closed the stream without an end event`)
+    // A stream ends by itself only once every agent it watches has ended.
+    if (client.stream.ended && !client.closedByUs && client.agents.some((agent) => (client.ends.get(agent) ?? 0) === 0)) {
+      violations.push(`${client.name}: the server closed the stream before every agent's end (ends: ${JSON.stringify([...client.ends])})`)
       client.closedByUs = true // reported once
     }
   }
@@ -241,7 +269,16 @@ async function runSchedule (redis: RedisTarget, commands: Command[], stopDelayMs
   const open = async (app: ClusterApp, id: string, intervalSeconds: number | null): Promise<Client> => {
     const name = `client#${++clientCount}(${app.id}/${id}${intervalSeconds === null ? '' : `@${intervalSeconds}s`})`
     const stream = await app.sse(`/agents/${id}/metrics/stream${intervalSeconds === null ? '' : `?interval_seconds=${intervalSeconds}`}`)
-    const client: Client = { name, agent: id, stream, closedByUs: false, seen: 0, lastId: 0, ends: 0 }
+    const client: Client = { name, agents: [id], fleet: false, stream, closedByUs: false, seen: 0, lastIds: new Map(), lastId: 0, ends: new Map() }
+    clients.push(client)
+    if (stream.statusCode !== 200) violations.push(`${name} opened with ${stream.statusCode}: ${stream.raw}`)
+    return client
+  }
+
+  const openFleet = async (app: ClusterApp, intervalSeconds: number | null): Promise<Client> => {
+    const name = `fleet#${++clientCount}(${app.id}/${agents.join(',')}${intervalSeconds === null ? '' : `@${intervalSeconds}s`})`
+    const stream = await app.sse(`/metrics/stream?agents=${agents.join(',')}${intervalSeconds === null ? '' : `&interval_seconds=${intervalSeconds}`}`)
+    const client: Client = { name, agents, fleet: true, stream, closedByUs: false, seen: 0, lastIds: new Map(), lastId: 0, ends: new Map() }
     clients.push(client)
     if (stream.statusCode !== 200) violations.push(`${name} opened with ${stream.statusCode}: ${stream.raw}`)
     return client
@@ -251,6 +288,11 @@ async function runSchedule (redis: RedisTarget, commands: Command[], stopDelayMs
     switch (cmd.kind) {
       case 'open': {
         const client = await open(apps[cmd.on]!, cmd.agent, cmd.interval)
+        trace.push(`#${index} open ${client.name}`)
+        break
+      }
+      case 'fleet': {
+        const client = await openFleet(apps[cmd.on]!, cmd.interval)
         trace.push(`#${index} open ${client.name}`)
         break
       }

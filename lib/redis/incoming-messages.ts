@@ -72,12 +72,17 @@ export class IncomingMessages {
   /**
    * The agent's latest sample as Redis keeps it, read once this instance's subscription to the agent's channel
    * was live: a sample published while the subscription was on its way arrives this way (one already here is
-   * not sent twice: a history takes only ids above its newest).
+   * not sent twice: a history takes only ids above its newest). Only one newer than every sample this instance
+   * has received: a fleet connection's ids must keep increasing, and it may have another agent's newer sample.
    */
   catchUp (agentId: string, text: string): void {
     const message = decodeMessage(text)
-    if (message?.kind === 'sample' && this.channels()?.agentOf(this.channelOf(agentId)) === agentId) this.onAgentMessage(agentId, message, text)
-    else if (message?.kind !== 'sample') this.logger.warn({ agentId }, `Dropped the latest sample of agent ${agentId} read from Redis: it is not valid`)
+    if (message?.kind !== 'sample') {
+      this.logger.warn({ agentId }, `Dropped the latest sample of agent ${agentId} read from Redis: it is not valid`)
+      return
+    }
+    if (message.eventId <= this.locals.highestEventId || this.channels()?.agentOf(this.channelOf(agentId)) !== agentId) return
+    this.onAgentMessage(agentId, message, text)
   }
 
   private onAgentMessage (agentId: string, message: AgentMessage, text: string): void {

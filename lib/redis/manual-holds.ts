@@ -68,7 +68,9 @@ export class ManualHolds {
     this.hooks.changed(agentId)
     // In Redis before the answer: a stop sent right after it, to any instance, must find it.
     await this.demandRecords.write()
-    if (this.hooks.status(agentId).state !== 'active') {
+    // Answered with the stream active as this instance sees it when it answers: the stream can leave 'active'
+    // again between the wake-up and the answer (the owner re-tunes by a restart, a newer description arrives).
+    while (this.holds.has(agentId) && this.hooks.status(agentId).state !== 'active') {
       try {
         await this.untilActive(agentId)
       } catch (err) {

@@ -171,9 +171,10 @@ export class Ownership {
    */
   private fencedAdapter (): AgentAdapter {
     const { adapter, logger, timers, adapterTimeoutMs } = this.context
-    // The check must leave the stop itself time within the lifecycle's adapterTimeoutMs: a client of a Redis
-    // that is down may queue the command instead of failing it (an ioredis Cluster does).
-    const checkMs = Math.max(1, Math.floor(adapterTimeoutMs / 2))
+    // The check must leave the stop itself time within the lifecycle's adapterTimeoutMs, and not keep a task that
+    // lost its lease running much past leaseMs: a client of a Redis that is down may queue the command instead of
+    // failing it (an ioredis Cluster does). A Redis that answers does so in milliseconds.
+    const checkMs = Math.max(1, Math.min(Math.floor(adapterTimeoutMs / 2), 250))
     const stop = async (agentId: string, taskId: string): Promise<void> => {
       let mine = true
       try {

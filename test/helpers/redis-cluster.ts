@@ -1,13 +1,12 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { createConnection, createServer, type AddressInfo } from 'node:net'
+import { createConnection } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import calculateSlot from 'cluster-key-slot'
 import { Cluster, Redis, type ClusterOptions } from 'ioredis'
 import type { Test } from 'tap'
-import { redisSkip } from './redis-server.js'
+import { freePort, redisSkip } from './redis-server.js'
 
 // A real three-master Redis Cluster for the tests: three redis-server processes with
 // --cluster-enabled yes, joined by `redis-cli --cluster create`, each in a temp dir of its own.
@@ -76,17 +75,6 @@ export interface RedisCluster {
   /** Starts every node again on its ports with its cluster config (same ids, same slots, no data); resolves once the cluster is ok. */
   start (): Promise<void>
   restart (): Promise<void>
-}
-
-/** A port that was free a moment ago (the startup checks cover the race with parallel test files). */
-async function freePort (): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as AddressInfo
-  server.close()
-  await once(server, 'close')
-  return port
 }
 
 /**

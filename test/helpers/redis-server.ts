@@ -42,8 +42,8 @@ export interface RedisServer {
   restart (): Promise<void>
 }
 
-/** A port that was free a moment ago (the bind check in `startRedis` covers the race). */
-async function freePort (): Promise<number> {
+/** A port that was free a moment ago (the callers' startup checks cover the race with parallel test files). */
+export async function freePort (): Promise<number> {
   const server = createServer()
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')

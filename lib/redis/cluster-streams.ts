@@ -135,6 +135,7 @@ export class ClusterStreams implements CoordinatedStreams {
       record: (agentId) => this.demand.record(agentId),
       apply: (agentId, read) => this.applyRead(agentId, read),
       renewed: () => this.holds.checkAll(),
+      acquireFailed: (err) => logger.error({ err }, `Could not take over an agent whose lease this instance took: ${err.message}`),
       closing
     })
   }

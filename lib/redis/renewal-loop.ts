@@ -17,6 +17,8 @@ export interface RenewalHooks {
   apply (agentId: string, read: AgentRead): void
   /** Every agent of the renewal is read back and applied. */
   renewed (): void
+  /** Taking over an agent whose lease the renewal took threw (a bug: it is logged). */
+  acquireFailed (err: Error): void
   closing (): boolean
 }
 
@@ -88,6 +90,7 @@ export class RenewalLoop {
     }
     this.deadline.renewed(sentAt)
     this.availability.up()
+    const taken: string[] = []
     for (const { agentId, demand } of renewals) {
       const result = renewed.get(agentId)!
       this.demandRecords.renewed(agentId, demand)
@@ -95,9 +98,12 @@ export class RenewalLoop {
       // Redis lost the lease (and so the stream's description and task record): describe it again.
       if (result.outcome === 2 || (result.outcome === 1 && result.read.info === null)) this.ownership.describe(agentId)
       this.hooks.apply(agentId, result.read)
-      if (result.outcome === 3) await this.ownership.acquired(agentId)
+      if (result.outcome === 3) taken.push(agentId)
     }
     this.hooks.renewed()
+    // Taking an agent over is two round trips of its own: never awaited here, or a renewal that took a
+    // thousand leases one after the other would hold up the next renewal past leaseMs and lose them all.
+    for (const agentId of taken) this.ownership.acquired(agentId).catch(this.hooks.acquireFailed)
   }
 
   private renewals (): Renewal[] {

@@ -1,0 +1,64 @@
+// A failover of many agents at once, with the survivor's Redis a real round trip away (a delaying TCP
+// proxy, test/helpers/delay-proxy.ts): taking an agent over is two round trips of its own, and they must
+// not hold up the renewal. Until 2026-11-30 the renewal took its agents over one after the other, so a
+// renewal that took 60 leases 50 ms from Redis ran for 6 s, past the 3 s lease: the survivor lost every
+// lease it had just taken and the agents went round between the instances (8 instances × 1,000 agents at
+// leaseMs 2000 never settled in `npm run bench:cluster`). Instances are real processes
+// (test/fixtures/cluster-instance.js); only against one redis-server, which the proxy sits in front of.
+import { existsSync } from 'node:fs'
+import t from 'tap'
+import { CLUSTER_TEST_LEASE_MS } from './helpers/cluster-app.js'
+import { startInstance } from './helpers/cluster.js'
+import { startDelayProxy } from './helpers/delay-proxy.js'
+import { startRecorder } from './helpers/recorder.js'
+import { redisSkip, startRedis } from './helpers/redis-server.js'
+import { waitFor, type SseStream } from './helpers/server.js'
+
+const leaseMs = CLUSTER_TEST_LEASE_MS
+const renewMs = leaseMs / 3
+const agents = Array.from({ length: 60 }, (_, index) => `fleet-${index}`)
+/** Each way: the survivor's Redis is 50 ms of round trip away. */
+const proxyDelayMs = 25
+/** Added to the time bound: process scheduling on a busy CI machine. */
+const slackMs = 2000
+t.setTimeout(120_000)
+
+interface Sample { instance: string, agentId: string, taskId: string }
+
+function samplesOf (stream: SseStream): Sample[] {
+  return stream.events.filter((event) => event.event === 'metrics').map((event) => (JSON.parse(event.data) as { metrics: Sample }).metrics)
+}
+
+t.test('a survivor 50 ms from Redis takes 60 agents over at once after SIGKILL of their owner, and keeps them', { skip: redisSkip() }, async (t) => {
+  await waitFor(() => existsSync(new URL('../dist/esm/redis/index.js', import.meta.url)), 'dist/ to be built (npm run build)', 60_000)
+  const [redis, recorder] = await Promise.all([startRedis(t), startRecorder(t)])
+  const proxy = await startDelayProxy(t, redis.port, proxyDelayMs)
+  const common = { recorderUrl: recorder.url, leaseMs, stopDelayMs: 300, sampleMs: 500 }
+  const owner = await startInstance(t, { ...common, redisUrl: redis.url, instanceId: 'a' })
+  const fleetPath = `/metrics/stream?agents=${agents.join(',')}&interval_seconds=1`
+  // The owner's clients come first, so that it takes every lease.
+  await owner.sse(fleetPath)
+  await waitFor(() => agents.every((agentId) => recorder.starts(agentId).length === 1), 'the owner to start all 60 agents', 20_000)
+  const survivor = await startInstance(t, { ...common, redisUrl: proxy.url, instanceId: 'b' })
+  const watching = await survivor.sse(fleetPath)
+  await waitFor(() => new Set(samplesOf(watching).map((sample) => sample.agentId)).size === agents.length, 'samples of all 60 agents on the survivor', 20_000)
+
+  const killedAt = Date.now()
+  owner.kill('SIGKILL')
+  await owner.waitExit()
+  const taken = () => agents.filter((agentId) => samplesOf(watching).some((sample) => sample.agentId === agentId && sample.instance === 'b'))
+  await waitFor(() => taken().length === agents.length, 'a sample from the survivor\'s own task of every agent', leaseMs + renewMs + slackMs)
+  t.comment(`timing: all 60 agents taken over ${Date.now() - killedAt} ms after SIGKILL (leaseMs ${leaseMs}, renewal ${renewMs}, Redis ${2 * proxyDelayMs} ms away)`)
+
+  // Three more renewals: a survivor that lost the leases it took would stop and start again meanwhile.
+  await new Promise((resolve) => setTimeout(resolve, renewMs * 3))
+  const lost = survivor.logs.filter((log) => typeof log.msg === 'string' && log.msg.includes('lost the lease'))
+  t.same(lost.map((log) => log.msg), [], 'the survivor kept every lease it took')
+  for (const agentId of agents) {
+    const starts = recorder.starts(agentId).filter((event) => event.instance === 'b')
+    if (starts.length !== 1) t.fail(`agent ${agentId}: ${starts.length} starts by the survivor`)
+  }
+  t.equal(recorder.starts().filter((event) => event.instance === 'b').length, agents.length, 'one start by the survivor per agent')
+  t.same(recorder.liveTasks().filter((taskId) => taskId.startsWith('b:')).length, agents.length, 'one live task of the survivor per agent')
+  t.equal(watching.ended, false, 'the survivor\'s client stays connected')
+})

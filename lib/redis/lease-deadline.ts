@@ -6,6 +6,13 @@ import type { LifecycleTimers } from '../lifecycle/types.js'
  */
 export class LeaseDeadline {
   private renewedAt = 0
+  /**
+   * The renewal whose deadline passed: its leases are given up once. Giving one up changes its stream's state,
+   * which checks the deadline again; without this, each agent's was given up inside the previous one's, a
+   * thousand agents deep (a stack overflow). A lease taken after it runs from its own taking, later: it is left
+   * to the next renewal (and every write of its owner stays fenced by the lease inside Redis).
+   */
+  private expiredFor = -1
   private timer: unknown = null
 
   constructor (
@@ -18,7 +25,8 @@ export class LeaseDeadline {
 
   /** Gives the leases up if the deadline passed (a pause may run queued events before the timer). */
   check (now = this.now()): void {
-    if (this.holdsLeases() && this.renewedAt > 0 && now - this.renewedAt >= this.leaseMs) {
+    if (this.holdsLeases() && this.renewedAt > 0 && this.renewedAt !== this.expiredFor && now - this.renewedAt >= this.leaseMs) {
+      this.expiredFor = this.renewedAt
       this.expired(`could not renew its leases for ${now - this.renewedAt} ms`)
     }
   }

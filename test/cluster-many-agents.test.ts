@@ -1,13 +1,20 @@
-// A failover of many agents at once, with the survivor's Redis a real round trip away (a delaying TCP
-// proxy, test/helpers/delay-proxy.ts): taking an agent over is two round trips of its own, and they must
-// not hold up the renewal. Until 2026-11-30 the renewal took its agents over one after the other, so a
-// renewal that took 60 leases 50 ms from Redis ran for 6 s, past the 3 s lease: the survivor lost every
-// lease it had just taken and the agents went round between the instances (8 instances × 1,000 agents at
-// leaseMs 2000 never settled in `npm run bench:cluster`). Instances are real processes
-// (test/fixtures/cluster-instance.js); only against one redis-server, which the proxy sits in front of.
+// One instance with many agents at once, where per-agent work done one agent after the other, or nested, breaks
+// what a few agents never show.
+//
+// A failover of many agents, with the survivor's Redis a real round trip away (a delaying TCP proxy,
+// test/helpers/delay-proxy.ts): taking an agent over is two round trips of its own, and they must not hold up the
+// renewal. Until 2026-11-30 the renewal took its agents over one after the other, so a renewal that took 60 leases
+// 50 ms from Redis ran for 6 s, past the 3 s lease: the survivor lost every lease it had just taken and the agents
+// went round between the instances (8 instances × 1,000 agents at leaseMs 2000 never settled in
+// `npm run bench:cluster`). Instances are real processes (test/fixtures/cluster-instance.js); only against one
+// redis-server, which the proxy sits in front of.
+//
+// An owner of 1,500 agents cut off from Redis: when its lease deadline passed, giving up one agent's lease changed
+// its state, which checked the deadline again and gave up the next agent's inside it, 1,500 deep: the process died
+// of a stack overflow (found by `npm run bench:cluster -- --lease-ms=2000 --sizes=8x1000 --failovers=5`).
 import { existsSync } from 'node:fs'
 import t from 'tap'
-import { CLUSTER_TEST_LEASE_MS } from './helpers/cluster-app.js'
+import { CLUSTER_TEST_LEASE_MS, startClusterApp, standaloneTarget } from './helpers/cluster-app.js'
 import { startInstance } from './helpers/cluster.js'
 import { startDelayProxy } from './helpers/delay-proxy.js'
 import { startRecorder } from './helpers/recorder.js'
@@ -61,4 +68,20 @@ t.test('a survivor 50 ms from Redis takes 60 agents over at once after SIGKILL o
   t.equal(recorder.starts().filter((event) => event.instance === 'b').length, agents.length, 'one start by the survivor per agent')
   t.same(recorder.liveTasks().filter((taskId) => taskId.startsWith('b:')).length, agents.length, 'one live task of the survivor per agent')
   t.equal(watching.ended, false, 'the survivor\'s client stays connected')
+})
+
+t.test('an owner of 1,500 agents cut off from Redis gives every lease up once its deadline passes, and lives on', { skip: redisSkip() }, async (t) => {
+  const redis = await startRedis(t)
+  const owner = await startClusterApp(t, { redis: standaloneTarget(redis), instanceId: 'a', keyPrefix: 'many:' })
+  const many = Array.from({ length: 1500 }, (_, index) => `owned-${index}`)
+  const subscriptions = many.map((agentId) => owner.app.streamLifecycle.subscribe(agentId, { intervalSeconds: 1, onSample () {} }))
+  t.teardown(() => { for (const subscription of subscriptions) subscription.unsubscribe() })
+  await waitFor(() => owner.adapter.liveTasks.size === many.length, 'the owner to stream all 1,500 agents', 60_000)
+
+  await redis.stop()
+  const downAt = Date.now()
+  await waitFor(() => owner.adapter.liveTasks.size === 0, 'the owner to stop every task', leaseMs + renewMs + slackMs * 5)
+  t.comment(`timing: every task stopped ${Date.now() - downAt} ms after Redis went down (leaseMs ${leaseMs})`)
+  const stoppedTwice = many.filter((agentId) => owner.adapter.stopsFor(agentId) !== 1)
+  t.same(stoppedTwice, [], 'each task stopped exactly once')
 })

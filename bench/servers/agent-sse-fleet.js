@@ -16,7 +16,8 @@
 // bytes of JSON; `t` is read right before sink.push, so the latency includes the plugin's serialisation.
 //
 // Env: BENCH_FLEET_AGENTS (default 500), BENCH_SAMPLE_SIZE (default 256), BENCH_STOP_DELAY_MS,
-// BENCH_MAX_BUFFERED_BYTES, BENCH_MAX_AGENTS_PER_STREAM (default 100), BENCH_AGENT_SSE_MODULE (see agent-sse.js).
+// BENCH_MAX_BUFFERED_BYTES, BENCH_FLUSH_INTERVAL_MS (default: the plugin's), BENCH_MAX_AGENTS_PER_STREAM (default 100),
+// BENCH_AGENT_SSE_MODULE (see agent-sse.js).
 import { readFileSync } from 'node:fs'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import Fastify from 'fastify'
@@ -107,6 +108,7 @@ const options = {
   maxAgentsPerStream: Number(process.env.BENCH_MAX_AGENTS_PER_STREAM ?? 100)
 }
 if (process.env.BENCH_MAX_BUFFERED_BYTES) options.maxBufferedBytes = Number(process.env.BENCH_MAX_BUFFERED_BYTES)
+if (process.env.BENCH_FLUSH_INTERVAL_MS) options.flushIntervalMs = Number(process.env.BENCH_FLUSH_INTERVAL_MS)
 
 const app = Fastify({ logger: false })
 await app.register(agentSse, options)

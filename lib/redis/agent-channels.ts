@@ -8,7 +8,10 @@ import { isCluster, type RedisClient } from './redis-client.js'
  * Cluster they are sharded channels (`SSUBSCRIBE`), on the node of the agent's slot.
  */
 export class AgentChannels {
-  private readonly subscribed = new Set<string>()
+  /** The agents whose channel this instance subscribed to, each with its subscription (to tell one from the next). */
+  private readonly subscribed = new Map<string, object>()
+  /** The agents whose subscription Redis confirmed: what is published from now on arrives. */
+  private readonly listening = new Set<string>()
   private readonly prefix: string
 
   constructor (
@@ -27,13 +30,17 @@ export class AgentChannels {
     const channel = this.keys.channel(agentId)
     const sharded = isCluster(this.connection)
     if (wanted) {
-      this.subscribed.add(agentId)
+      const subscription = {}
+      this.subscribed.set(agentId, subscription)
       const subscribed = sharded ? this.connection.ssubscribe(channel) : this.connection.subscribe(channel)
       subscribed.then(() => {
-        if (this.subscribed.has(agentId)) this.live(agentId)
+        if (this.subscribed.get(agentId) !== subscription) return
+        this.listening.add(agentId)
+        this.live(agentId)
       }, (err: Error) => this.logger.warn({ agentId, err }, `Could not subscribe to the channel of agent ${agentId}: ${err.message}`))
     } else {
       this.subscribed.delete(agentId)
+      this.listening.delete(agentId)
       const unsubscribed = sharded ? this.connection.sunsubscribe(channel) : this.connection.unsubscribe(channel)
       unsubscribed.catch(() => {})
     }
@@ -46,8 +53,13 @@ export class AgentChannels {
     return this.subscribed.has(agentId) ? agentId : null
   }
 
-  /** The agents whose channels this instance listens to. */
+  /** The agents whose channels this instance listens to (or is subscribing to). */
   agents (): string[] {
-    return [...this.subscribed]
+    return [...this.subscribed.keys()]
+  }
+
+  /** Whether Redis confirmed the subscription to the agent's channel (a sample published now arrives). */
+  listens (agentId: string): boolean {
+    return this.listening.has(agentId)
   }
 }

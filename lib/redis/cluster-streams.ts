@@ -119,7 +119,7 @@ export class ClusterStreams implements CoordinatedStreams {
       status: (agentId) => this.status(agentId),
       available
     })
-    this.demand = new DemandView(this.locals, this.holds, this.views, this.ownership, this.demandRecords, this.reads)
+    this.demand = new DemandView(this.locals, this.holds, this.views, this.ownership, this.demandRecords, this.reads, (agentId) => this.channels?.listens(agentId) ?? false)
     this.incoming = new IncomingMessages(this.keys, settings.instanceId, this.views, this.ownership, this.locals, this.cancels, logger, () => this.channels, {
       described: (agentId) => this.holds.check(agentId),
       ended: (agentId, reason) => this.endLocally(agentId, reason),
@@ -146,7 +146,11 @@ export class ClusterStreams implements CoordinatedStreams {
 
   async ready (): Promise<void> {
     const subscriber = await this.availability.connect(this.keys.inbox(this.instanceId))
-    this.channels = new AgentChannels(subscriber, this.keys, this.context.logger, (agentId) => this.catchUp(agentId))
+    this.channels = new AgentChannels(subscriber, this.keys, this.context.logger, (agentId) => {
+      this.catchUp(agentId)
+      // This instance's clients and hold count in the cluster from now on (see DemandView.record).
+      this.demandRecords.changed(agentId)
+    })
     await this.store.loadScripts()
     await this.renewal.renew()
     this.availability.assertAvailable()

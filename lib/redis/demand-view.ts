@@ -20,7 +20,9 @@ export class DemandView {
     private readonly views: AgentViews,
     private readonly ownership: Ownership,
     private readonly demandRecords: DemandWriter,
-    private readonly reads: AgentReads
+    private readonly reads: AgentReads,
+    /** Whether this instance listens to the agent's channel (Redis confirmed the subscription). */
+    private readonly listens: (agentId: string) => boolean
   ) {}
 
   /** The cluster's demand, for the owner's state machine. */
@@ -41,10 +43,14 @@ export class DemandView {
     return { subscribers: peers.clients + this.locals.count(agentId), manualHold: hold !== null || peers.hold !== null, requestedIntervals }
   }
 
-  /** This instance's demand record for the agent, '' for none. */
+  /**
+   * This instance's demand record for the agent, '' for none. It counts in the cluster only once this instance
+   * listens to the agent's channel: the owner's status then counts a client that gets the next sample, and a
+   * first client's stream starts only once its samples can arrive.
+   */
   record (agentId: string): string {
     const hold = this.holds.interval(agentId)
-    if (this.locals.count(agentId) === 0 && hold === null) return ''
+    if ((this.locals.count(agentId) === 0 && hold === null) || !this.listens(agentId)) return ''
     return encodeDemand({ ...this.locals.demand(agentId), h: hold })
   }
 

@@ -11,7 +11,10 @@
 //
 // An owner of 1,500 agents cut off from Redis: when its lease deadline passed, giving up one agent's lease changed
 // its state, which checked the deadline again and gave up the next agent's inside it, 1,500 deep: the process died
-// of a stack overflow (found by `npm run bench:cluster -- --lease-ms=2000 --sizes=8x1000 --failovers=5`).
+// of a stack overflow (found by `npm run bench:cluster -- --lease-ms=2000 --sizes=8x1000 --failovers=5`). Its 1,500
+// clients arrive at once, as a fleet console's reconnect brings them: until the demand writes went a few dozen at a
+// time, their thousands of commands queued ahead of the renewal on a busy machine (stress-ng --cpu 2), the renewal
+// landed past the lease and the owner restarted 650–1,270 of the 1,500 agents.
 import { existsSync } from 'node:fs'
 import t from 'tap'
 import { CLUSTER_TEST_LEASE_MS, startClusterApp, standaloneTarget } from './helpers/cluster-app.js'
@@ -82,6 +85,7 @@ t.test('an owner of 1,500 agents cut off from Redis gives every lease up once it
   const downAt = Date.now()
   await waitFor(() => owner.adapter.liveTasks.size === 0, 'the owner to stop every task', leaseMs + renewMs + slackMs * 5)
   t.comment(`timing: every task stopped ${Date.now() - downAt} ms after Redis went down (leaseMs ${leaseMs})`)
-  const stoppedTwice = many.filter((agentId) => owner.adapter.stopsFor(agentId) !== 1)
-  t.same(stoppedTwice, [], 'each task stopped exactly once')
+  const calls = (agentId: string) => `${agentId}: ${owner.adapter.startsFor(agentId)} starts, ${owner.adapter.stopsFor(agentId)} stops`
+  const notOnce = many.filter((agentId) => owner.adapter.stopsFor(agentId) !== 1 || owner.adapter.startsFor(agentId) !== 1)
+  t.same(notOnce.slice(0, 5).map(calls), [], `each agent started and stopped exactly once (${notOnce.length} not)`)
 })

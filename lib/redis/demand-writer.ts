@@ -11,6 +11,9 @@ export interface DemandWriterHooks {
   written (agentId: string, changed: DemandChanged): Promise<void>
 }
 
+/** Demand changes written together (each with the takeover it may lead to). */
+const WRITES_AT_ONCE = 64
+
 /**
  * This instance's demand records in Redis, one per agent it has subscribers or a hold of. Changes within a tick
  * coalesce into one script call per agent that changed (see RedisStore.changeDemand); the renewal writes them all
@@ -58,8 +61,19 @@ export class DemandWriter {
     if (this.dirty.size === 0 || !this.hooks.available()) return
     const agents = [...this.dirty]
     this.dirty.clear()
-    this.flushing = Promise.all(agents.map((agentId) => this.writeOne(agentId))).then(() => {}).finally(() => { this.flushing = null })
+    this.flushing = this.writeAll(agents).finally(() => { this.flushing = null })
     await this.flushing
+  }
+
+  /**
+   * A few dozen agents at a time: a thousand clients arriving at once (a fleet console's reconnect) would otherwise
+   * queue thousands of commands on the connection ahead of the next renewal, which then lands too late and loses
+   * every lease this instance holds.
+   */
+  private async writeAll (agents: string[]): Promise<void> {
+    for (let start = 0; start < agents.length; start += WRITES_AT_ONCE) {
+      await Promise.all(agents.slice(start, start + WRITES_AT_ONCE).map((agentId) => this.writeOne(agentId)))
+    }
   }
 
   /** Closing: out of every agent's demand at once, instead of when the records' deadlines pass. */

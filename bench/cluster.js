@@ -256,8 +256,11 @@ async function measureStreamAgreement (instances) {
   const [owner, watcher] = instances
   const agentId = 'agent-retuned'
   const interval = (instance) => instance.lifecycle.status(agentId).intervalSeconds
-  const subscriptions = [owner, watcher].map((instance) => instance.lifecycle.subscribe(agentId, { intervalSeconds: 5, onSample () {} }))
-  await until(() => owner.adapter.tasks.has(agentId) && watcher.lifecycle.status(agentId).owner === owner.id && interval(watcher) === 5, 'the watcher to see agent-retuned at 5 s')
+  // The owner's client first: whichever instance's demand reaches Redis first takes the lease.
+  const subscriptions = [owner.lifecycle.subscribe(agentId, { intervalSeconds: 5, onSample () {} })]
+  await until(() => owner.adapter.tasks.has(agentId), 'the owner to stream agent-retuned')
+  subscriptions.push(watcher.lifecycle.subscribe(agentId, { intervalSeconds: 5, onSample () {} }))
+  await until(() => watcher.lifecycle.status(agentId).owner === owner.id && interval(watcher) === 5, 'the watcher to see agent-retuned at 5 s')
   const ownerSees = []
   const watcherSees = []
   const afterOwner = []

@@ -109,6 +109,31 @@ t.test(`cluster mode over Redis (in-process instances)${on}`, { skip }, async (t
     t.same(liveTasks(apps), [])
   })
 
+  t.test('a client joining or leaving on one instance shows at once on every instance that watches the agent, not at its next renewal', async (t) => {
+    // A 60 s lease: renewals every 20 s, so a change seen within a few seconds came on the agent's channel.
+    const slowLeaseMs = 60_000
+    const apps = await cluster(t, 3, redis, { leaseMs: slowLeaseMs })
+    const [a, b, c] = apps as [ClusterApp, ClusterApp, ClusterApp]
+    const onA = await a.sse('/agents/w/metrics/stream')
+    await waitFor(async () => (await a.status('w')).state === 'active', 'a owns w', waitMs)
+    const onC = await c.sse('/agents/w/metrics/stream')
+    await waitFor(async () => (await a.status('w')).sse_clients === 2, 'the owner to count c\'s client', waitMs)
+    await waitFor(async () => (await c.status('w')).sse_clients === 2, 'c to count the owner\'s client', waitMs)
+    const bound = slowLeaseMs / 3 / 4
+    const joinedAt = Date.now()
+    const onB = await b.sse('/agents/w/metrics/stream')
+    await waitFor(async () => (await c.status('w')).sse_clients === 3 && (await a.status('w')).sse_clients === 3, 'the owner and c to count b\'s client', bound)
+    t.comment(`timing: b's client counted on the owner and on c ${Date.now() - joinedAt} ms after it joined (renewals every ${slowLeaseMs / 3} ms)`)
+    onB.close()
+    const leftAt = Date.now()
+    await waitFor(async () => (await c.status('w')).sse_clients === 2 && (await a.status('w')).sse_clients === 2, 'the owner and c to see b\'s client leave', bound)
+    t.comment(`timing: b's client gone on the owner and on c ${Date.now() - leftAt} ms after it left`)
+    t.match(await c.status('w'), { owner: 'a', state: 'active', requested_intervals: [1, 1] })
+    onA.close()
+    onC.close()
+    await waitFor(() => liveTasks(apps).length === 0, 'no live task', waitMs)
+  })
+
   t.test('an instance with no part in an agent answers its status and GET /streams right the first time', async (t) => {
     const apps = await cluster(t, 3, redis)
     const [a, , c] = apps as [ClusterApp, ClusterApp, ClusterApp]
@@ -338,7 +363,10 @@ t.test(`cluster mode over Redis (in-process instances)${on}`, { skip }, async (t
       '', 'x', 's\nnope', 's\n1\n0\n{}', 's\n5\n1\n{bad', 's\n5\n-1\n{}', 'e\n"m"', 'f\n"m"\n{}', 'i\n1\n{', 'r\n2', '{', 'e\n{\n1',
       // Well formed, but an id jump to 2^53-1, a task that is not live, a non-object sample.
       `s\n${Number.MAX_SAFE_INTEGER}\n1\n{"forged":1}`, 's\n7\n1\n[1]',
-      'e\n"not-a-live-task"\n"cancelled"', 'f\n"not-a-live-task"\n{"message":"forged","statusCode":502}'
+      'e\n"not-a-live-task"\n"cancelled"', 'f\n"not-a-live-task"\n{"message":"forged","statusCode":502}',
+      // Demand changes: malformed, invalid records, and one from far in the future with no demand (it would hide
+      // every later read and stop the stream for good).
+      'd\nx\n[]', 'd\n1\n{', 'd\n1\n{"not":"a list"}', `d\n${Date.now()}\n["forger7","garbage"]`, `d\n${Date.now() + 3_600_000}\n[]`
     ]
     for (const junk of forged) {
       // On a Redis Cluster the agent channel is sharded (SPUBLISH), the inbox is not.

@@ -29,6 +29,8 @@ interface AgentView {
   info: StreamInfo | null
   /** The newest task the owner described (an end names the task it ends, after the stream went idle too). */
   lastTask: string | null
+  /** Redis's clock of the read or message the peers' demand comes from. */
+  demandAt: number
   peers: PeerDemand
 }
 
@@ -58,8 +60,8 @@ export class AgentViews {
   }
 
   /**
-   * Applies a read of the command connection. Its demand is the newest (that connection's replies come in the
-   * order Redis ran the commands); its owner and description only if no newer message of the owner came since.
+   * Applies a read of the command connection: its owner and description only if no newer message of the owner
+   * came since, its demand only if no newer demand change did (they arrive on the subscriber connection).
    */
   apply (agentId: string, read: AgentRead): void {
     const view = this.view(agentId)
@@ -69,11 +71,15 @@ export class AgentViews {
       view.info = read.info !== null && read.info.o === read.owner ? read.info : null
       if (view.info?.t) view.lastTask = view.info.t
     }
-    this.applyDemand(agentId, read.demands)
+    this.applyDemand(agentId, read.at, read.demands)
   }
 
-  applyDemand (agentId: string, demands: Map<string, InstanceDemand>): void {
-    this.view(agentId).peers = sum(demands, this.self)
+  /** The agent's demand as Redis had it at `at` (its clock), unless a newer one was applied. */
+  applyDemand (agentId: string, at: number, demands: Map<string, InstanceDemand>): void {
+    const view = this.view(agentId)
+    if (at < view.demandAt) return
+    view.demandAt = at
+    view.peers = sum(demands, this.self)
   }
 
   /** The owner's word on its stream, from the agent's channel. */
@@ -128,7 +134,7 @@ export class AgentViews {
   private view (agentId: string): AgentView {
     let view = this.views.get(agentId)
     if (!view) {
-      view = { infoAt: 0, owner: null, info: null, lastTask: null, peers: noDemand }
+      view = { infoAt: 0, owner: null, info: null, lastTask: null, demandAt: 0, peers: noDemand }
       this.views.set(agentId, view)
     }
     return view

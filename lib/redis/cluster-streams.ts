@@ -10,13 +10,13 @@ import { AgentViews, type AgentRead } from './agent-views.js'
 import { Availability, noAnswer } from './availability.js'
 import { DemandView } from './demand-view.js'
 import { DemandWriter } from './demand-writer.js'
-import { IncomingMessages } from './incoming-messages.js'
+import { IncomingMessages, type DemandChange } from './incoming-messages.js'
 import { ClusterKeys } from './keys.js'
 import { afterPendingIo, LeaseDeadline } from './lease-deadline.js'
 import { LocalClients } from './local-clients.js'
 import { ManualHolds } from './manual-holds.js'
 import { Ownership } from './ownership.js'
-import type { InstanceDemand, StreamInfo } from './records.js'
+import type { StreamInfo } from './records.js'
 import type { RedisClient } from './redis-client.js'
 import { RedisStore } from './store.js'
 import { RemoteCancels } from './remote-cancels.js'
@@ -94,7 +94,10 @@ export class ClusterStreams implements CoordinatedStreams {
       available,
       closing,
       checkDeadline: () => this.deadline.check(),
-      changed: (agentId) => this.holds.check(agentId),
+      changed: (agentId) => {
+        this.listen(agentId)
+        this.holds.check(agentId)
+      },
       ended: (agentId, reason) => this.endLocally(agentId, reason),
       failed: (agentId, body) => this.failLocally(agentId, body)
     })
@@ -127,7 +130,8 @@ export class ClusterStreams implements CoordinatedStreams {
       released: (agentId) => this.holds.releasedElsewhere(agentId),
       demandChanged: (agentId, demands) => this.ownerDemandChanged(agentId, demands),
       lastEnding: (agentId) => this.store.lastEnding(agentId),
-      now
+      now,
+      redisNow: () => this.store.redisNow()
     })
     this.deadline = new LeaseDeadline(settings.leaseMs, timers, now, (why) => this.ownership.abandonAll(why), () => this.ownership.size > 0)
     this.renewal = new RenewalLoop(this.store, this.availability, this.ownership, this.demandRecords, this.views, this.deadline, timers, now, this.renewMs, settings.leaseMs, {
@@ -150,6 +154,8 @@ export class ClusterStreams implements CoordinatedStreams {
       this.catchUp(agentId)
       // This instance's clients and hold count in the cluster from now on (see DemandView.record).
       this.demandRecords.changed(agentId)
+      // An owner listening for demand changes only now: one may have come before.
+      if (this.ownership.live(agentId) && !this.demand.wanted(agentId)) this.reads.read(agentId).catch(() => {})
     })
     await this.store.loadScripts()
     await this.renewal.renew()
@@ -260,8 +266,13 @@ export class ClusterStreams implements CoordinatedStreams {
     this.deadline.check()
     this.ownership.follow(agentId)
     this.holds.check(agentId)
-    this.channels?.want(agentId, this.demand.wanted(agentId))
+    this.listen(agentId)
     this.demandRecords.changed(agentId)
+  }
+
+  /** This instance listens to the channel of every agent it has clients or a hold of, or owns (demand changes). */
+  private listen (agentId: string): void {
+    this.channels?.want(agentId, this.demand.wanted(agentId) || this.ownership.live(agentId) !== undefined)
   }
 
   private applyRead (agentId: string, read: AgentRead): void {
@@ -271,13 +282,13 @@ export class ClusterStreams implements CoordinatedStreams {
   }
 
   /** The owner, told that the agent's demand changed: with the demand the change left, or it reads that alone. */
-  private ownerDemandChanged (agentId: string, demands: Map<string, InstanceDemand> | null): void {
-    const apply = (demands: Map<string, InstanceDemand>): void => {
+  private ownerDemandChanged (agentId: string, change: DemandChange | null): void {
+    const apply = ({ at, demands }: DemandChange): void => {
       if (!this.ownership.live(agentId)) return
-      this.views.applyDemand(agentId, demands)
+      this.views.applyDemand(agentId, at, demands)
       this.applyDemandToOwned(agentId)
     }
-    if (demands !== null) apply(demands)
+    if (change !== null) apply(change)
     else this.store.readDemand(agentId).then(apply, (err: Error) => this.context.logger.warn({ agentId, err }, `Could not read the demand for agent ${agentId}: ${err.message}`))
   }
 

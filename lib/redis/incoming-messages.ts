@@ -10,6 +10,12 @@ import type { InstanceDemand } from './records.js'
 import type { RemoteCancels } from './remote-cancels.js'
 
 /** What the messages change beyond the views, the local clients and the cancels. */
+/** The agent's demand as a change left it, at Redis's clock `at`. */
+export interface DemandChange {
+  at: number
+  demands: Map<string, InstanceDemand>
+}
+
 export interface IncomingMessagesHooks {
   /** The owner described the agent's stream anew. */
   described (agentId: string): void
@@ -19,14 +25,22 @@ export interface IncomingMessagesHooks {
   /** A stop on some instance: this instance's hold on the agent goes too. */
   released (agentId: string): void
   /**
-   * This instance owns the agent and its demand changed on another instance: `demands` is the agent's demand as
-   * the change left it, or null when the message did not carry it (an older instance sent it) and it must be read.
+   * This instance owns the agent and its demand changed: `change` is the agent's demand as the change left it, or
+   * null when the message did not carry it (an older instance sent it to the inbox) and it must be read.
    */
-  demandChanged (agentId: string, demands: Map<string, InstanceDemand> | null): void
+  demandChanged (agentId: string, change: DemandChange | null): void
   /** The end or failure the agent's owner last published, as Redis keeps it (null if none). */
   lastEnding (agentId: string): Promise<string | null>
   now (): number
+  /** Redis's clock now, as far as this instance can tell (ms). */
+  redisNow (): number
 }
+
+/**
+ * How far ahead of Redis's clock (as this instance reckons it) a demand change's time may be. A newer demand
+ * change hides every older read: one forged far in the future would hide them all, and freeze the agent's demand.
+ */
+const DEMAND_CLOCK_SLACK_MS = 1000
 
 /**
  * What this instance hears on its subscriber connection: on an agent's channel the owner's samples, descriptions,
@@ -105,6 +119,14 @@ export class IncomingMessages {
         return
       case 'release':
         this.hooks.released(agentId)
+        return
+      case 'demand': {
+        if (this.fromTheFuture(agentId, message.at)) return
+        const demands = parseAgentRead(message.at, null, null, message.fields, (what) => this.droppedDemand(agentId, what)).demands
+        // The owner follows it; every other instance that listens shows it in its status at once.
+        if (this.ownership.live(agentId)) this.hooks.demandChanged(agentId, { at: message.at, demands })
+        else this.views.applyDemand(agentId, message.at, demands)
+      }
     }
   }
 
@@ -136,13 +158,23 @@ export class IncomingMessages {
     this.logger.warn({ agentId, taskId }, `Dropped an ${what} message of agent ${agentId} for task ${String(taskId)}, which is not its live task`)
   }
 
+  private fromTheFuture (agentId: string, at: number): boolean {
+    if (at <= this.hooks.redisNow() + DEMAND_CLOCK_SLACK_MS) return false
+    this.logger.warn({ agentId, at }, `Dropped a demand change of agent ${agentId} from the future (Redis's clock is not there yet)`)
+    return true
+  }
+
+  private droppedDemand (agentId: string, what: string): void {
+    this.logger.warn({ agentId }, `Dropped ${what} of agent ${agentId} sent by a demand change: it is not valid`)
+  }
+
   private onInbox (message: InboxMessage): void {
     if (message.op === 'demand') {
       // Only the owner is told; anything else is stale or foreign.
       if (!this.ownership.live(message.agentId)) return
       const { agentId, at, fields } = message
-      const dropped = (what: string): void => this.logger.warn({ agentId }, `Dropped ${what} of agent ${agentId} sent by a demand change: it is not valid`)
-      this.hooks.demandChanged(agentId, at === undefined || fields === undefined ? null : parseAgentRead(at, null, null, fields, dropped).demands)
+      if (at !== undefined && this.fromTheFuture(agentId, at)) return
+      this.hooks.demandChanged(agentId, at === undefined || fields === undefined ? null : { at, demands: parseAgentRead(at, null, null, fields, (what) => this.droppedDemand(agentId, what)).demands })
       return
     }
     if (message.op === 'cancelled') this.cancels.answered(message.requestId, message.found)

@@ -14,6 +14,8 @@ export type AgentMessage =
   | { kind: 'fail', taskId: string | null, error: AgentSseErrorBody }
   /** A stop on some instance: every instance drops its manual hold on the agent. */
   | { kind: 'release' }
+  /** A demand change: the agent's live demand records as the change left them (`fields` as a read returns them). */
+  | { kind: 'demand', at: number, fields: unknown[] }
 
 /** The part of a sample message the owner sends; Redis prepends the event id it assigns. */
 export function samplePayload (intervalSeconds: number, json: string): string {
@@ -57,12 +59,20 @@ export function decodeMessage (text: string): AgentMessage | null {
         return (taskId === null || typeof taskId === 'string') && typeof error?.message === 'string' ? { kind: 'fail', taskId, error } : null
       }
       case 'r': return fields.length === 1 ? { kind: 'release' } : null
+      case 'd': {
+        const at = Number(fields[1])
+        const demand = JSON.parse(fields.slice(2).join('\n'))
+        return Number.isSafeInteger(at) && Array.isArray(demand) ? { kind: 'demand', at, fields: demand } : null
+      }
     }
   } catch {}
   return null
 }
 
-/** Point-to-point, on an instance's inbox channel: a demand change for the owner, a cancel, and its answer. */
+/**
+ * Point-to-point, on an instance's inbox channel: a cancel, and its answer; and a demand change for the owner from
+ * an instance of an older version (demand changes now travel on the agent's channel).
+ */
 export type InboxMessage =
   /** `at` (Redis's clock) and `fields` (the live demand records, as a read returns them) come from the change itself. */
   | { op: 'demand', agentId: string, at?: number, fields?: unknown[] }

@@ -32,37 +32,6 @@ const LIVE_FIELDS = `local function liveFields (key, now)
   return live
 end`
 
-/**
- * A demand change of one instance for one agent (KEYS: owner, demand, info; ARGV: instanceId, value or '' for
- * none, leaseMs, idleTtlMs, the owner inbox prefix, the start of the message for the owner). Takes the lease if it
- * is free and the instance has demand; tells the owner (only the owner) the agent's demand as it is now, so that
- * the owner need not read it. Returns [now, acquired, owner, info, live fields].
- */
-export const CHANGE_DEMAND = `${NOW}
-${LIVE_FIELDS}
-local field = 'i:' .. ARGV[1]
-local changed
-if ARGV[2] == '' then
-  changed = redis.call('HDEL', KEYS[2], field) == 1
-else
-  redis.call('HSET', KEYS[2], field, (now + tonumber(ARGV[3])) .. '|' .. ARGV[2])
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
-  changed = true
-end
-local owner = redis.call('GET', KEYS[1])
-local acquired = 0
-if not owner and ARGV[2] ~= '' then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-  owner = ARGV[1]
-  acquired = 1
-end
-local live = liveFields(KEYS[2], now)
-if owner and owner ~= ARGV[1] and changed then
-  local fields = #live == 0 and '[]' or cjson.encode(live)
-  redis.call('PUBLISH', ARGV[5] .. owner, ARGV[6] .. ',"at":' .. now .. ',"fields":' .. fields .. '}')
-end
-return {now, acquired, owner or false, redis.call('GET', KEYS[3]) or false, live}`
-
 /** One agent as it is now (KEYS: owner, demand, info). Returns [now, owner, info, live fields]. */
 export const READ_AGENT = `${NOW}
 ${LIVE_FIELDS}
@@ -130,6 +99,13 @@ return out`
 /** The scripts that publish on an agent's channel, for a single Redis or (sharded pub/sub) a Redis Cluster. */
 export interface AgentScripts {
   /**
+   * A demand change of one instance for one agent (KEYS: owner, demand, info; ARGV: instanceId, value or '' for
+   * none, leaseMs, idleTtlMs, the agent's channel). Takes the lease if it is free and the instance has demand;
+   * tells the instances that listen to the agent (its owner, and every instance with clients of it) the agent's
+   * demand as it is now, so that none of them need read it. Returns [now, acquired, owner, info, live fields].
+   */
+  changeDemand: string
+  /**
    * The owner describes its stream (KEYS: owner, info, task; ARGV: instanceId, info, task record or '', ttlMs,
    * channel, message prefix). Fenced: only the lease holder. The message carries Redis's clock.
    */
@@ -153,6 +129,29 @@ export interface AgentScripts {
 export function agentScripts (sharded: boolean): AgentScripts {
   const publish = sharded ? 'SPUBLISH' : 'PUBLISH'
   return {
+    changeDemand: `${NOW}
+${LIVE_FIELDS}
+local field = 'i:' .. ARGV[1]
+local changed
+if ARGV[2] == '' then
+  changed = redis.call('HDEL', KEYS[2], field) == 1
+else
+  redis.call('HSET', KEYS[2], field, (now + tonumber(ARGV[3])) .. '|' .. ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  changed = true
+end
+local owner = redis.call('GET', KEYS[1])
+local acquired = 0
+if not owner and ARGV[2] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+  owner = ARGV[1]
+  acquired = 1
+end
+local live = liveFields(KEYS[2], now)
+if owner and changed then
+  redis.call('${publish}', ARGV[5], 'd\\n' .. now .. '\\n' .. (#live == 0 and '[]' or cjson.encode(live)))
+end
+return {now, acquired, owner or false, redis.call('GET', KEYS[3]) or false, live}`,
     publishInfo: `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 ${NOW}
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[4])

@@ -4,7 +4,7 @@ import { parseAgentRead, type AgentRead } from './agent-views.js'
 import type { ClusterKeys } from './keys.js'
 import { isCluster, type RedisClient } from './redis-client.js'
 import { parseTaskRecord, taskRecord, type InstanceDemand } from './records.js'
-import { agentScripts, CHANGE_DEMAND, CLAIM_STOP, READ_AGENT, RENEW, RENEW_ON_NODE, TAKE_PREVIOUS_TASK, type AgentScripts } from './scripts.js'
+import { agentScripts, CLAIM_STOP, READ_AGENT, RENEW, RENEW_ON_NODE, TAKE_PREVIOUS_TASK, type AgentScripts } from './scripts.js'
 
 /** What this instance renews for one agent. */
 export interface Renewal {
@@ -112,9 +112,7 @@ export class RedisStore {
   /** Writes this instance's demand for the agent ('' for none), takes a free lease, tells the owner. */
   async changeDemand (agentId: string, demand: string): Promise<DemandChanged> {
     const keys = [this.keys.owner(agentId), this.keys.demand(agentId), this.keys.info(agentId)]
-    // The script completes the message with Redis's clock and the agent's live demand.
-    const message = JSON.stringify({ op: 'demand', agentId }).slice(0, -1)
-    const reply = await this.script(CHANGE_DEMAND, keys, [this.instanceId, demand, this.leaseMs, this.idleTtlMs, this.keys.inbox(''), message]) as unknown[]
+    const reply = await this.script(this.scripts.changeDemand, keys, [this.instanceId, demand, this.leaseMs, this.idleTtlMs, this.keys.channel(agentId)]) as unknown[]
     const [at, acquired, owner, info, fields] = reply
     return { acquired: Number(acquired) === 1, read: parseAgentRead(this.redisClock(at), owner, info, fields, (what) => this.dropped(what, agentId)) }
   }
@@ -123,15 +121,15 @@ export class RedisStore {
    * The agent's demand alone (the owner, told that it changed): one HGETALL. Records past their deadline (on
    * Redis's clock, as of the last script) are left out here, and removed by the next script that reads them.
    */
-  async readDemand (agentId: string): Promise<Map<string, InstanceDemand>> {
+  async readDemand (agentId: string): Promise<{ at: number, demands: Map<string, InstanceDemand> }> {
     const hash = await this.redis.hgetall(this.keys.demand(agentId))
-    const now = Date.now() + this.clockOffset
+    const now = this.redisNow()
     const fields: string[] = []
     for (const [name, value] of Object.entries(hash)) {
       const deadline = Number(/^(\d+)\|/.exec(value)?.[1])
       if (name.startsWith('i:') && deadline >= now) fields.push(name.slice(2), value)
     }
-    return parseAgentRead(now, null, null, fields, (what) => this.dropped(what, agentId)).demands
+    return { at: now, demands: parseAgentRead(now, null, null, fields, (what) => this.dropped(what, agentId)).demands }
   }
 
   async readAgent (agentId: string): Promise<AgentRead> {
@@ -217,8 +215,13 @@ export class RedisStore {
    */
   async loadScripts (): Promise<void> {
     const nodes = isCluster(this.redis) ? this.redis.nodes('master') : [this.redis]
-    const bodies = [this.scripts.publishSample, CHANGE_DEMAND, READ_AGENT, this.sharded ? RENEW_ON_NODE : RENEW]
+    const bodies = [this.scripts.publishSample, this.scripts.changeDemand, READ_AGENT, this.sharded ? RENEW_ON_NODE : RENEW]
     await Promise.all(nodes.flatMap((node) => bodies.map((body) => node.script('LOAD', body))))
+  }
+
+  /** Redis's clock now, as this instance's clock and Redis's last reply tell it (ms). */
+  redisNow (): number {
+    return Date.now() + this.clockOffset
   }
 
   private redisClock (value: unknown): number {

@@ -88,4 +88,8 @@ t.test('an owner of 1,500 agents cut off from Redis gives every lease up once it
   const calls = (agentId: string) => `${agentId}: ${owner.adapter.startsFor(agentId)} starts, ${owner.adapter.stopsFor(agentId)} stops`
   const notOnce = many.filter((agentId) => owner.adapter.stopsFor(agentId) !== 1 || owner.adapter.startsFor(agentId) !== 1)
   t.same(notOnce.slice(0, 5).map(calls), [], `each agent started and stopped exactly once (${notOnce.length} not)`)
+  if (notOnce.length > 0) {
+    const lines = owner.logs.filter((log) => JSON.stringify(log).includes(`"${notOnce[0]}"`)).map((log) => `${Number(log.time) - downAt} ms: ${String(log.msg)}`)
+    t.comment(`the owner's log of ${notOnce[0]} (times from Redis going down):\n${lines.join('\n')}`)
+  }
 })

@@ -94,6 +94,7 @@ export class ClusterStreams implements CoordinatedStreams {
       available,
       closing,
       checkDeadline: () => this.deadline.check(),
+      leaseTaken: () => this.deadline.leaseTaken(),
       changed: (agentId) => {
         this.listen(agentId)
         this.holds.check(agentId)
@@ -111,10 +112,11 @@ export class ClusterStreams implements CoordinatedStreams {
       record: (agentId) => this.demand.record(agentId),
       available,
       closing,
-      written: async (agentId, changed) => {
+      written: async (agentId, changed, sentAt) => {
         this.applyRead(agentId, changed.read)
-        if (changed.acquired) await this.ownership.acquired(agentId)
-      }
+        if (changed.acquired) await this.ownership.acquired(agentId, sentAt)
+      },
+      now
     })
     const holdTimes = { untilActiveMs: context.adapterTimeoutMs + settings.leaseMs, renewMs: this.renewMs }
     this.holds = new ManualHolds(this.store, this.demandRecords, this.reads, this.views, timers, now, holdTimes, {
@@ -133,7 +135,7 @@ export class ClusterStreams implements CoordinatedStreams {
       now,
       redisNow: () => this.store.redisNow()
     })
-    this.deadline = new LeaseDeadline(settings.leaseMs, timers, now, (why) => this.ownership.abandonAll(why), () => this.ownership.size > 0)
+    this.deadline = new LeaseDeadline(settings.leaseMs, timers, now, (sentBy, why) => this.ownership.abandonExpired(sentBy, why), () => this.ownership.oldestLease())
     this.renewal = new RenewalLoop(this.store, this.availability, this.ownership, this.demandRecords, this.views, this.deadline, timers, now, this.renewMs, settings.leaseMs, {
       agents: () => new Set([...this.locals.watched(), ...this.holds.agents(), ...this.ownership.agents(), ...this.demandRecords.agents(), ...this.reads.recentlyAsked()]),
       record: (agentId) => this.demand.record(agentId),

@@ -7,8 +7,9 @@ export interface DemandWriterHooks {
   record (agentId: string): string
   available (): boolean
   closing (): boolean
-  /** Redis took the change: its answer (the agent as it is now; a free lease may now be this instance's). */
-  written (agentId: string, changed: DemandChanged): Promise<void>
+  /** Redis took the change sent at `sentAt`: its answer (the agent as it is now; a free lease may now be this instance's). */
+  written (agentId: string, changed: DemandChanged, sentAt: number): Promise<void>
+  now (): number
 }
 
 /** Demand changes written together (each with the takeover it may lead to). */
@@ -85,9 +86,10 @@ export class DemandWriter {
     const record = this.hooks.record(agentId)
     if ((this.inRedis.get(agentId) ?? '') === record) return
     try {
+      const sentAt = this.hooks.now()
       const changed = await this.store.changeDemand(agentId, record)
       this.renewed(agentId, record)
-      await this.hooks.written(agentId, changed)
+      await this.hooks.written(agentId, changed, sentAt)
     } catch (err) {
       // The next renewal writes it.
       this.logger.warn({ agentId, err }, `Could not write the demand for agent ${agentId}: ${(err as Error).message}`)

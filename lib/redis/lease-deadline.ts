@@ -1,56 +1,68 @@
 import type { LifecycleTimers } from '../lifecycle/types.js'
 
 /**
- * When this instance's leases run out if no renewal lands: leaseMs after the last renewal was sent (the
- * leases in Redis run at least until then). Past it another instance may own what this one streams: stop.
+ * When this instance's leases run out if no renewal lands: each lease runs at least leaseMs after the call that
+ * last set it was sent (the renewal, or the demand change that took it). Past that another instance may own what
+ * this one streams: the streams of the leases that ran out stop, the younger ones go on.
  */
 export class LeaseDeadline {
-  private renewedAt = 0
   /**
-   * The renewal whose deadline passed: its leases are given up once. Giving one up changes its stream's state,
-   * which checks the deadline again; without this, each agent's was given up inside the previous one's, a
-   * thousand agents deep (a stack overflow). A lease taken after it runs from its own taking, later: it is left
-   * to the next renewal (and every write of its owner stays fenced by the lease inside Redis).
+   * Giving a lease up changes its stream's state, which checks the deadline again: the leases that ran out are
+   * given up by the outer check, one after the other, not each inside the previous one's (a thousand agents deep
+   * was a stack overflow).
    */
-  private expiredFor = -1
+  private expiring = false
+  /** The oldest live lease's deadline when the timer was armed (Infinity with none): leases taken since run longer. */
+  private deadlineAt = Infinity
   private timer: unknown = null
 
   constructor (
     private readonly leaseMs: number,
     private readonly timers: LifecycleTimers,
     private readonly now: () => number,
-    private readonly expired: (why: string) => void,
-    private readonly holdsLeases: () => boolean
+    /** Gives up the leases last set by a call sent at or before `sentBy`. */
+    private readonly expired: (sentBy: number, why: string) => void,
+    /** When the call that set this instance's oldest live lease was sent, or null with none. */
+    private readonly oldestLease: () => number | null
   ) {}
 
-  /** Gives the leases up if the deadline passed (a pause may run queued events before the timer). */
+  /** Gives up the leases that ran out (a pause may run queued events before the timer). */
   check (now = this.now()): void {
-    if (this.holdsLeases() && this.renewedAt > 0 && this.renewedAt !== this.expiredFor && now - this.renewedAt >= this.leaseMs) {
-      this.expiredFor = this.renewedAt
-      this.expired(`could not renew its leases for ${now - this.renewedAt} ms`)
+    if (this.expiring || now < this.deadlineAt) return
+    const oldest = this.oldestLease()
+    if (oldest !== null && now - oldest >= this.leaseMs) {
+      this.expiring = true
+      try {
+        this.expired(now - this.leaseMs, `could not renew its leases for ${now - oldest} ms`)
+      } finally {
+        this.expiring = false
+      }
     }
+    this.arm()
   }
 
-  /** A renewal sent at `sentAt` was answered. */
-  renewed (sentAt: number): void {
-    this.renewedAt = sentAt
-    this.arm()
+  /** Leases were renewed: the deadline is the oldest one's. */
+  arm (): void {
+    this.stop()
+    const oldest = this.oldestLease()
+    this.deadlineAt = oldest === null ? Infinity : oldest + this.leaseMs
+    if (oldest === null) return
+    this.timer = this.timers.setTimeout(() => {
+      this.timer = null
+      // Re-armed if it fires a hair early (timers and the wall clock round differently).
+      if (this.now() < this.deadlineAt) this.arm()
+      else this.check()
+    }, Math.max(1, this.deadlineAt - this.now()))
+  }
+
+  /** A lease was taken: armed if it is the only one (an older lease's deadline comes first otherwise). */
+  leaseTaken (): void {
+    if (this.deadlineAt === Infinity) this.arm()
   }
 
   stop (): void {
     if (this.timer !== null) this.timers.clearTimeout(this.timer)
     this.timer = null
-  }
-
-  // Re-armed if it fires a hair early (timers and the wall clock round differently).
-  private arm (): void {
-    this.stop()
-    const remaining = this.renewedAt + this.leaseMs - this.now()
-    this.timer = this.timers.setTimeout(() => {
-      this.timer = null
-      if (this.renewedAt + this.leaseMs > this.now()) this.arm()
-      else this.check()
-    }, Math.max(1, remaining))
   }
 }
 

@@ -24,6 +24,8 @@ export class OwnedStream {
   readonly stream: AgentStream
   /** The lease is lost or the instance closes: the stream is being stopped and tells the cluster nothing more. */
   abandoned = false
+  /** When the call that last set the lease (took or renewed it) was sent: the lease runs leaseMs past it at least. */
+  leaseSetAt: number
   /**
    * The stream ended for the cluster (cancelled, failed, ended by the agent): it only stops now.
    * A late read of the cluster's demand must not restart it; whoever still wants the agent takes it anew.
@@ -34,7 +36,8 @@ export class OwnedStream {
   /** The cluster's demand as the state machine sees it, or null with none. */
   private demand: CoordinatedSubscriber | null = null
 
-  constructor (readonly agentId: string, context: AgentStreamContext, outlet: OwnerOutlet) {
+  constructor (readonly agentId: string, context: AgentStreamContext, outlet: OwnerOutlet, leaseSetAt: number) {
+    this.leaseSetAt = leaseSetAt
     // Ids given here stay on this instance: the cluster's ids are assigned by Redis when a sample is published.
     let lastEventId = 0
     const streamContext: AgentStreamContext = {

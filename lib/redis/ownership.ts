@@ -21,6 +21,8 @@ export interface OwnershipHooks {
   closing (): boolean
   /** Gives up every lease if the renewal deadline passed (a pause may run queued events before the timer). */
   checkDeadline (): void
+  /** A lease was taken (its deadline may be the only one). */
+  leaseTaken (): void
   /** The owned stream changed (state, or it went away). */
   changed (agentId: string): void
   /** The stream ended, or failed, for the cluster: applied here once Redis took the word. */
@@ -105,8 +107,8 @@ export class Ownership {
     if (own && this.hooks.available()) own.follow(this.hooks.demand(agentId))
   }
 
-  /** A script took the agent's free lease for this instance. */
-  async acquired (agentId: string): Promise<void> {
+  /** A script sent at `sentAt` took the agent's free lease for this instance. */
+  async acquired (agentId: string, sentAt: number): Promise<void> {
     if (this.owned.has(agentId)) return
     if (this.hooks.closing() || !this.hooks.available()) {
       this.store.release(agentId, this.idleInfo()).catch(() => {})
@@ -117,8 +119,9 @@ export class Ownership {
       sample: (json, intervalSeconds) => this.publishSample(agentId, json, intervalSeconds),
       end: (reason) => this.publishEnd(agentId, reason),
       fail: (err) => this.publishFailure(agentId, err)
-    })
+    }, sentAt)
     this.owned.set(agentId, own)
+    this.hooks.leaseTaken()
     logger.info({ agentId, instanceId: this.instanceId }, `Instance ${this.instanceId} now owns the metrics stream of agent ${agentId}`)
     const previous = await this.store.takePreviousTask(agentId).catch(() => null)
     // Whoever recorded it (a previous process may have had this instance's id), no live stream of
@@ -149,8 +152,22 @@ export class Ownership {
     own.abandon()
   }
 
-  abandonAll (why: string): void {
-    for (const agentId of [...this.owned.keys()]) this.leaseLost(agentId, why)
+  /** A renewal sent at `sentAt` renewed the agent's lease. */
+  renewed (agentId: string, sentAt: number): void {
+    const own = this.live(agentId)
+    if (own) own.leaseSetAt = Math.max(own.leaseSetAt, sentAt)
+  }
+
+  /** When the call that set the oldest live lease was sent, or null with none. */
+  oldestLease (): number | null {
+    let oldest: number | null = null
+    for (const own of this.allLive()) if (oldest === null || own.leaseSetAt < oldest) oldest = own.leaseSetAt
+    return oldest
+  }
+
+  /** Gives up every lease last set by a call sent at or before `sentBy`: they may have run out. */
+  abandonExpired (sentBy: number, why: string): void {
+    for (const own of [...this.allLive()]) if (own.leaseSetAt <= sentBy) this.leaseLost(own.agentId, why)
   }
 
   /** Closing: stops every owned stream without a word to the cluster, then gives the leases up. */

@@ -88,22 +88,23 @@ export class RenewalLoop {
       this.availability.down(`Redis did not answer: ${(err as Error).message}`)
       return
     }
-    this.deadline.renewed(sentAt)
     this.availability.up()
     const taken: string[] = []
     for (const { agentId, demand } of renewals) {
       const result = renewed.get(agentId)!
       this.demandRecords.renewed(agentId, demand)
       if (result.outcome === 0) this.ownership.leaseLost(agentId, 'another instance holds its lease')
+      else this.ownership.renewed(agentId, sentAt)
       // Redis lost the lease (and so the stream's description and task record): describe it again.
       if (result.outcome === 2 || (result.outcome === 1 && result.read.info === null)) this.ownership.describe(agentId)
       this.hooks.apply(agentId, result.read)
       if (result.outcome === 3) taken.push(agentId)
     }
+    this.deadline.arm()
     this.hooks.renewed()
     // Taking an agent over is two round trips of its own: never awaited here, or a renewal that took a
     // thousand leases one after the other would hold up the next renewal past leaseMs and lose them all.
-    for (const agentId of taken) this.ownership.acquired(agentId).catch(this.hooks.acquireFailed)
+    for (const agentId of taken) this.ownership.acquired(agentId, sentAt).catch(this.hooks.acquireFailed)
   }
 
   private renewals (): Renewal[] {

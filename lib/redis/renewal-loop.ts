@@ -90,11 +90,13 @@ export class RenewalLoop {
     }
     this.availability.up()
     const taken: string[] = []
-    for (const { agentId, demand } of renewals) {
+    for (const { agentId, demand, mode } of renewals) {
       const result = renewed.get(agentId)!
       this.demandRecords.renewed(agentId, demand)
-      if (result.outcome === 0) this.ownership.leaseLost(agentId, 'another instance holds its lease')
-      else this.ownership.renewed(agentId, sentAt)
+      // Only a lease this renewal was sent to renew can be lost here: a demand change may have taken the agent's
+      // lease for this instance since the renewal left (then Redis names this instance as the owner, outcome 0).
+      if (result.outcome === 0 && mode === 'o') this.ownership.leaseLost(agentId, 'another instance holds its lease')
+      if (result.outcome === 1 || result.outcome === 2) this.ownership.renewed(agentId, sentAt)
       // Redis lost the lease (and so the stream's description and task record): describe it again.
       if (result.outcome === 2 || (result.outcome === 1 && result.read.info === null)) this.ownership.describe(agentId)
       this.hooks.apply(agentId, result.read)

@@ -9,13 +9,13 @@ import type { Ownership } from './ownership.js'
 import type { InstanceDemand } from './records.js'
 import type { RemoteCancels } from './remote-cancels.js'
 
-/** What the messages change beyond the views, the local clients and the cancels. */
 /** The agent's demand as a change left it, at Redis's clock `at`. */
 export interface DemandChange {
   at: number
   demands: Map<string, InstanceDemand>
 }
 
+/** What the messages change beyond the views, the local clients and the cancels. */
 export interface IncomingMessagesHooks {
   /** The owner described the agent's stream anew. */
   described (agentId: string): void

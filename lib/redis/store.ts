@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import calculateSlot from 'cluster-key-slot'
 import { parseAgentRead, type AgentRead } from './agent-views.js'
 import type { ClusterKeys } from './keys.js'
+import { RedisClock } from './redis-clock.js'
 import { isCluster, type RedisClient } from './redis-client.js'
 import { parseTaskRecord, taskRecord, type InstanceDemand } from './records.js'
 import { agentScripts, CLAIM_STOP, READ_AGENT, RENEW, RENEW_ON_NODE, TAKE_PREVIOUS_TASK, type AgentScripts } from './scripts.js'
@@ -35,8 +36,7 @@ export interface DemandChanged {
  */
 export class RedisStore {
   private readonly shas = new Map<string, string>()
-  /** Redis's clock minus this process's, as of the last script that told it. */
-  private clockOffset = 0
+  private readonly clock = new RedisClock()
   readonly sharded: boolean
   private readonly scripts: AgentScripts
 
@@ -219,14 +219,14 @@ export class RedisStore {
     await Promise.all(nodes.flatMap((node) => bodies.map((body) => node.script('LOAD', body))))
   }
 
-  /** Redis's clock now, as this instance's clock and Redis's last reply tell it (ms). */
+  /** Redis's clock now, as the recent replies tell it (ms). */
   redisNow (): number {
-    return Date.now() + this.clockOffset
+    return this.clock.now()
   }
 
   private redisClock (value: unknown): number {
     const at = Number(value)
-    if (Number.isSafeInteger(at)) this.clockOffset = at - Date.now()
+    if (Number.isSafeInteger(at)) this.clock.observe(at)
     return at
   }
 

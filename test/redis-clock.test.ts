@@ -1,0 +1,52 @@
+// RedisClock reckons Redis's clock from the TIME every script returns. A reply is handled late (its way back, and
+// whatever the event loop did first), so a reading is never ahead of Redis's clock and often behind it: the clock
+// keeps the best recent reading. Before 2026-11-30 the store kept the last one, and an instance that handled one
+// reply a second late took every demand change of the next renewal period for one "from the future" and dropped it.
+import t from 'tap'
+import { RedisClock } from '../lib/redis/redis-clock.js'
+
+function clockAt (start: number) {
+  const monotonic = { now: start }
+  return { monotonic, clock: new RedisClock(() => monotonic.now) }
+}
+
+t.test('before any reply it is this machine\'s clock', async (t) => {
+  const { clock } = clockAt(0)
+  const before = Date.now()
+  const now = clock.now()
+  t.ok(now >= before && now <= Date.now(), `${now} is Date.now()`)
+})
+
+t.test('a reply handled late does not set the clock back', async (t) => {
+  const { monotonic, clock } = clockAt(1000)
+  const redisAt1000 = 5_000_000
+  clock.observe(redisAt1000) // handled at once
+  monotonic.now = 3000
+  // Written by Redis at monotonic 2000, handled 1 s later (a busy event loop).
+  clock.observe(redisAt1000 + 1000)
+  t.equal(clock.now(), redisAt1000 + 2000, 'still the punctual reading\'s clock')
+  monotonic.now = 3500
+  clock.observe(redisAt1000 + 2500) // punctual again
+  t.equal(clock.now(), redisAt1000 + 2500)
+})
+
+t.test('a late reading alone is used until a better one comes', async (t) => {
+  const { monotonic, clock } = clockAt(800)
+  clock.observe(10_000) // written by Redis at monotonic 0, handled at 800
+  monotonic.now = 1000
+  t.equal(clock.now(), 10_200, '800 ms early: the only reading there is')
+})
+
+t.test('readings expire after two spans, so that a step back of Redis\'s clock is followed', async (t) => {
+  const { monotonic, clock } = clockAt(0)
+  clock.observe(100_000)
+  monotonic.now = 5_000
+  t.equal(clock.now(), 105_000)
+  // Redis's clock steps back by 60 s; every reading from now on says so.
+  monotonic.now = 12_000
+  clock.observe(52_000)
+  t.equal(clock.now(), 112_000, 'the previous span\'s reading still counts')
+  monotonic.now = 23_000
+  clock.observe(63_000)
+  t.equal(clock.now(), 63_000, 'two spans later only the new readings count')
+})

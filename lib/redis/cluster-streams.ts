@@ -364,7 +364,7 @@ export class ClusterStreams implements CoordinatedStreams {
     if (this.settings.redis.status === 'ready') {
       await withTimeout(Promise.all([
         ...this.ownership.releaseAll(),
-        ...this.demandRecords.removeAll()
+        this.demandRecords.removeAll()
       ]), this.renewMs, timers, noAnswer(this.renewMs)).catch((err: Error) => {
         logger.warn({ err }, `Could not leave the cluster cleanly: ${err.message}`)
       })

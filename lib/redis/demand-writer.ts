@@ -73,13 +73,19 @@ export class DemandWriter {
    */
   private async writeAll (agents: string[]): Promise<void> {
     for (let start = 0; start < agents.length; start += WRITES_AT_ONCE) {
+      // Closing: the rest would go out on a connection about to close; removeAll takes this instance out of them all.
+      if (this.hooks.closing()) return
       await Promise.all(agents.slice(start, start + WRITES_AT_ONCE).map((agentId) => this.writeOne(agentId)))
     }
   }
 
-  /** Closing: out of every agent's demand at once, instead of when the records' deadlines pass. */
-  removeAll (): Array<Promise<unknown>> {
-    return this.agents().map((agentId) => this.store.changeDemand(agentId, ''))
+  /**
+   * Closing: out of every agent's demand at once, instead of when the records' deadlines pass; after the writes
+   * already on their way, so that none of them puts a record back.
+   */
+  async removeAll (): Promise<void> {
+    while (this.flushing) await this.flushing
+    await Promise.all(this.agents().map((agentId) => this.store.changeDemand(agentId, '')))
   }
 
   private async writeOne (agentId: string): Promise<void> {

@@ -5,9 +5,11 @@
 import t from 'tap'
 import { RedisClock } from '../lib/redis/redis-clock.js'
 
+const leaseMs = 3000
+
 function clockAt (start: number) {
   const monotonic = { now: start }
-  return { monotonic, clock: new RedisClock(() => monotonic.now) }
+  return { monotonic, clock: new RedisClock(leaseMs, () => monotonic.now) }
 }
 
 t.test('before any reply it is this machine\'s clock', async (t) => {
@@ -37,16 +39,26 @@ t.test('a late reading alone is used until a better one comes', async (t) => {
   t.equal(clock.now(), 10_200, '800 ms early: the only reading there is')
 })
 
-t.test('readings expire after two spans, so that a step back of Redis\'s clock is followed', async (t) => {
+t.test('readings expire after two spans, so that a small step back of Redis\'s clock is followed', async (t) => {
   const { monotonic, clock } = clockAt(0)
   clock.observe(100_000)
   monotonic.now = 5_000
   t.equal(clock.now(), 105_000)
-  // Redis's clock steps back by 60 s; every reading from now on says so.
+  // Redis's clock steps back by 2 s (less than a lease: it could be a reply handled late); every reading says so.
   monotonic.now = 12_000
-  clock.observe(52_000)
+  clock.observe(110_000)
   t.equal(clock.now(), 112_000, 'the previous span\'s reading still counts')
   monotonic.now = 23_000
-  clock.observe(63_000)
-  t.equal(clock.now(), 63_000, 'two spans later only the new readings count')
+  clock.observe(121_000)
+  t.equal(clock.now(), 121_000, 'two spans later only the new readings count')
+})
+
+t.test('a step back longer than a lease is followed at once (another Redis answers)', async (t) => {
+  const { monotonic, clock } = clockAt(0)
+  clock.observe(100_000)
+  monotonic.now = 1_000
+  clock.observe(41_000) // 60 s behind
+  t.equal(clock.now(), 41_000)
+  monotonic.now = 2_000
+  t.equal(clock.now(), 42_000)
 })

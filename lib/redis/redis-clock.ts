@@ -10,7 +10,8 @@ const SPAN_MS = 10_000
  * reply a second or more after Redis wrote it). Each reading therefore puts Redis's clock too early by that lag,
  * never too late, so the best estimate is the highest reading of the recent ones, counted on the monotonic clock
  * (which a step of this machine's clock does not move). Readings older than two spans are forgotten, so that a
- * step of Redis's own clock is followed.
+ * step back of Redis's own clock is followed; at once if it is larger than any lag an instance can live with
+ * (`stepMs`: a lease's length), as when another Redis answers (a replica promoted on a host whose clock is behind).
  */
 export class RedisClock {
   /** Redis's clock minus the monotonic clock: the highest reading of the current span, and of the previous one. */
@@ -18,13 +19,18 @@ export class RedisClock {
   private previousBest = -Infinity
   private spanStartedAt = -Infinity
 
-  constructor (private readonly monotonicNow: () => number = () => performance.now()) {}
+  constructor (private readonly stepMs: number, private readonly monotonicNow: () => number = () => performance.now()) {}
 
   /** A reply said Redis's clock was `redisMs` (ms) when it was written. */
   observe (redisMs: number): void {
     const now = this.monotonicNow()
     const offset = redisMs - now
-    if (now - this.spanStartedAt >= SPAN_MS) {
+    if (offset < this.best - this.stepMs) {
+      // Not a late reply: Redis's clock went back.
+      this.previousBest = -Infinity
+      this.best = offset
+      this.spanStartedAt = now
+    } else if (now - this.spanStartedAt >= SPAN_MS) {
       this.previousBest = this.best
       this.best = offset
       this.spanStartedAt = now

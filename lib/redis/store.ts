@@ -36,7 +36,7 @@ export interface DemandChanged {
  */
 export class RedisStore {
   private readonly shas = new Map<string, string>()
-  private readonly clock = new RedisClock()
+  private readonly clock: RedisClock
   readonly sharded: boolean
   private readonly scripts: AgentScripts
 
@@ -50,6 +50,7 @@ export class RedisStore {
   ) {
     this.sharded = isCluster(redis)
     this.scripts = agentScripts(this.sharded)
+    this.clock = new RedisClock(leaseMs)
   }
 
   /**

@@ -4,7 +4,8 @@
 //          (overrides), latency: --latency-clients=N --latency-seconds=S, storm: --storm-clients=N --storm-spread-ms=MS,
 //          fleet: --fleet-agents=N --fleet-conns=N --fleet-per-conn=N --fleet-window-ms=MS --fleet-warmup-ms=MS,
 //          --fleet-arms=fleet,single,floor (all three by default; `floor` is the agents pushing with no connection,
-//          reported as an informational line beside the fleet table)
+//          reported as an informational line beside the fleet table), --fleet-phases=grouped|scattered (when each
+//          agent pushes: grouped by default, see bench/servers/agent-sse-fleet.js)
 // Env: BENCH_NODE_ARGS adds node flags to the server processes (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
 //
 // Every implementation in bench/servers/ runs in its own process (fresh per scenario, so no scenario sees
@@ -149,6 +150,15 @@ if (fdLimit !== null && config.stormClients > fdLimit - FD_MARGIN) {
 }
 const agentMaxBuffered = args['agent-max-buffered'] === undefined ? null : Number(args['agent-max-buffered'])
 const agentFlushMs = args['agent-flush-ms'] === undefined ? null : Number(args['agent-flush-ms'])
+const fleetPhases = args['fleet-phases'] ?? 'grouped'
+if (fleetPhases !== 'grouped' && fleetPhases !== 'scattered') {
+  console.error('--fleet-phases takes grouped or scattered')
+  process.exit(2)
+}
+/** How the fleet scenario's agents' pushes fall in each second, in words (for the headers). */
+const PHASES_TEXT = fleetPhases === 'grouped'
+  ? 'phases spread over the period in agent order, so a connection\'s agents push within one stretch of it'
+  : 'phases scattered over the period, so a connection\'s agents push all over it'
 
 let selected = IMPLEMENTATIONS
 if (typeof args.only === 'string') {
@@ -676,6 +686,7 @@ function fleetServerEnv () {
   const env = {
     BENCH_FLEET_AGENTS: String(config.fleetAgents),
     BENCH_SAMPLE_SIZE: String(config.fleetSampleSize),
+    BENCH_FLEET_PHASES: fleetPhases,
     BENCH_MAX_AGENTS_PER_STREAM: String(Math.max(100, config.fleetPerConn)),
     BENCH_STOP_DELAY_MS: String(config.stopDelayMs)
   }
@@ -754,7 +765,7 @@ async function main () {
   console.log(`agent-sse: heartbeatIntervalMs 15000, maxClients 20000, maxClientsPerAgent 20000, logger off, maxBufferedBytes ${agentMaxBuffered === null ? 'default (65536)' : agentMaxBuffered + ' (raised with --agent-max-buffered)'}, flushIntervalMs ${agentFlushMs === null ? 'default (20)' : agentFlushMs + ' (set with --agent-flush-ms)'}`)
   if (runFleet) {
     const watchers = watchersPerAgent({ agents: config.fleetAgents, conns: config.fleetConns, perConn: config.fleetPerConn })
-    console.log(`fleet: ${config.fleetAgents} agents x 1 sample/${config.fleetIntervalSeconds} s (${config.fleetSampleSize} B JSON, one per timer callback, phases spread over the period); ` +
+    console.log(`fleet: ${config.fleetAgents} agents x 1 sample/${config.fleetIntervalSeconds} s (${config.fleetSampleSize} B JSON, one per timer callback, ${PHASES_TEXT}); ` +
       `fleet arm ${config.fleetConns} connections x ${config.fleetPerConn} agents, single-agent arm ${config.fleetConns * config.fleetPerConn} connections; ` +
       `${Math.min(...watchers)}-${Math.max(...watchers)} connections per agent; warm-up ${config.fleetWarmupMs} ms, window ${config.fleetWindowMs} ms` +
       (fleetScale < 1 ? `\n  SCALED DOWN by ${1 / fleetScale}x from the issue's ${FLEET_TARGET.conns} x ${FLEET_TARGET.perConn} (= ${FLEET_TARGET.conns * FLEET_TARGET.perConn} single-agent connections): ulimit -n is ${fdLimit}` : ''))
@@ -1030,7 +1041,7 @@ function reportFleet (fleetResults) {
     return `${(mine / single).toFixed(2)}x`
   }
   console.log(`\n## Fleet streams (median of ${config.rounds} round${config.rounds > 1 ? 's' : ''}; ratios vs single-agent connections)\n`)
-  console.log(`${config.fleetAgents} agents x 1 sample/${config.fleetIntervalSeconds} s (${config.fleetSampleSize} B, one per timer callback, phases spread over the period), ` +
+  console.log(`${config.fleetAgents} agents x 1 sample/${config.fleetIntervalSeconds} s (${config.fleetSampleSize} B, one per timer callback, ${PHASES_TEXT}), ` +
     `${config.fleetConns * config.fleetPerConn / config.fleetAgents} connections per agent on average; measured over ${config.fleetWindowMs / 1000} s after a ${config.fleetWarmupMs / 1000} s warm-up` +
     (fleetScale < 1 ? `; SCALED DOWN ${1 / fleetScale}x from the issue's ${FLEET_TARGET.conns} x ${FLEET_TARGET.perConn} (ulimit -n ${fdLimit} cannot hold ${FLEET_TARGET.conns * FLEET_TARGET.perConn} single-agent connections)` : '') + '\n')
   console.log('| connections | delivered samples/s (expected) | server CPU µs/sample | ratio | write syscalls/sample | server CPU % (ELU) | RSS/conn (KB) | ratio | RSS/watched agent (KB) | ratio | latency p50 / p99 / max (ms) | load client CPU % | machine busy % |')

@@ -15,7 +15,12 @@
 // A sample is `{"n":<per-agent counter from 1>,"t":<push time, epoch ms>,…,"pad":"xx…"}`, about BENCH_SAMPLE_SIZE
 // bytes of JSON; `t` is read right before sink.push, so the latency includes the plugin's serialisation.
 //
-// Env: BENCH_FLEET_AGENTS (default 500), BENCH_SAMPLE_SIZE (default 256), BENCH_STOP_DELAY_MS,
+// Phases (BENCH_FLEET_PHASES): `grouped` (default) puts agent i at i/N of the second, so that the agents a fleet
+// connection watches (consecutive ones, see fleet-layout.js) push one after the other within a short stretch of it;
+// `scattered` spreads each connection's agents over the whole second (agent i at (i × 419 mod N)/N), as unrelated
+// agents' clocks fall: more of a connection's samples then come alone in their write window.
+//
+// Env: BENCH_FLEET_AGENTS (default 500), BENCH_FLEET_PHASES, BENCH_SAMPLE_SIZE (default 256), BENCH_STOP_DELAY_MS,
 // BENCH_MAX_BUFFERED_BYTES, BENCH_FLUSH_INTERVAL_MS (default: the plugin's), BENCH_MAX_AGENTS_PER_STREAM (default 100),
 // BENCH_AGENT_SSE_MODULE (see agent-sse.js).
 import { readFileSync } from 'node:fs'
@@ -29,6 +34,8 @@ const { default: agentSse } = await import(process.env.BENCH_AGENT_SSE_MODULE ||
 const AGENTS = Number(process.env.BENCH_FLEET_AGENTS ?? 500)
 const SAMPLE_SIZE = Number(process.env.BENCH_SAMPLE_SIZE ?? 256)
 const INTERVAL_SECONDS = 1
+const PHASES = process.env.BENCH_FLEET_PHASES ?? 'grouped'
+if (PHASES !== 'grouped' && PHASES !== 'scattered') throw new Error(`BENCH_FLEET_PHASES must be grouped or scattered (got ${PHASES})`)
 const epochNow = () => performance.timeOrigin + performance.now()
 
 // `{"n":1234567,"t":1750000000000.123,"cpu":0.123,"mem":0.456,"pad":""}` is about 70 bytes.
@@ -48,9 +55,22 @@ function indexOf (id) {
   return index
 }
 
-/** Agent `index` fires at BASE + (index / AGENTS + k) × period: its own timer, re-armed from the schedule (no drift). */
+/** Where in the period agent `index` pushes, in AGENTS slots: a permutation of the indexes when scattered. */
+function phaseSlot (index) {
+  if (PHASES === 'grouped') return index
+  // 419 is prime and does not divide 500 (the default): a stride coprime with AGENTS visits every slot once.
+  let stride = 419
+  while (gcd(stride, AGENTS) !== 1) stride++
+  return (index * stride) % AGENTS
+}
+
+function gcd (a, b) {
+  return b === 0 ? a : gcd(b, a % b)
+}
+
+/** Agent `index` fires at BASE + (phaseSlot(index) / AGENTS + k) × period: its own timer, re-armed from the schedule (no drift). */
 function arm (index, agent, periodMs) {
-  const phase = (index / AGENTS) * periodMs
+  const phase = (phaseSlot(index) / AGENTS) * periodMs
   const now = performance.now()
   // Timers may fire up to a millisecond before `due` by this clock: never the same slot twice.
   const k = Math.max(agent.slot + 1, Math.floor((now - BASE - phase) / periodMs) + 1)
@@ -168,4 +188,4 @@ await app.ready()
 await Promise.all(Array.from({ length: AGENTS }, (_, i) => app.streamLifecycle.hold(agentId(i), { intervalSeconds: INTERVAL_SECONDS })))
 await app.listen({ port: 0, host: '127.0.0.1' })
 const { adapter: _adapter, ...config } = options
-announce(app.server.address().port, { name: 'agent-sse-fleet', path: '/metrics/stream', config: { ...config, agents: AGENTS, sampleSize: SAMPLE_SIZE } })
+announce(app.server.address().port, { name: 'agent-sse-fleet', path: '/metrics/stream', config: { ...config, agents: AGENTS, phases: PHASES, sampleSize: SAMPLE_SIZE } })

@@ -62,3 +62,14 @@ t.test('a step back longer than a lease is followed at once (another Redis answe
   monotonic.now = 2_000
   t.equal(clock.now(), 42_000)
 })
+
+t.test('a step back longer than a lease is followed at once, measured from the best of both spans', async (t) => {
+  const { monotonic, clock } = clockAt(0)
+  clock.observe(100_000)
+  monotonic.now = 10_000
+  clock.observe(108_000) // 2 s late: it opens a new span, the previous one's reading still counts
+  t.equal(clock.now(), 110_000)
+  monotonic.now = 11_000
+  clock.observe(106_000) // 5 s behind the best reading: Redis's clock went back
+  t.equal(clock.now(), 106_000)
+})

@@ -25,7 +25,7 @@ export class RedisClock {
   observe (redisMs: number): void {
     const now = this.monotonicNow()
     const offset = redisMs - now
-    if (offset < this.best - this.stepMs) {
+    if (offset < Math.max(this.best, this.previousBest) - this.stepMs) {
       // Not a late reply: Redis's clock went back.
       this.previousBest = -Infinity
       this.best = offset

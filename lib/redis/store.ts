@@ -50,7 +50,7 @@ export class RedisStore {
   ) {
     this.sharded = isCluster(redis)
     this.scripts = agentScripts(this.sharded)
-    this.clock = new RedisClock(leaseMs)
+    this.clock = new RedisClock()
   }
 
   /**
@@ -89,6 +89,7 @@ export class RedisStore {
   private async renewGroup (agents: Renewal[]): Promise<Map<string, Renewed>> {
     const keysOf = (agentId: string): string[] => [this.keys.owner(agentId), this.keys.task(agentId), this.keys.demand(agentId), this.keys.info(agentId)]
     const settings = [this.instanceId, this.leaseMs, this.recordTtlMs, this.idleTtlMs]
+    const sentAt = this.clock.callStarted()
     let reply: unknown[]
     try {
       reply = await (this.sharded
@@ -102,7 +103,7 @@ export class RedisStore {
       return new Map(parts.flatMap((part) => [...part]))
     }
     const renewed = new Map<string, Renewed>()
-    const at = this.redisClock(reply[0])
+    const at = this.redisClock(reply[0], sentAt)
     agents.forEach(({ agentId }, index) => {
       const [outcome, owner, info, fields] = reply[index + 1] as unknown[]
       renewed.set(agentId, { outcome: Number(outcome), read: parseAgentRead(at, owner, info, fields, (what) => this.dropped(what, agentId)) })
@@ -113,30 +114,26 @@ export class RedisStore {
   /** Writes this instance's demand for the agent ('' for none), takes a free lease, tells the owner. */
   async changeDemand (agentId: string, demand: string): Promise<DemandChanged> {
     const keys = [this.keys.owner(agentId), this.keys.demand(agentId), this.keys.info(agentId)]
+    const sentAt = this.clock.callStarted()
     const reply = await this.script(this.scripts.changeDemand, keys, [this.instanceId, demand, this.leaseMs, this.idleTtlMs, this.keys.channel(agentId)]) as unknown[]
     const [at, acquired, owner, info, fields] = reply
-    return { acquired: Number(acquired) === 1, read: parseAgentRead(this.redisClock(at), owner, info, fields, (what) => this.dropped(what, agentId)) }
+    return { acquired: Number(acquired) === 1, read: parseAgentRead(this.redisClock(at, sentAt), owner, info, fields, (what) => this.dropped(what, agentId)) }
   }
 
   /**
-   * The agent's demand alone (the owner, told that it changed): one HGETALL. Records past their deadline (on
-   * Redis's clock, as of the last script) are left out here, and removed by the next script that reads them.
+   * The agent's demand (the owner, told that it changed by an instance too old to say how), stamped with Redis's
+   * clock at the read itself: a later stamp would let it hide the changes that came after it.
    */
   async readDemand (agentId: string): Promise<{ at: number, demands: Map<string, InstanceDemand> }> {
-    const hash = await this.redis.hgetall(this.keys.demand(agentId))
-    const now = this.redisNow()
-    const fields: string[] = []
-    for (const [name, value] of Object.entries(hash)) {
-      const deadline = Number(/^(\d+)\|/.exec(value)?.[1])
-      if (name.startsWith('i:') && deadline >= now) fields.push(name.slice(2), value)
-    }
-    return { at: now, demands: parseAgentRead(now, null, null, fields, (what) => this.dropped(what, agentId)).demands }
+    const { at, demands } = await this.readAgent(agentId)
+    return { at, demands }
   }
 
   async readAgent (agentId: string): Promise<AgentRead> {
     const keys = [this.keys.owner(agentId), this.keys.demand(agentId), this.keys.info(agentId)]
+    const sentAt = this.clock.callStarted()
     const [at, owner, info, fields] = await this.script(READ_AGENT, keys, []) as unknown[]
-    return parseAgentRead(this.redisClock(at), owner, info, fields, (what) => this.dropped(what, agentId))
+    return parseAgentRead(this.redisClock(at, sentAt), owner, info, fields, (what) => this.dropped(what, agentId))
   }
 
   /** The agents some owner streams (their leases renewed lately; scores are the owners' deadlines). */
@@ -225,9 +222,10 @@ export class RedisStore {
     return this.clock.now()
   }
 
-  private redisClock (value: unknown): number {
+  /** Redis's clock in a reply to a call sent at `sentAt` (see RedisClock). */
+  private redisClock (value: unknown, sentAt: number): number {
     const at = Number(value)
-    if (Number.isSafeInteger(at)) this.clock.observe(at)
+    if (Number.isSafeInteger(at)) this.clock.observe(at, sentAt)
     return at
   }
 

@@ -37,5 +37,6 @@ t.test('closing during a burst of demand changes leaves every agent\'s demand, w
   t.equal(await records(), 0, 'a is in no agent\'s demand')
   const afterClose = a.logs.slice(closedAt).filter((record) => record.level >= 40).map((record) => record.msg)
   t.same(afterClose, [], 'nothing went wrong after app.close() resolved')
-  t.same(a.logs.filter((record) => /Could not/.test(String(record.msg))).map((record) => record.msg), [], 'no write failed')
+  // Only the demand's own messages: stopping 400 tasks on a loaded machine may log that a stop's check took long.
+  t.same(a.logs.filter((record) => /Could not (write the demand|leave the cluster)/.test(String(record.msg))).map((record) => record.msg), [], 'no write failed')
 })

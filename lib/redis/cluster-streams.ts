@@ -353,7 +353,7 @@ export class ClusterStreams implements CoordinatedStreams {
 
   private async shutdown (): Promise<void> {
     const { timers, logger } = this.context
-    this.renewal.stop()
+    const renewalAnswered = this.renewal.stop()
     this.deadline.stop()
     const closed = new FST_ERR_AGENT_SSE_CLOSED()
     this.holds.close(closed)
@@ -364,7 +364,7 @@ export class ClusterStreams implements CoordinatedStreams {
     if (this.settings.redis.status === 'ready') {
       await withTimeout(Promise.all([
         ...this.ownership.releaseAll(),
-        this.demandRecords.removeAll()
+        renewalAnswered.then(() => this.demandRecords.removeAll())
       ]), this.renewMs, timers, noAnswer(this.renewMs)).catch((err: Error) => {
         logger.warn({ err }, `Could not leave the cluster cleanly: ${err.message}`)
       })

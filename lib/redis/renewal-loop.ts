@@ -56,8 +56,13 @@ export class RenewalLoop {
     }, this.renewMs)
   }
 
-  stop (): void {
+  /**
+   * No renewal after this one. Resolves once a renewal already sent is answered: it may have written this
+   * instance's first record for an agent, which the instance must know of to take it out when it leaves.
+   */
+  stop (): Promise<void> {
     if (this.tickTimer !== null) this.timers.clearTimeout(this.tickTimer)
+    return this.renewing?.catch(() => {}) ?? Promise.resolve()
   }
 
   /** Renews on the next turn of the event loop (one renewal at a time). */
@@ -66,7 +71,7 @@ export class RenewalLoop {
     this.scheduled = true
     setImmediate(() => {
       this.scheduled = false
-      if (this.renewing) return
+      if (this.renewing || this.hooks.closing()) return
       this.renewing = this.renew().finally(() => { this.renewing = null })
     })
   }

@@ -36,7 +36,7 @@ export interface DemandChanged {
  */
 export class RedisStore {
   private readonly shas = new Map<string, string>()
-  private readonly clock: RedisClock
+  private readonly clock = new RedisClock()
   readonly sharded: boolean
   private readonly scripts: AgentScripts
 
@@ -50,7 +50,6 @@ export class RedisStore {
   ) {
     this.sharded = isCluster(redis)
     this.scripts = agentScripts(this.sharded)
-    this.clock = new RedisClock()
   }
 
   /**
